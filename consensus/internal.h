@@ -1,0 +1,268 @@
+/* Private state of the PBFT core, shared by the files of consensus/.
+ * Files, in the order messages flow through them:
+ *   node.c        creation, dispatch of step/tick, ready/advance, restore
+ *   out.c         outputs (messages, records) and signing helpers
+ *   requests.c    client requests, the pending table and the client table
+ *   normal.c      pre-prepare, prepare, commit (PBFT 4.2)
+ *   execute.c     in-order execution, replies, certificates of results
+ *   checkpoint.c  checkpoints, stability, garbage collection (PBFT 4.3)
+ *   view_change.c view change and new view (PBFT 4.4)
+ *   transfer.c    state transfer (PBFT 6.2, simplified to whole snapshots) */
+#ifndef PBFT_INTERNAL_H
+#define PBFT_INTERNAL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "consensus/pbft.h"
+#include "proto/lthash.h"
+#include "proto/tb_err.h"
+#include "proto/twinbft.pb-c.h"
+
+/* Invariant checks stay on in release builds: a replica that notices it has
+ * broken its own invariant must stop rather than continue with bad state. */
+#define PBFT_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #cond);           \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#ifdef PBFT_PLANTED_BUGS
+#define PBFT_BUG(node, b) (((node)->cfg.bugs & (b)) != 0)
+#else
+#define PBFT_BUG(node, b) 0
+#endif
+
+/* A signed message we keep: its packed Signed bytes and what it says. */
+typedef struct pbft_vote {
+    bool has;
+    uint64_t view;
+    uint8_t digest[PROTO_DIGEST_BYTES];
+    uint8_t *sbytes; /* packed Signed */
+    size_t slen;
+} pbft_vote;
+
+typedef struct pbft_slot {
+    uint64_t seq; /* 0: unused */
+    /* Current-view state (reset on view change). */
+    bool has_pp;
+    bool waiting; /* pre-prepare held until its requests arrive from clients */
+    uint64_t pp_view;
+    uint64_t ts; /* batch timestamp (0 for the null batch) */
+    uint8_t digest[PROTO_DIGEST_BYTES];
+    uint8_t *pp; /* packed Signed pre-prepare */
+    size_t pp_len;
+    uint8_t *batch;
+    size_t batch_len;
+    pbft_vote *prepares; /* [n], by sender */
+    pbft_vote *commits;  /* [n], by sender */
+    bool sent_commit;
+    bool prepared; /* in pp_view */
+    /* Across views. */
+    uint8_t *pc; /* packed PreparedCert of the highest view, or NULL */
+    size_t pc_len;
+    uint64_t pc_view;
+    uint8_t pc_digest[PROTO_DIGEST_BYTES];
+    uint8_t *cc; /* packed CommittedCert once committed-local, or NULL */
+    size_t cc_len;
+    uint8_t cc_digest[PROTO_DIGEST_BYTES];
+    uint8_t *cc_batch; /* the committed batch */
+    size_t cc_batch_len;
+    uint64_t cc_view;
+    bool dirty; /* must be persisted in the next ready */
+} pbft_slot;
+
+/* A checkpoint at one seq: ours (once executed) and peers' signed votes. */
+typedef struct pbft_ckpt {
+    bool used;
+    uint64_t seq;
+    bool own;
+    uint8_t own_digest[PROTO_DIGEST_BYTES];
+    uint8_t *record; /* packed CheckpointRecord (serves state transfer) */
+    size_t record_len;
+    pbft_vote *votes; /* [n] */
+} pbft_ckpt;
+
+typedef struct pbft_client {
+    char *name;
+    uint64_t number; /* last executed request number */
+    uint8_t *entry;  /* packed ClientEntry */
+    size_t entry_len;
+} pbft_client;
+
+typedef struct pbft_pending {
+    char *client;
+    uint64_t number;
+    uint8_t *op;
+    size_t op_len;
+    bool priority;
+    uint64_t arrival;    /* arrival order, for FIFO batching */
+    uint64_t arrival_ms; /* for the batching delay */
+    uint64_t proposed;   /* seq it was proposed at by us as primary, 0 if not */
+} pbft_pending;
+
+typedef struct pbft_buffered {
+    pbft_from from;
+    char client[PBFT_CLIENT_NAME_BYTES_MAX];
+    uint8_t *data;
+    size_t len;
+} pbft_buffered;
+
+typedef struct pbft_out {
+    pbft_msg *msgs;
+    size_t n_msgs, cap_msgs;
+    pbft_record *records;
+    size_t n_records, cap_records;
+    pbft_executed *executed;
+    size_t n_executed, cap_executed;
+    pbft_stable *stable;
+    size_t n_stable, cap_stable;
+    bool transferred;
+    uint64_t transfer_seq;
+    bool meta_dirty;
+} pbft_out;
+
+struct pbft_node {
+    pbft_config cfg;
+    uint8_t cluster_id[64];
+    uint32_t n, f, q;
+    uint64_t now;
+
+    /* Views. */
+    uint64_t view;
+    bool in_vc;
+    uint64_t vc_deadline; /* in view change: when to give up on this view */
+    uint64_t vc_timeout;  /* current (doubling) view-change timeout */
+    uint64_t view_changes;
+    pbft_vote *vcs; /* [n] latest valid VIEW-CHANGE per replica (view in .view) */
+    uint8_t *nv;    /* packed Signed NEW-VIEW of the current view, for resends */
+    size_t nv_len;
+
+    /* Log: slots for h < seq <= h + L, indexed by seq % L. */
+    pbft_slot *slots;
+    uint64_t h;
+    uint8_t h_digest[PROTO_DIGEST_BYTES];
+    uint8_t **h_proof; /* packed Signed checkpoints proving h, [n] */
+    size_t *h_proof_len;
+    uint64_t executed;
+    uint64_t last_ts;   /* consensus time of the executed prefix */
+    uint64_t next_seq;  /* primary: next seq to assign */
+    uint64_t pp_ts_max; /* highest batch timestamp proposed or accepted */
+
+    /* Checkpoints in (h, h + L], indexed by (seq / K) % (L / K + 1). */
+    pbft_ckpt *ckpts;
+    size_t n_ckpts;
+    uint64_t *peer_ckpt; /* [n] highest checkpoint seq each peer has signed */
+
+    /* Clients. */
+    pbft_client *clients; /* sorted by name */
+    size_t n_clients, cap_clients;
+    proto_lthash clients_hash;
+    pbft_pending *pending; /* sorted by client name; one per client */
+    size_t n_pending, cap_pending;
+    uint64_t arrivals;
+    uint64_t req_deadline; /* 0: no request timer */
+    bool req_fetched;      /* the timer fired once: we fetched, next fire = view change */
+
+    /* State transfer. */
+    uint64_t fetch_deadline; /* 0: no fetch outstanding */
+
+    /* Messages for a later view or beyond the window, retried later. */
+    pbft_buffered *future;
+    size_t n_future;
+
+    pbft_out out;
+    uint64_t dropped;
+    bool replaying;
+
+    /* Records handed to pbft_node_restore_record, applied by restore_done. */
+    struct pbft_restore *restore;
+};
+
+/* out.c */
+void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Message *m);
+void out_record(pbft_node *node, pbft_record_kind kind, uint64_t seq, const char *client, bool del,
+                uint8_t *data, size_t len); /* takes data */
+int out_sign(pbft_node *node, const Twinbft__Body *body, uint8_t **sbytes, size_t *slen);
+int verify_signed(pbft_node *node, const Twinbft__Signed *s, Twinbft__Body **body);
+int verify_signed_bytes(pbft_node *node, const uint8_t *sbytes, size_t slen, uint32_t *signer,
+                        Twinbft__Body **body);
+uint8_t *pack_signed(const Twinbft__Signed *s, size_t *len);
+void out_clear(pbft_out *out);
+void vote_set(pbft_vote *v, uint64_t view, const uint8_t *digest, uint8_t *sbytes, size_t slen);
+void vote_clear(pbft_vote *v);
+bool digest_ok(const ProtobufCBinaryData *d);
+uint8_t *dup_bytes(const void *p, size_t len);
+
+/* node.c */
+uint32_t primary_of(const pbft_node *node, uint64_t view);
+pbft_slot *slot_get(pbft_node *node, uint64_t seq); /* NULL outside (h, h+L] */
+void slot_reset_view(pbft_node *node, pbft_slot *s);
+void slot_clear(pbft_node *node, pbft_slot *s);
+void meta_dirty(pbft_node *node);
+void buffer_future(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len);
+void replay_future(pbft_node *node);
+void batch_digest(const uint8_t *batch, size_t len, uint8_t out[PROTO_DIGEST_BYTES]);
+
+/* requests.c */
+void on_request(pbft_node *node, const pbft_from *from, const Twinbft__Request *r);
+pbft_pending *pending_find(pbft_node *node, const char *client);
+void pending_remove_upto(pbft_node *node, const char *client, uint64_t number);
+pbft_client *client_find(pbft_node *node, const char *client);
+void client_update(pbft_node *node, const char *client, uint64_t number, uint8_t *entry,
+                   size_t len); /* takes entry */
+void clients_replace(pbft_node *node, Twinbft__ClientEntry **entries, size_t n);
+void clients_digest(const pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]);
+void request_timer_update(pbft_node *node);
+void resend_reply(pbft_node *node, const pbft_client *c);
+
+/* normal.c */
+void maybe_propose(pbft_node *node);
+uint64_t batch_deadline(const pbft_node *node);
+void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePrepareMsg *m,
+                    const uint8_t *raw, size_t raw_len);
+void on_prepare(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s,
+                const uint8_t *raw, size_t raw_len);
+void on_commit(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s, const uint8_t *raw,
+               size_t raw_len);
+void accept_pre_prepare(pbft_node *node, pbft_slot *sl, uint64_t view, const uint8_t *digest,
+                        uint8_t *pp, size_t pp_len, const uint8_t *batch, size_t batch_len);
+void recheck_waiting(pbft_node *node);
+void slot_progress(pbft_node *node, pbft_slot *sl);
+
+/* execute.c */
+void try_execute(pbft_node *node);
+void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8_t *digest,
+                       const uint8_t *batch, size_t batch_len, bool via_transfer);
+
+/* checkpoint.c */
+void take_checkpoint(pbft_node *node);
+void on_checkpoint(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
+                   const uint8_t *sbytes, size_t slen);
+pbft_ckpt *ckpt_get(pbft_node *node, uint64_t seq, bool create);
+void advance_stable(pbft_node *node, uint64_t seq, const uint8_t *digest, uint8_t **proof,
+                    size_t *proof_len);
+int verify_ckpt_proof(pbft_node *node, uint64_t seq, const uint8_t *digest,
+                      Twinbft__Signed *const *proof, size_t n);
+void state_digest(const uint8_t app[PROTO_DIGEST_BYTES], const uint8_t clients[PROTO_DIGEST_BYTES],
+                  uint64_t last_ts, uint8_t out[PROTO_DIGEST_BYTES]);
+
+/* view_change.c */
+void start_view_change(pbft_node *node, uint64_t view);
+void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
+                    const uint8_t *sbytes, size_t slen);
+void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body);
+void view_entered_progress(pbft_node *node);
+int validate_prepared_cert(pbft_node *node, const Twinbft__PreparedCert *pc, uint64_t vc_view,
+                           uint64_t low, uint64_t *seq, uint64_t *view, uint8_t *digest);
+
+/* transfer.c */
+void start_fetch(pbft_node *node);
+void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f);
+void on_fetch_reply(pbft_node *node, const Twinbft__FetchReply *r);
+int validate_committed_cert(pbft_node *node, const Twinbft__CommittedCert *cc, uint64_t *seq,
+                            uint64_t *view, uint8_t *digest);
+
+#endif

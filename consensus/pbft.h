@@ -1,0 +1,252 @@
+/* The PBFT core (Castro & Liskov, TOCS 2002, signature variant), sans-I/O.
+ *
+ * A replica is a pbft_node driven by two inputs:
+ *   pbft_node_step(node, from, bytes)  a packed Message arrived on a link
+ *   pbft_node_tick(node, now_ms)       the caller's clock advanced
+ * It never touches sockets, files or clocks. Everything it wants done is
+ * accumulated and handed out by pbft_node_ready(); the caller must act on a
+ * ready in this order:
+ *   1. persist: write every record in ready.records, together with whatever
+ *      the application wrote while executing (pbft_app.execute is called
+ *      from inside step/tick), in ONE durable commit;
+ *   2. send: ready.msgs, in order, only after that commit is durable;
+ *   3. call pbft_node_advance(node, &ready), which releases the ready.
+ * Nothing in a ready may be used after advance. ready.executed and
+ * ready.stable report what happened (for observers, tests and metrics).
+ *
+ * Threading: a node is used from one thread at a time. */
+#ifndef PBFT_H
+#define PBFT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/crypto.h"
+
+enum {
+    PBFT_REPLICAS_MAX = 64,
+    PBFT_CLIENT_NAME_BYTES_MAX = 128,
+    PBFT_OP_BYTES_MAX = 64 * 1024,
+    PBFT_RESULT_BYTES_MAX = 64 * 1024,
+    PBFT_BATCH_REQUESTS_MAX = 256,
+    PBFT_BATCH_BYTES_MAX = 1024 * 1024,
+    PBFT_PENDING_REQUESTS_MAX = 65536, /* per replica, across clients */
+    PBFT_LOG_WINDOW_MAX = 1024,
+    PBFT_FUTURE_MSGS_MAX = 1024, /* buffered messages for a later view/window */
+};
+
+typedef struct pbft_node pbft_node;
+
+/* Who a message came from, as the channel authenticated it. */
+typedef struct pbft_from {
+    bool is_client;
+    uint32_t replica;   /* when !is_client */
+    const char *client; /* when is_client: the principal name (NUL-terminated) */
+} pbft_from;
+
+/* Signatures are the host's: the daemon uses Ed25519 (proto/crypto.h); the
+ * simulator may substitute a cheaper scheme with the same unforgeability
+ * within its world. Both functions must be deterministic. */
+typedef struct pbft_crypto {
+    void *ctx;
+    /* Sign a packed Body with this replica's key. 0 or a negative tb_err. */
+    int (*sign)(void *ctx, const uint8_t *body, size_t len, uint8_t sig[PROTO_SIG_BYTES]);
+    /* True iff sig is replica `signer`'s signature over the packed Body. */
+    bool (*verify)(void *ctx, uint32_t signer, const uint8_t *body, size_t len, const uint8_t *sig,
+                   size_t sig_len);
+} pbft_crypto;
+
+/* One request handed to the application. Pointers valid during the call. */
+typedef struct pbft_request {
+    const char *client;
+    uint64_t number;
+    const uint8_t *op;
+    size_t op_len;
+} pbft_request;
+
+/* What the application produced for one request. `result` is owned by the
+ * application and must stay valid until its next execute call. ttl_ms is the
+ * validity window of a certified result, counted from consensus time
+ * (0 = the node's default). */
+typedef struct pbft_result {
+    const uint8_t *result;
+    size_t result_len;
+    uint64_t ttl_ms;
+} pbft_result;
+
+/* The replicated application (the orchestration state machine, or a test
+ * application). Every function must be deterministic: same inputs in the
+ * same order give the same outputs and digests on every machine. */
+typedef struct pbft_app {
+    void *ctx;
+    /* Execute one committed batch atomically. time_ms is the agreed
+     * consensus time (monotonic across batches). Fill results[0..n). Returns
+     * 0; a negative return is a local fault (e.g. storage) and stops the node. */
+    int (*execute)(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_request *reqs, size_t n,
+                   pbft_result *results);
+    /* Digest of the current state. */
+    void (*digest)(void *ctx, uint8_t out[PROTO_DIGEST_BYTES]);
+    /* Keep the current state (just after executing seq) so that a snapshot
+     * of it can be produced later, until release(seq). */
+    int (*checkpoint)(void *ctx, uint64_t seq);
+    void (*release)(void *ctx, uint64_t seq);
+    /* Serialise the kept state of checkpoint seq into a malloc'd buffer. */
+    int (*snapshot)(void *ctx, uint64_t seq, uint8_t **out, size_t *out_len);
+    /* Replace the state by a snapshot, atomically, but only if the result
+     * has digest `expected` (NULL: no check). On error the state is unchanged. */
+    int (*restore)(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
+                   const uint8_t expected[PROTO_DIGEST_BYTES]);
+} pbft_app;
+
+/* Planted bugs (tests/sim only; compiled in with PBFT_PLANTED_BUGS). */
+enum pbft_bug {
+    PBFT_BUG_QUORUM_2F = 1u << 0,        /* prepare/commit quorums of 2f */
+    PBFT_BUG_VC_DROP_PREPARED = 1u << 1, /* view change ignores prepared certs */
+    PBFT_BUG_NO_DEDUP = 1u << 2,         /* repeated client requests re-executed */
+    PBFT_BUG_SKIP_CKPT_VERIFY = 1u << 3, /* state transfer trusts any checkpoint */
+    PBFT_BUG_STALE_VIEW = 1u << 4,       /* accepts normal-case msgs of older views */
+};
+
+typedef struct pbft_config {
+    uint32_t n;    /* members are replica ids 0..n-1; f = (n-1)/3 */
+    uint32_t self; /* this replica's id */
+    const uint8_t *cluster_id;
+    size_t cluster_id_len;
+    uint64_t epoch;
+    uint32_t checkpoint_interval;  /* K */
+    uint32_t log_window;           /* L: multiple of K, >= 2K */
+    uint32_t batch_requests_max;   /* <= PBFT_BATCH_REQUESTS_MAX */
+    uint32_t batch_delay_ms;       /* primary waits this long to fill a batch */
+    uint32_t inflight_batches_max; /* pipelining depth of the primary */
+    uint64_t request_timeout_ms;   /* unexecuted request → fetch, then view change */
+    uint64_t view_timeout_ms;      /* base; doubles per consecutive failed view */
+    uint64_t clock_skew_ms_max;    /* accepted pre-prepare timestamp skew */
+    uint64_t result_ttl_ms;        /* default validity window of results */
+    pbft_crypto crypto;
+    pbft_app app;
+    uint32_t bugs; /* enum pbft_bug; ignored unless built with PBFT_PLANTED_BUGS */
+} pbft_config;
+
+/* Fills the defaults for every field that has one (not n, self, crypto, app). */
+void pbft_config_defaults(pbft_config *cfg);
+
+/* What ready() asks to be stored. Keys: META and none; SLOT by seq;
+ * CHECKPOINT by seq; CLIENT by client name. del = remove the key.
+ * CLIENTS_CLEAR drops every CLIENT record (before the CLIENT records that
+ * follow it in the same ready: state transfer replaced the table). */
+typedef enum pbft_record_kind {
+    PBFT_REC_META = 1,
+    PBFT_REC_SLOT = 2,
+    PBFT_REC_CHECKPOINT = 3,
+    PBFT_REC_CLIENT = 4,
+    PBFT_REC_CLIENTS_CLEAR = 5,
+} pbft_record_kind;
+
+typedef struct pbft_record {
+    pbft_record_kind kind;
+    uint64_t seq;
+    const char *client;
+    bool del;
+    const uint8_t *data;
+    size_t len;
+} pbft_record;
+
+enum { PBFT_TO_ALL = UINT32_MAX, PBFT_TO_CLIENT = UINT32_MAX - 1 };
+
+/* A packed Message (no frame header). to: a replica id, PBFT_TO_ALL (every
+ * other replica), or PBFT_TO_CLIENT with `client` set. */
+typedef struct pbft_msg {
+    uint32_t to;
+    const char *client;
+    const uint8_t *data;
+    size_t len;
+} pbft_msg;
+
+/* A batch this node executed. */
+typedef struct pbft_executed {
+    uint64_t seq;
+    uint64_t view;
+    uint8_t digest[PROTO_DIGEST_BYTES]; /* batch digest (null batch included) */
+    uint64_t time_ms;
+    size_t n_requests;      /* requests executed (duplicates skipped) */
+    pbft_request *requests; /* valid until advance */
+    bool via_transfer;      /* never set today: transferred state is reported by
+                               pbft_ready.transferred instead */
+    void *batch_owner;      /* private */
+} pbft_executed;
+
+typedef struct pbft_stable {
+    uint64_t seq;
+    uint8_t digest[PROTO_DIGEST_BYTES];
+} pbft_stable;
+
+typedef struct pbft_ready {
+    pbft_record *records;
+    size_t n_records;
+    pbft_msg *msgs;
+    size_t n_msgs;
+    pbft_executed *executed;
+    size_t n_executed;
+    pbft_stable *stable;
+    size_t n_stable;
+    bool transferred; /* state was replaced by a snapshot at transfer_seq */
+    uint64_t transfer_seq;
+} pbft_ready;
+
+typedef struct pbft_status {
+    uint64_t view;
+    uint32_t primary;
+    bool in_view_change;
+    uint64_t executed;                        /* last executed seq */
+    uint64_t stable_seq;                      /* low watermark h */
+    uint64_t next_seq;                        /* primary: next seq to assign */
+    uint64_t view_changes;                    /* views entered since start */
+    uint64_t dropped;                         /* invalid messages dropped */
+    uint8_t state_digest[PROTO_DIGEST_BYTES]; /* digest of the last own checkpoint */
+    uint64_t state_digest_seq;
+} pbft_status;
+
+/* Creates a node in view 0 with empty state. cfg is copied (cluster_id too).
+ * TB_ERR_INVALID when the configuration breaks a limit. */
+int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out);
+void pbft_node_free(pbft_node *node);
+
+/* Restart: feed every stored record back (any order) after create and
+ * before the first step/tick, then call pbft_node_restore_done. The
+ * application must already hold the durable state that was committed with
+ * them. Malformed records return TB_ERR_INVALID (storage is corrupt). */
+int pbft_node_restore_record(pbft_node *node, pbft_record_kind kind, uint64_t seq,
+                             const char *client, const uint8_t *data, size_t len);
+int pbft_node_restore_done(pbft_node *node, uint64_t now_ms);
+
+/* A packed Message from a replica or client. Bad input is counted and
+ * dropped, never fatal: the return value is 0 or a negative tb_err saying
+ * why it was dropped (for logging). */
+int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len);
+
+/* Advance time. Fires batching, request and view-change timers. */
+void pbft_node_tick(pbft_node *node, uint64_t now_ms);
+/* Earliest time at which tick has something to do (UINT64_MAX: none). */
+uint64_t pbft_node_next_deadline(const pbft_node *node);
+
+/* True when there is something to persist, send or report. */
+bool pbft_node_has_ready(const pbft_node *node);
+/* Hands out the accumulated outputs; see the contract at the top. */
+void pbft_node_ready(pbft_node *node, pbft_ready *rd);
+void pbft_node_advance(pbft_node *node, pbft_ready *rd);
+
+void pbft_node_status(const pbft_node *node, pbft_status *st);
+
+/* Quorum arithmetic. f = (n-1)/3. Two quorums must intersect in at least
+ * f+1 replicas (so in one correct replica): 2q - n >= f+1, hence
+ * q = ceil((n+f+1)/2). That is 2f+1 exactly when n = 3f+1, and more than
+ * 2f+1 otherwise (n=5: f=1 but q=4). */
+static inline uint32_t pbft_f(uint32_t n) {
+    return (n - 1) / 3;
+}
+static inline uint32_t pbft_quorum(uint32_t n) {
+    return (n + pbft_f(n) + 2) / 2;
+}
+
+#endif

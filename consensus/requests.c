@@ -1,0 +1,193 @@
+/* Client requests: admission, the table of requests seen but not yet
+ * executed (which drives the request timer, PBFT 4.5.2), and the client
+ * table that makes execution exactly-once (PBFT 4.1: a request whose number
+ * is not above the client's last executed one is not executed again). */
+#include <string.h>
+
+#include "consensus/internal.h"
+
+static ptrdiff_t client_index(const pbft_node *node, const char *name, bool *found) {
+    size_t lo = 0, hi = node->n_clients;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(node->clients[mid].name, name);
+        if (c == 0) {
+            *found = true;
+            return (ptrdiff_t)mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *found = false;
+    return (ptrdiff_t)lo;
+}
+
+pbft_client *client_find(pbft_node *node, const char *client) {
+    bool found = false;
+    ptrdiff_t i = client_index(node, client, &found);
+    return found ? &node->clients[i] : NULL;
+}
+
+void client_update(pbft_node *node, const char *client, uint64_t number, uint8_t *entry,
+                   size_t len) {
+    bool found = false;
+    ptrdiff_t i = client_index(node, client, &found);
+    if (!found) {
+        if (node->n_clients == node->cap_clients) {
+            node->cap_clients = node->cap_clients ? node->cap_clients * 2 : 16;
+            node->clients = realloc(node->clients, node->cap_clients * sizeof *node->clients);
+            PBFT_ASSERT(node->clients != NULL);
+        }
+        memmove(&node->clients[i + 1], &node->clients[i],
+                (node->n_clients - (size_t)i) * sizeof *node->clients);
+        node->n_clients++;
+        node->clients[i] = (pbft_client){.name = (char *)dup_bytes(client, strlen(client) + 1)};
+    } else {
+        proto_lthash_remove(&node->clients_hash, node->clients[i].entry,
+                            node->clients[i].entry_len);
+        free(node->clients[i].entry);
+    }
+    pbft_client *c = &node->clients[i];
+    c->number = number;
+    c->entry = entry;
+    c->entry_len = len;
+    proto_lthash_add(&node->clients_hash, entry, len);
+    out_record(node, PBFT_REC_CLIENT, 0, client, false, dup_bytes(entry, len), len);
+}
+
+/* State transfer: the table becomes exactly the snapshot's. */
+void clients_replace(pbft_node *node, Twinbft__ClientEntry **entries, size_t n) {
+    for (size_t i = 0; i < node->n_clients; i++) {
+        free(node->clients[i].name);
+        free(node->clients[i].entry);
+    }
+    node->n_clients = 0;
+    proto_lthash_init(&node->clients_hash);
+    out_record(node, PBFT_REC_CLIENTS_CLEAR, 0, NULL, false, NULL, 0);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = twinbft__client_entry__get_packed_size(entries[i]);
+        uint8_t *b = malloc(len ? len : 1);
+        PBFT_ASSERT(b != NULL);
+        twinbft__client_entry__pack(entries[i], b);
+        client_update(node, entries[i]->client, entries[i]->number, b, len);
+    }
+}
+
+void clients_digest(const pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]) {
+    proto_lthash_digest(&node->clients_hash, out);
+}
+
+static ptrdiff_t pending_index(const pbft_node *node, const char *name, bool *found) {
+    size_t lo = 0, hi = node->n_pending;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(node->pending[mid].client, name);
+        if (c == 0) {
+            *found = true;
+            return (ptrdiff_t)mid;
+        }
+        if (c < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    *found = false;
+    return (ptrdiff_t)lo;
+}
+
+pbft_pending *pending_find(pbft_node *node, const char *client) {
+    bool found = false;
+    ptrdiff_t i = pending_index(node, client, &found);
+    return found ? &node->pending[i] : NULL;
+}
+
+void pending_remove_upto(pbft_node *node, const char *client, uint64_t number) {
+    bool found = false;
+    ptrdiff_t i = pending_index(node, client, &found);
+    if (!found || node->pending[i].number > number) {
+        return;
+    }
+    free(node->pending[i].client);
+    free(node->pending[i].op);
+    memmove(&node->pending[i], &node->pending[i + 1],
+            (node->n_pending - (size_t)i - 1) * sizeof *node->pending);
+    node->n_pending--;
+}
+
+/* PBFT 4.5.2: a backup that holds a request it has not executed runs a timer. */
+void request_timer_update(pbft_node *node) {
+    if (node->n_pending == 0) {
+        node->req_deadline = 0;
+        node->req_fetched = false;
+    } else if (node->req_deadline == 0) {
+        node->req_deadline = node->now + node->cfg.request_timeout_ms;
+    }
+}
+
+static bool request_valid(const pbft_from *from, const Twinbft__Request *r) {
+    size_t len = r->client ? strnlen(r->client, PBFT_CLIENT_NAME_BYTES_MAX) : 0;
+    return len > 0 && len < PBFT_CLIENT_NAME_BYTES_MAX && strcmp(r->client, from->client) == 0 &&
+           r->number > 0 && r->op.len <= PBFT_OP_BYTES_MAX;
+}
+
+static void pending_put(pbft_node *node, const Twinbft__Request *r) {
+    bool found = false;
+    ptrdiff_t i = pending_index(node, r->client, &found);
+    if (!found) {
+        if (node->n_pending >= PBFT_PENDING_REQUESTS_MAX) {
+            node->dropped++;
+            return;
+        }
+        if (node->n_pending == node->cap_pending) {
+            node->cap_pending = node->cap_pending ? node->cap_pending * 2 : 16;
+            node->pending = realloc(node->pending, node->cap_pending * sizeof *node->pending);
+            PBFT_ASSERT(node->pending != NULL);
+        }
+        memmove(&node->pending[i + 1], &node->pending[i],
+                (node->n_pending - (size_t)i) * sizeof *node->pending);
+        node->n_pending++;
+        node->pending[i] =
+            (pbft_pending){.client = (char *)dup_bytes(r->client, strlen(r->client) + 1)};
+    } else {
+        free(node->pending[i].op);
+    }
+    pbft_pending *p = &node->pending[i];
+    p->number = r->number;
+    p->op = dup_bytes(r->op.data, r->op.len);
+    p->op_len = r->op.len;
+    p->priority = r->priority;
+    p->arrival = ++node->arrivals;
+    p->arrival_ms = node->now;
+    p->proposed = 0;
+}
+
+void on_request(pbft_node *node, const pbft_from *from, const Twinbft__Request *r) {
+    if (!request_valid(from, r)) {
+        node->dropped++;
+        return;
+    }
+    pbft_client *c = client_find(node, r->client);
+    if (c != NULL && r->number <= c->number && !PBFT_BUG(node, PBFT_BUG_NO_DEDUP)) {
+        if (r->number == c->number) {
+            resend_reply(node, c); /* the client missed our reply */
+        }
+        return;
+    }
+    pbft_pending *p = pending_find(node, r->client);
+    if (p != NULL && r->number < p->number) {
+        return; /* the client has moved on */
+    }
+    if (p != NULL && r->number == p->number) {
+        if (p->op_len != r->op.len || memcmp(p->op, r->op.data, p->op_len) != 0) {
+            node->dropped++; /* same number, other operation: keep the first */
+        }
+        return;
+    }
+    pending_put(node, r);
+    request_timer_update(node);
+    recheck_waiting(node);
+}

@@ -1,0 +1,73 @@
+/* Certified commands: a result leaf, its Merkle path to the batch's results
+ * root, and a quorum (q = ceil((n+f+1)/2), which is 2f+1 when n = 3f+1) of
+ * Ed25519 signatures from distinct members over the same
+ * ResultRoot (cluster id, epoch, seq, root, consensus time). Verification
+ * needs OpenSSL and the trust anchors only, so it runs on a device. */
+#ifndef PROTO_CERT_H
+#define PROTO_CERT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/crypto.h"
+#include "proto/twinbft.pb-c.h"
+
+enum {
+    PROTO_MEMBERS_MAX = 64,
+    PROTO_CLUSTER_ID_BYTES_MAX = 64,
+    /* A packed Certificate: a result (consensus/ caps those at 64 KiB), its
+     * path and at most PROTO_MEMBERS_MAX signatures, with room to spare. */
+    PROTO_CERT_BYTES_MAX = 1u << 20,
+};
+
+/* What an actuator trusts: one epoch's member keys. A trust with n outside
+ * 1..PROTO_MEMBERS_MAX, 3f+1 > n, or a cluster id longer than its maximum is
+ * rejected with TB_ERR_INVALID. A NULL key makes that member's signatures
+ * count for nothing. */
+typedef struct proto_trust {
+    uint8_t cluster_id[PROTO_CLUSTER_ID_BYTES_MAX];
+    size_t cluster_id_len;
+    uint64_t epoch;
+    uint32_t n; /* members 0..n-1 */
+    uint32_t f; /* (n - 1) / 3 */
+    proto_pubkey *keys[PROTO_MEMBERS_MAX];
+} proto_trust;
+
+/* What a verified certificate says. Strings point into `owner`; free with
+ * proto_cert_info_clear. */
+typedef struct proto_cert_info {
+    uint64_t seq;
+    uint64_t timestamp_ms;
+    uint64_t not_before_ms;
+    uint64_t expires_at_ms;
+    uint64_t number;
+    char *client;
+    uint8_t *result;
+    size_t result_len;
+    void *owner;
+} proto_cert_info;
+void proto_cert_info_clear(proto_cert_info *info);
+
+/* Builds a packed Certificate (malloc'd, *out) from replies that agree on
+ * (seq, leaf, index, count, path, root body); uses the first q distinct valid
+ * signers and ignores the rest. A reply counts only when its root is signed
+ * by its own replica, and a group only when its root body is a ResultRoot of
+ * this cluster and epoch at the reply's seq and its path proves the leaf.
+ * Signatures are sorted by signer id, so the same replies give the same
+ * bytes. TB_ERR_QUORUM when fewer than q agree; TB_ERR_TOO_LARGE when the
+ * result would exceed PROTO_CERT_BYTES_MAX. */
+int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *replies, size_t n,
+                        uint8_t **out, size_t *out_len);
+
+/* Verifies a packed Certificate. now_ms == 0 skips the validity-window
+ * check (not_before_ms <= now_ms < expires_at_ms). Signatures by unknown
+ * signer ids, invalid signatures and repeated signers count for nothing but
+ * are not errors in themselves. On success fills *info (when non-NULL); on
+ * error *info is zeroed. Thread-safe for a shared trust. Errors: TB_ERR_INVALID
+ * (malformed), TB_ERR_MISMATCH (cluster, epoch, path or root), TB_ERR_QUORUM
+ * (fewer than q distinct valid member signatures), TB_ERR_EXPIRED. */
+int proto_cert_verify(const proto_trust *t, const uint8_t *cert, size_t len, uint64_t now_ms,
+                      proto_cert_info *info);
+
+#endif

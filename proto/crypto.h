@@ -1,0 +1,55 @@
+/* Hashing and signatures (OpenSSL EVP only).
+ *
+ * Signed bodies: a replica signs SHA-256("twinbft/v1/signed" || 0x00 || body)
+ * with Ed25519, so the same key can never be tricked into signing something
+ * that parses as another kind of message of ours, and large bodies are
+ * hashed once rather than copied. */
+#ifndef PROTO_CRYPTO_H
+#define PROTO_CRYPTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    PROTO_DIGEST_BYTES = 32,
+    PROTO_SIG_BYTES = 64,
+    PROTO_PUBKEY_BYTES = 32,
+    PROTO_SEED_BYTES = 32,
+};
+
+/* SHA-256 of one buffer. */
+void proto_sha256(const void *data, size_t len, uint8_t out[PROTO_DIGEST_BYTES]);
+
+/* Incremental SHA-256. begin returns NULL only when out of memory. */
+typedef struct proto_hash proto_hash;
+proto_hash *proto_hash_begin(void);
+void proto_hash_update(proto_hash *h, const void *data, size_t len);
+/* Writes the digest and frees h. */
+void proto_hash_final(proto_hash *h, uint8_t out[PROTO_DIGEST_BYTES]);
+
+/* An Ed25519 private key. */
+typedef struct proto_key proto_key;
+/* A fresh random key. */
+int proto_key_generate(proto_key **out);
+/* A key derived from a 32-byte seed (deterministic; for tests and the simulator). */
+int proto_key_from_seed(const uint8_t seed[PROTO_SEED_BYTES], proto_key **out);
+/* PEM (PKCS#8) file. Errors name the path. */
+int proto_key_load_pem(const char *path, proto_key **out);
+int proto_key_save_pem(const proto_key *k, const char *path);
+void proto_key_free(proto_key *k);
+int proto_key_public(const proto_key *k, uint8_t pub[PROTO_PUBKEY_BYTES]);
+
+/* An Ed25519 public key, parsed once and reused for every verification. */
+typedef struct proto_pubkey proto_pubkey;
+int proto_pubkey_from_raw(const uint8_t raw[PROTO_PUBKEY_BYTES], proto_pubkey **out);
+void proto_pubkey_free(proto_pubkey *k);
+
+/* Sign a packed Body (domain-separated, see above). */
+int proto_sign_body(const proto_key *k, const uint8_t *body, size_t len,
+                    uint8_t sig[PROTO_SIG_BYTES]);
+/* True iff sig is a valid signature by k over the packed Body. */
+bool proto_verify_body(const proto_pubkey *k, const uint8_t *body, size_t len, const uint8_t *sig,
+                       size_t sig_len);
+
+#endif

@@ -1,0 +1,32 @@
+/* Framing: a 4-byte big-endian payload length, then one packed Message.
+ * The length is checked against a maximum before anything is allocated. */
+#ifndef PROTO_FRAME_H
+#define PROTO_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/twinbft.pb-c.h"
+
+enum {
+    PROTO_FRAME_HEADER_BYTES = 4,
+    /* Largest frame: a NEW-VIEW with 2f+1 view changes each carrying a full
+     * window of prepared batches must fit (see consensus/pbft.h limits). */
+    PROTO_FRAME_BYTES_MAX = 64u << 20,
+};
+
+void proto_frame_header_encode(uint32_t payload_len, uint8_t hdr[PROTO_FRAME_HEADER_BYTES]);
+/* Reads the length; TB_ERR_TOO_LARGE when it exceeds max (or PROTO_FRAME_BYTES_MAX),
+ * TB_ERR_INVALID when it is zero. */
+int proto_frame_header_decode(const uint8_t hdr[PROTO_FRAME_HEADER_BYTES], uint32_t max,
+                              uint32_t *payload_len);
+
+/* Packs m (without frame header) into a new malloc'd buffer. */
+int proto_message_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
+/* Packs m with its frame header into a new malloc'd buffer. */
+int proto_frame_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
+/* Unpacks a payload (no header); NULL on malformed input or len above the
+ * maximum. Free with twinbft__message__free_unpacked(m, NULL). */
+Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len);
+
+#endif

@@ -1,0 +1,33 @@
+/* Binary Merkle trees over result leaves (RFC 6962 shape: leaf hash is
+ * SHA-256(0x00 || leaf), interior SHA-256(0x01 || left || right), a tree of n
+ * leaves splits at the largest power of two below n). */
+#ifndef PROTO_MERKLE_H
+#define PROTO_MERKLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/crypto.h"
+
+enum { PROTO_MERKLE_DEPTH_MAX = 32, PROTO_MERKLE_LEAVES_MAX = 1u << 20 };
+
+void proto_merkle_leaf_hash(const uint8_t *leaf, size_t len, uint8_t out[PROTO_DIGEST_BYTES]);
+
+/* A built tree: all levels kept so every inclusion path is O(log n). */
+typedef struct proto_merkle proto_merkle;
+/* n in 1..PROTO_MERKLE_LEAVES_MAX; leaf_hashes are copied. */
+int proto_merkle_build(const uint8_t (*leaf_hashes)[PROTO_DIGEST_BYTES], size_t n,
+                       proto_merkle **out);
+void proto_merkle_root(const proto_merkle *t, uint8_t root[PROTO_DIGEST_BYTES]);
+/* Inclusion path of leaf index, leaf to root; *path_len <= PROTO_MERKLE_DEPTH_MAX. */
+int proto_merkle_path(const proto_merkle *t, size_t index,
+                      uint8_t (*path)[PROTO_DIGEST_BYTES], size_t *path_len);
+void proto_merkle_free(proto_merkle *t);
+
+/* 0 iff the path proves leaf_hash is leaf `index` of an n-leaf tree with `root`;
+ * TB_ERR_MISMATCH or TB_ERR_INVALID otherwise. */
+int proto_merkle_verify(const uint8_t leaf_hash[PROTO_DIGEST_BYTES], size_t index, size_t n,
+                        const uint8_t (*path)[PROTO_DIGEST_BYTES], size_t path_len,
+                        const uint8_t root[PROTO_DIGEST_BYTES]);
+
+#endif

@@ -1,0 +1,34 @@
+#include "proto/tb_err.h"
+
+const char *tb_strerror(int code) {
+    switch (code) {
+    case TB_OK:
+        return "ok";
+    case TB_ERR_INVALID:
+        return "invalid input";
+    case TB_ERR_TOO_LARGE:
+        return "input exceeds its maximum size";
+    case TB_ERR_NOMEM:
+        return "out of memory";
+    case TB_ERR_CRYPTO:
+        return "cryptographic operation failed";
+    case TB_ERR_BAD_SIG:
+        return "signature does not verify";
+    case TB_ERR_QUORUM:
+        return "not enough distinct valid signatures";
+    case TB_ERR_MISMATCH:
+        return "digest, root or proof does not match";
+    case TB_ERR_EXPIRED:
+        return "outside the validity window";
+    case TB_ERR_IO:
+        return "I/O error";
+    case TB_ERR_NOT_FOUND:
+        return "not found";
+    case TB_ERR_AGAIN:
+        return "incomplete input";
+    case TB_ERR_STATE:
+        return "not valid in the current state";
+    default:
+        return "unknown error";
+    }
+}

@@ -1,0 +1,25 @@
+/* Project-wide error codes. Functions that can fail return 0 on success or
+ * one of these (negative) codes; tb_strerror() names them for people. */
+#ifndef TB_ERR_H
+#define TB_ERR_H
+
+enum tb_err {
+    TB_OK = 0,
+    TB_ERR_INVALID = -1,   /* malformed input: bad encoding, field out of range */
+    TB_ERR_TOO_LARGE = -2, /* a length exceeds its named maximum */
+    TB_ERR_NOMEM = -3,     /* allocation failed */
+    TB_ERR_CRYPTO = -4,    /* a cryptographic operation failed */
+    TB_ERR_BAD_SIG = -5,   /* a signature did not verify */
+    TB_ERR_QUORUM = -6,    /* not enough distinct valid signers */
+    TB_ERR_MISMATCH = -7,  /* a digest, root or proof does not match */
+    TB_ERR_EXPIRED = -8,   /* outside a validity window */
+    TB_ERR_IO = -9,        /* a file or socket operation failed */
+    TB_ERR_NOT_FOUND = -10,
+    TB_ERR_AGAIN = -11,    /* incomplete input: wait for more bytes */
+    TB_ERR_STATE = -12,    /* the operation is not valid in the current state */
+};
+
+/* A static, human-readable name for an error code; never NULL. */
+const char *tb_strerror(int code);
+
+#endif

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Build twinbft with AddressSanitizer and UndefinedBehaviorSanitizer and run every test.
+#
+#   scripts/test.sh             all labels (unit, sim, lint, ...)
+#   scripts/test.sh -L sim      any other arguments are passed to ctest
+#
+# Environment:
+#   TWINBFT_BUILD_DIR   build directory, relative to the repository root (default build-asan)
+#   ASAN_OPTIONS, UBSAN_OPTIONS   used as given when set; strict defaults otherwise
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$TB_ROOT"
+
+build_dir="${TWINBFT_BUILD_DIR:-build-asan}"
+jobs="$(nproc)"
+
+export ASAN_OPTIONS="${ASAN_OPTIONS-detect_leaks=1:abort_on_error=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS-print_stacktrace=1:halt_on_error=1}"
+
+tb_phase "[1/4] packages"
+tb_install_missing "${TB_PACKAGES[@]}"
+
+tb_phase "[2/4] configure ($build_dir, sanitizers on)"
+cmake -S . -B "$build_dir" -DTWINBFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+tb_phase "[3/4] build (-j$jobs)"
+cmake --build "$build_dir" -j "$jobs"
+
+tb_phase "[4/4] test${*:+ (ctest $*)}"
+ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" "$@"
