@@ -204,11 +204,7 @@ void advance_stable(pbft_node *node, uint64_t seq, const uint8_t *digest, uint8_
     memcpy(o->stable[o->n_stable].digest, d, PROTO_DIGEST_BYTES);
     o->n_stable++;
     meta_dirty(node);
-    if (!node->replaying) {
-        node->replaying = true;
-        replay_future(node);
-        node->replaying = false;
-    }
+    node->replay_pending = true; /* the window moved: retry what was beyond it */
 }
 
 static void maybe_fetch_ahead(pbft_node *node) {

@@ -175,7 +175,8 @@ struct pbft_node {
 
     pbft_out out;
     uint64_t dropped;
-    bool replaying;
+    bool replaying;      /* inside replay_future: do not start another */
+    bool replay_pending; /* view or window moved: replay buffered messages at top level */
 
     /* Records handed to pbft_node_restore_record, applied by restore_done. */
     struct pbft_restore *restore;

@@ -312,6 +312,19 @@ static void dispatch(pbft_node *node, const pbft_from *from, const Twinbft__Mess
     }
 }
 
+/* Work that must run at the top level, after a message or tick is fully
+ * handled: replaying buffered messages (never from inside a handler, whose
+ * state could change under it) and proposing. */
+static void settle(pbft_node *node) {
+    while (node->replay_pending && !node->replaying) {
+        node->replay_pending = false;
+        node->replaying = true;
+        replay_future(node);
+        node->replaying = false;
+    }
+    maybe_propose(node);
+}
+
 int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len) {
     if (from == NULL || (from->is_client && from->client == NULL)) {
         node->dropped++;
@@ -324,7 +337,7 @@ int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, 
     }
     dispatch(node, from, m, data, len);
     twinbft__message__free_unpacked(m, NULL);
-    maybe_propose(node);
+    settle(node);
     return 0;
 }
 
@@ -352,7 +365,7 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
         node->fetch_deadline = 0;
         start_fetch(node);
     }
-    maybe_propose(node);
+    settle(node);
 }
 
 uint64_t pbft_node_next_deadline(const pbft_node *node) {

@@ -426,11 +426,7 @@ void view_entered_progress(pbft_node *node) {
             slot_progress(node, sl);
         }
     }
-    if (!node->replaying) {
-        node->replaying = true;
-        replay_future(node);
-        node->replaying = false;
-    }
+    node->replay_pending = true;
 }
 
 static void maybe_join(pbft_node *node) {

@@ -1,0 +1,508 @@
+/* Transcript tests of the PBFT core: a few replicas wired by a FIFO queue
+ * that the test controls (deliver, drop, crash), with real Ed25519 keys, a
+ * counter application, and certificates checked by proto_cert_verify. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consensus/pbft.h"
+#include "proto/cert.h"
+#include "proto/crypto.h"
+#include "proto/frame.h"
+
+enum { NMAX = 7, QMAX = 100000, RECMAX = 4096 };
+
+/* ---- a counter application: op = key byte, result = 8-byte new value ---- */
+typedef struct app {
+    uint64_t v[8];
+    uint64_t ckpt_seq[64];
+    uint64_t ckpt_v[64][8];
+    size_t n_ckpt;
+    uint8_t result[64][8];
+} app;
+
+static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_request *reqs,
+                       size_t n, pbft_result *res) {
+    app *a = ctx;
+    (void)seq;
+    (void)time_ms;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t k = reqs[i].op_len ? reqs[i].op[0] % 8 : 0;
+        a->v[k]++;
+        memcpy(a->result[i % 64], &a->v[k], 8);
+        res[i] = (pbft_result){a->result[i % 64], 8, 0};
+    }
+    return 0;
+}
+
+static void app_digest(void *ctx, uint8_t out[PROTO_DIGEST_BYTES]) {
+    proto_sha256(((app *)ctx)->v, sizeof((app *)ctx)->v, out);
+}
+
+static int app_checkpoint(void *ctx, uint64_t seq) {
+    app *a = ctx;
+    size_t i = a->n_ckpt < 64 ? a->n_ckpt++ : 63;
+    a->ckpt_seq[i] = seq;
+    memcpy(a->ckpt_v[i], a->v, sizeof a->v);
+    return 0;
+}
+
+static void app_release(void *ctx, uint64_t seq) {
+    (void)ctx;
+    (void)seq;
+}
+
+static int app_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *len) {
+    app *a = ctx;
+    for (size_t i = a->n_ckpt; i-- > 0;) {
+        if (a->ckpt_seq[i] == seq) {
+            *out = malloc(sizeof a->v);
+            memcpy(*out, a->ckpt_v[i], sizeof a->v);
+            *len = sizeof a->v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
+                       const uint8_t expected[PROTO_DIGEST_BYTES]) {
+    app *a = ctx;
+    (void)seq;
+    uint8_t d[PROTO_DIGEST_BYTES];
+    if (len != sizeof a->v) {
+        return -1;
+    }
+    proto_sha256(data, len, d);
+    if (expected && memcmp(d, expected, sizeof d) != 0) {
+        return -1;
+    }
+    memcpy(a->v, data, len);
+    return 0;
+}
+
+/* ---- the cluster ---- */
+typedef struct rec {
+    pbft_record_kind kind;
+    uint64_t seq;
+    char client[64];
+    uint8_t *data;
+    size_t len;
+} rec;
+
+typedef struct pkt {
+    uint32_t from, to; /* to == NMAX: the client */
+    uint8_t *data;
+    size_t len;
+} pkt;
+
+static struct {
+    uint32_t n;
+    pbft_node *node[NMAX];
+    app apps[NMAX];
+    proto_key *keys[NMAX];
+    proto_pubkey *pubs[NMAX];
+    uint32_t ids[NMAX];
+    bool down[NMAX];
+    bool mute[NMAX]; /* everything it sends is lost */
+    rec recs[NMAX][RECMAX];
+    size_t n_recs[NMAX];
+    pkt q[QMAX];
+    size_t qh, qt;
+    uint64_t now;
+    uint64_t executed[NMAX];
+    Twinbft__Reply *replies[64];
+    size_t n_replies;
+} C;
+
+static int sign_cb(void *ctx, const uint8_t *b, size_t len, uint8_t sig[PROTO_SIG_BYTES]) {
+    return proto_sign_body(C.keys[*(uint32_t *)ctx], b, len, sig);
+}
+
+static bool verify_cb(void *ctx, uint32_t signer, const uint8_t *b, size_t len, const uint8_t *sig,
+                      size_t sig_len) {
+    (void)ctx;
+    return signer < C.n && proto_verify_body(C.pubs[signer], b, len, sig, sig_len);
+}
+
+static pbft_config config(uint32_t i) {
+    pbft_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    pbft_config_defaults(&cfg);
+    cfg.n = C.n;
+    cfg.self = i;
+    cfg.cluster_id = (const uint8_t *)"test";
+    cfg.cluster_id_len = 4;
+    cfg.checkpoint_interval = 4;
+    cfg.log_window = 8;
+    cfg.batch_delay_ms = 0;
+    cfg.request_timeout_ms = 100;
+    cfg.view_timeout_ms = 200;
+    cfg.crypto = (pbft_crypto){&C.ids[i], sign_cb, verify_cb};
+    cfg.app = (pbft_app){&C.apps[i],  app_execute,  app_digest, app_checkpoint,
+                         app_release, app_snapshot, app_restore};
+    return cfg;
+}
+
+static void store(uint32_t i, const pbft_record *r) {
+    if (r->kind == PBFT_REC_CLIENTS_CLEAR) {
+        for (size_t k = 0; k < C.n_recs[i]; k++) {
+            if (C.recs[i][k].kind == PBFT_REC_CLIENT) {
+                free(C.recs[i][k].data);
+                C.recs[i][k] = C.recs[i][--C.n_recs[i]];
+                k--;
+            }
+        }
+        return;
+    }
+    for (size_t k = 0; k < C.n_recs[i]; k++) {
+        rec *e = &C.recs[i][k];
+        if (e->kind == r->kind && e->seq == r->seq &&
+            (r->client == NULL || strcmp(e->client, r->client) == 0)) {
+            free(e->data);
+            *e = C.recs[i][--C.n_recs[i]];
+            break;
+        }
+    }
+    if (!r->del) {
+        ck_assert_uint_lt(C.n_recs[i], RECMAX);
+        rec *e = &C.recs[i][C.n_recs[i]++];
+        e->kind = r->kind;
+        e->seq = r->seq;
+        snprintf(e->client, sizeof e->client, "%s", r->client ? r->client : "");
+        e->data = malloc(r->len ? r->len : 1);
+        memcpy(e->data, r->data, r->len);
+        e->len = r->len;
+    }
+}
+
+static void enqueue(uint32_t from, uint32_t to, const uint8_t *d, size_t len) {
+    ck_assert_uint_lt(C.qt, QMAX);
+    C.q[C.qt++] = (pkt){from, to, malloc(len ? len : 1), len};
+    memcpy(C.q[C.qt - 1].data, d, len);
+}
+
+/* persist, then send, then advance: the contract of pbft.h */
+static void drain(uint32_t i) {
+    while (!C.down[i] && pbft_node_has_ready(C.node[i])) {
+        pbft_ready rd;
+        pbft_node_ready(C.node[i], &rd);
+        for (size_t k = 0; k < rd.n_records; k++) {
+            store(i, &rd.records[k]);
+        }
+        for (size_t k = 0; k < rd.n_msgs; k++) {
+            const pbft_msg *m = &rd.msgs[k];
+            if (C.mute[i]) {
+                continue;
+            }
+            if (m->to == PBFT_TO_CLIENT) {
+                enqueue(i, NMAX, m->data, m->len);
+            } else {
+                for (uint32_t j = 0; j < C.n; j++) {
+                    if (j != i && (m->to == PBFT_TO_ALL || m->to == j)) {
+                        enqueue(i, j, m->data, m->len);
+                    }
+                }
+            }
+        }
+        for (size_t k = 0; k < rd.n_executed; k++) {
+            C.executed[i] = rd.executed[k].seq;
+        }
+        pbft_node_advance(C.node[i], &rd);
+    }
+}
+
+static void start(uint32_t i) {
+    ck_assert_int_eq(pbft_node_create(&(pbft_config){0}, 0, &C.node[i]), -1);
+    pbft_config cfg = config(i);
+    ck_assert_int_eq(pbft_node_create(&cfg, C.now, &C.node[i]), 0);
+    for (size_t k = 0; k < C.n_recs[i]; k++) {
+        rec *e = &C.recs[i][k];
+        ck_assert_int_eq(
+            pbft_node_restore_record(C.node[i], e->kind, e->seq, e->client, e->data, e->len), 0);
+    }
+    ck_assert_int_eq(pbft_node_restore_done(C.node[i], C.now), 0);
+    C.down[i] = false;
+    drain(i);
+}
+
+static void setup(uint32_t n) {
+    memset(&C, 0, sizeof C);
+    C.n = n;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t seed[PROTO_SEED_BYTES] = {(uint8_t)(i + 1)};
+        uint8_t pub[PROTO_PUBKEY_BYTES];
+        C.ids[i] = i;
+        ck_assert_int_eq(proto_key_from_seed(seed, &C.keys[i]), 0);
+        ck_assert_int_eq(proto_key_public(C.keys[i], pub), 0);
+        ck_assert_int_eq(proto_pubkey_from_raw(pub, &C.pubs[i]), 0);
+        start(i);
+    }
+}
+
+static void crash(uint32_t i) {
+    pbft_node_free(C.node[i]);
+    C.node[i] = NULL;
+    C.down[i] = true;
+    /* C.apps[i] is durable: drain() commits it together with the records. */
+}
+
+static void teardown(void) {
+    for (uint32_t i = 0; i < C.n; i++) {
+        pbft_node_free(C.node[i]);
+        proto_key_free(C.keys[i]);
+        proto_pubkey_free(C.pubs[i]);
+        for (size_t k = 0; k < C.n_recs[i]; k++) {
+            free(C.recs[i][k].data);
+        }
+    }
+    for (size_t k = C.qh; k < C.qt; k++) {
+        free(C.q[k].data);
+    }
+    for (size_t k = 0; k < C.n_replies; k++) {
+        twinbft__reply__free_unpacked(C.replies[k], NULL);
+    }
+}
+
+/* Delivers queued messages until the network is quiet. */
+static void deliver_all(void) {
+    while (C.qh < C.qt) {
+        pkt p = C.q[C.qh++];
+        if (p.to == NMAX) {
+            Twinbft__Message *m = proto_message_unpack(p.data, p.len);
+            ck_assert_ptr_nonnull(m);
+            if (m->kind_case == TWINBFT__MESSAGE__KIND_REPLY && C.n_replies < 64) {
+                C.replies[C.n_replies++] = m->reply;
+                m->reply = NULL;
+                m->kind_case = TWINBFT__MESSAGE__KIND__NOT_SET;
+            }
+            twinbft__message__free_unpacked(m, NULL);
+        } else if (!C.down[p.to]) {
+            pbft_from from = {.is_client = false, .replica = p.from};
+            pbft_node_step(C.node[p.to], &from, p.data, p.len);
+            drain(p.to);
+        }
+        free(p.data);
+    }
+}
+
+static void tick(uint64_t ms) {
+    for (uint64_t t = 0; t < ms; t += 10) {
+        C.now += 10;
+        for (uint32_t i = 0; i < C.n; i++) {
+            if (!C.down[i]) {
+                pbft_node_tick(C.node[i], C.now);
+                drain(i);
+            }
+        }
+        deliver_all();
+    }
+}
+
+static void submit(const char *client, uint64_t number, uint8_t key) {
+    Twinbft__Request r = TWINBFT__REQUEST__INIT;
+    r.client = (char *)client;
+    r.number = number;
+    r.op = (ProtobufCBinaryData){1, &key};
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_REQUEST;
+    m.request = &r;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(proto_message_pack(&m, &b, &len), 0);
+    for (uint32_t i = 0; i < C.n; i++) {
+        if (!C.down[i]) {
+            pbft_from from = {.is_client = true, .client = client};
+            pbft_node_step(C.node[i], &from, b, len);
+            drain(i);
+        }
+    }
+    free(b);
+}
+
+static proto_trust trust(void) {
+    proto_trust t;
+    memset(&t, 0, sizeof t);
+    memcpy(t.cluster_id, "test", 4);
+    t.cluster_id_len = 4;
+    t.n = C.n;
+    t.f = pbft_f(C.n);
+    for (uint32_t i = 0; i < C.n; i++) {
+        t.keys[i] = C.pubs[i];
+    }
+    return t;
+}
+
+static pbft_status status(uint32_t i) {
+    pbft_status st;
+    pbft_node_status(C.node[i], &st);
+    return st;
+}
+
+/* One request goes through pre-prepare/prepare/commit on every replica,
+ * every replica replies, and the replies form a certificate that verifies. */
+START_TEST(test_normal_case_certificate) {
+    setup(4);
+    submit("alice", 1, 3);
+    deliver_all();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 1);
+        ck_assert_uint_eq(C.apps[i].v[3], 1);
+    }
+    ck_assert_uint_eq(C.n_replies, 4);
+    proto_trust t = trust();
+    uint8_t *cert = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(
+        proto_cert_assemble(&t, (const Twinbft__Reply *const *)C.replies, 4, &cert, &len), 0);
+    proto_cert_info info;
+    ck_assert_int_eq(proto_cert_verify(&t, cert, len, 0, &info), 0);
+    ck_assert_str_eq(info.client, "alice");
+    ck_assert_uint_eq(info.number, 1);
+    ck_assert_uint_eq(info.seq, 1);
+    proto_cert_info_clear(&info);
+    cert[len / 2] ^= 1;
+    ck_assert_int_ne(proto_cert_verify(&t, cert, len, 0, NULL), 0);
+    free(cert);
+    teardown();
+}
+END_TEST
+
+/* A retransmitted request is answered again but never executed twice. */
+START_TEST(test_retransmission_exactly_once) {
+    setup(4);
+    submit("alice", 1, 2);
+    deliver_all();
+    submit("alice", 1, 2);
+    deliver_all();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.apps[i].v[2], 1);
+        ck_assert_uint_eq(C.executed[i], 1);
+    }
+    ck_assert_uint_eq(C.n_replies, 8); /* every replica answered both times */
+    teardown();
+}
+END_TEST
+
+/* A silent primary is replaced: request timers expire, replicas fetch,
+ * then move to view 1, whose primary orders the request. */
+START_TEST(test_silent_primary_view_change) {
+    setup(4);
+    C.mute[0] = true;
+    submit("bob", 1, 1);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[1], 0);
+    tick(2000);
+    for (uint32_t i = 1; i < 4; i++) {
+        pbft_status st = status(i);
+        ck_assert_uint_ge(st.view, 1);
+        ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.executed[i], 1);
+        ck_assert_uint_eq(C.apps[i].v[1], 1);
+    }
+    teardown();
+}
+END_TEST
+
+/* Checkpoints every K=4 become stable and move the low watermark; the
+ * window (L=8) never blocks a client that waits for its replies. */
+START_TEST(test_checkpoints_advance_watermark) {
+    setup(4);
+    for (uint64_t k = 1; k <= 20; k++) {
+        submit("carol", k, (uint8_t)k);
+        deliver_all();
+    }
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 20);
+        ck_assert_uint_eq(status(i).stable_seq, 20);
+    }
+    teardown();
+}
+END_TEST
+
+/* A replica that was down while the others moved more than a window ahead
+ * catches up by state transfer and then has the same state digest. */
+START_TEST(test_crash_restart_state_transfer) {
+    setup(4);
+    submit("dave", 1, 5);
+    deliver_all();
+    crash(3);
+    for (uint64_t k = 2; k <= 24; k++) {
+        submit("dave", k, 5);
+        deliver_all();
+    }
+    start(3);
+    submit("dave", 25, 5);
+    deliver_all();
+    tick(1000);
+    for (uint64_t k = 26; k <= 29; k++) {
+        submit("dave", k, 5);
+        deliver_all();
+    }
+    pbft_status a = status(0), b = status(3);
+    ck_assert_uint_eq(C.executed[3], 29);
+    ck_assert_uint_eq(C.apps[3].v[5], 29);
+    ck_assert_uint_eq(a.state_digest_seq, b.state_digest_seq);
+    ck_assert_mem_eq(a.state_digest, b.state_digest, PROTO_DIGEST_BYTES);
+    teardown();
+}
+END_TEST
+
+/* n=5 has f=1 but needs quorums of 4: with two replicas silent nothing
+ * commits (3 = 2f+1 would be unsafe there). */
+START_TEST(test_n5_quorum_is_four) {
+    setup(5);
+    ck_assert_uint_eq(pbft_quorum(5), 4);
+    ck_assert_uint_eq(pbft_quorum(4), 3);
+    ck_assert_uint_eq(pbft_quorum(7), 5);
+    C.down[3] = C.down[4] = true;
+    submit("erin", 1, 0);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[0], 0);
+    C.down[3] = C.down[4] = false;
+    teardown();
+}
+END_TEST
+
+/* Garbage from the network is dropped and counted, never fatal. */
+START_TEST(test_garbage_dropped) {
+    setup(4);
+    uint8_t junk[64];
+    for (int i = 0; i < 64; i++) {
+        junk[i] = (uint8_t)(i * 37 + 11);
+    }
+    pbft_from from = {.is_client = false, .replica = 1};
+    for (size_t len = 0; len <= sizeof junk; len++) {
+        pbft_node_step(C.node[0], &from, junk, len);
+    }
+    ck_assert_uint_gt(status(0).dropped, 0);
+    submit("frank", 1, 0);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[0], 1);
+    teardown();
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("pbft");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_normal_case_certificate);
+    tcase_add_test(tc, test_retransmission_exactly_once);
+    tcase_add_test(tc, test_silent_primary_view_change);
+    tcase_add_test(tc, test_checkpoints_advance_watermark);
+    tcase_add_test(tc, test_crash_restart_state_transfer);
+    tcase_add_test(tc, test_n5_quorum_is_four);
+    tcase_add_test(tc, test_garbage_dropped);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
