@@ -133,6 +133,7 @@ struct pbft_node {
     /* Views. */
     uint64_t view;
     bool in_vc;
+    bool nudged;          /* in view change: asked the new primary to resend NEW-VIEW */
     uint64_t vc_deadline; /* in view change: when to give up on this view */
     uint64_t vc_timeout;  /* current (doubling) view-change timeout */
     uint64_t view_changes;
@@ -252,6 +253,7 @@ void state_digest(const uint8_t app[PROTO_DIGEST_BYTES], const uint8_t clients[P
 
 /* view_change.c */
 void start_view_change(pbft_node *node, uint64_t view);
+void nudge_primary(pbft_node *node, uint64_t view);
 void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
                     const uint8_t *sbytes, size_t slen);
 void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body);

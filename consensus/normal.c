@@ -331,6 +331,7 @@ void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePr
     int vf = view_filter(node, &view), sf = seq_filter(node, pp->seq);
     if (vf < 0 || (vf > 0 && sf < 0)) {
         buffer_future(node, from, raw, raw_len);
+        nudge_primary(node, view);
         goto done;
     }
     if (vf == 0 || sf == 0) {
@@ -413,6 +414,7 @@ static void on_vote(pbft_node *node, const pbft_from *from, const Twinbft__Signe
     int vf = view_filter(node, &view), sf = seq_filter(node, seq);
     if (vf < 0 || (vf > 0 && sf < 0)) {
         buffer_future(node, from, raw, raw_len);
+        nudge_primary(node, view);
         goto done;
     }
     if (vf == 0 || sf == 0) {

@@ -244,12 +244,26 @@ static void reset_for_view(pbft_node *node) {
     node->req_fetched = false;
 }
 
+/* Traffic of the view we are changing to means its NEW-VIEW exists but
+ * did not reach us: show the primary our VIEW-CHANGE once, which makes it
+ * send the NEW-VIEW again (see on_view_change). */
+void nudge_primary(pbft_node *node, uint64_t view) {
+    if (!node->in_vc || view != node->view || node->nudged || !node->vcs[node->cfg.self].has) {
+        return;
+    }
+    node->nudged = true;
+    pbft_vote *own = &node->vcs[node->cfg.self];
+    send_packed_signed(node, primary_of(node, view), TWINBFT__MESSAGE__KIND_VIEW_CHANGE,
+                       own->sbytes, own->slen);
+}
+
 void start_view_change(pbft_node *node, uint64_t view) {
     if (view < node->view || (view == node->view && node->in_vc)) {
         return;
     }
     node->view = view;
     node->in_vc = true;
+    node->nudged = false;
     node->view_changes++;
     node->vc_deadline = node->now + node->vc_timeout;
     if (node->vc_timeout < (UINT64_MAX >> 2)) {
