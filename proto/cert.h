@@ -19,6 +19,9 @@ enum {
     /* A packed Certificate: a result (consensus/ caps those at 64 KiB), its
      * path and at most PROTO_MEMBERS_MAX signatures, with room to spare. */
     PROTO_CERT_BYTES_MAX = 1u << 20,
+    /* Replies one assembly considers: a few per member (retransmissions,
+     * equivocation) at most; grouping them is quadratic. */
+    PROTO_CERT_REPLIES_MAX = 4 * PROTO_MEMBERS_MAX,
 };
 
 /* What an actuator trusts: one epoch's member keys. A trust with n outside
@@ -55,8 +58,8 @@ void proto_cert_info_clear(proto_cert_info *info);
  * by its own replica, and a group only when its root body is a ResultRoot of
  * this cluster and epoch at the reply's seq and its path proves the leaf.
  * Signatures are sorted by signer id, so the same replies give the same
- * bytes. TB_ERR_QUORUM when fewer than q agree; TB_ERR_TOO_LARGE when the
- * result would exceed PROTO_CERT_BYTES_MAX. */
+ * bytes. TB_ERR_QUORUM when fewer than q agree; TB_ERR_TOO_LARGE when n
+ * exceeds PROTO_CERT_REPLIES_MAX or the result PROTO_CERT_BYTES_MAX. */
 int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *replies, size_t n,
                         uint8_t **out, size_t *out_len);
 

@@ -28,13 +28,17 @@ void proto_hash_update(proto_hash *h, const void *data, size_t len);
 /* Writes the digest and frees h. */
 void proto_hash_final(proto_hash *h, uint8_t out[PROTO_DIGEST_BYTES]);
 
-/* An Ed25519 private key. */
+/* An Ed25519 private key. Keys and public keys may be used from several
+ * threads at once; errors set *out to NULL. */
 typedef struct proto_key proto_key;
 /* A fresh random key. */
 int proto_key_generate(proto_key **out);
 /* A key derived from a 32-byte seed (deterministic; for tests and the simulator). */
 int proto_key_from_seed(const uint8_t seed[PROTO_SEED_BYTES], proto_key **out);
-/* PEM (PKCS#8) file. Errors name the path. */
+/* PEM (PKCS#8, unencrypted) file. TB_ERR_IO when the file cannot be opened
+ * or written, TB_ERR_INVALID when it holds no Ed25519 private key. Nothing
+ * is printed: the caller names the path in its message. save writes the
+ * file with mode 0600. */
 int proto_key_load_pem(const char *path, proto_key **out);
 int proto_key_save_pem(const proto_key *k, const char *path);
 void proto_key_free(proto_key *k);

@@ -16,17 +16,19 @@ enum {
 };
 
 void proto_frame_header_encode(uint32_t payload_len, uint8_t hdr[PROTO_FRAME_HEADER_BYTES]);
-/* Reads the length; TB_ERR_TOO_LARGE when it exceeds max (or PROTO_FRAME_BYTES_MAX),
- * TB_ERR_INVALID when it is zero. */
+/* Reads the length; TB_ERR_TOO_LARGE when it exceeds max (or PROTO_FRAME_BYTES_MAX,
+ * which also applies when max is 0 or larger), TB_ERR_INVALID when it is zero. */
 int proto_frame_header_decode(const uint8_t hdr[PROTO_FRAME_HEADER_BYTES], uint32_t max,
                               uint32_t *payload_len);
 
-/* Packs m (without frame header) into a new malloc'd buffer. */
+/* Packs m (without frame header) into a new malloc'd buffer. TB_ERR_INVALID
+ * when m has no kind set, TB_ERR_TOO_LARGE above PROTO_FRAME_BYTES_MAX. */
 int proto_message_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
 /* Packs m with its frame header into a new malloc'd buffer. */
 int proto_frame_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
-/* Unpacks a payload (no header); NULL on malformed input or len above the
- * maximum. Free with twinbft__message__free_unpacked(m, NULL). */
+/* Unpacks a payload (no header); NULL on malformed input, on a message with
+ * no kind we know, or on len above the maximum (then nothing is read). Free
+ * with twinbft__message__free_unpacked(m, NULL). */
 Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len);
 
 #endif

@@ -13,6 +13,9 @@
 
 enum { PROTO_LTHASH_LANES = 1024 };
 
+/* A proto_lthash is a plain value (copy it freely); functions on distinct
+ * values may run on different threads at once. */
+
 typedef struct proto_lthash {
     uint16_t lanes[PROTO_LTHASH_LANES];
 } proto_lthash;

@@ -19,13 +19,18 @@ typedef struct proto_merkle proto_merkle;
 int proto_merkle_build(const uint8_t (*leaf_hashes)[PROTO_DIGEST_BYTES], size_t n,
                        proto_merkle **out);
 void proto_merkle_root(const proto_merkle *t, uint8_t root[PROTO_DIGEST_BYTES]);
-/* Inclusion path of leaf index, leaf to root; *path_len <= PROTO_MERKLE_DEPTH_MAX. */
-int proto_merkle_path(const proto_merkle *t, size_t index,
-                      uint8_t (*path)[PROTO_DIGEST_BYTES], size_t *path_len);
+/* Inclusion path of leaf index, leaf to root, into path (room for
+ * PROTO_MERKLE_DEPTH_MAX hashes); *path_len <= PROTO_MERKLE_DEPTH_MAX.
+ * TB_ERR_INVALID when index >= n. */
+int proto_merkle_path(const proto_merkle *t, size_t index, uint8_t (*path)[PROTO_DIGEST_BYTES],
+                      size_t *path_len);
 void proto_merkle_free(proto_merkle *t);
 
-/* 0 iff the path proves leaf_hash is leaf `index` of an n-leaf tree with `root`;
- * TB_ERR_MISMATCH or TB_ERR_INVALID otherwise. */
+/* 0 iff the path proves leaf_hash is leaf `index` of an n-leaf tree with `root`
+ * (RFC 9162 2.1.3.2); TB_ERR_INVALID when n is 0 or above the maximum, index
+ * >= n or path_len > PROTO_MERKLE_DEPTH_MAX, TB_ERR_MISMATCH otherwise. The
+ * leaf/node prefixes make the proof sound even when index and n are not
+ * authenticated: no path leads from a non-leaf to the root. */
 int proto_merkle_verify(const uint8_t leaf_hash[PROTO_DIGEST_BYTES], size_t index, size_t n,
                         const uint8_t (*path)[PROTO_DIGEST_BYTES], size_t path_len,
                         const uint8_t root[PROTO_DIGEST_BYTES]);

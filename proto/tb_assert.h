@@ -10,8 +10,8 @@
 #include <stdlib.h>
 
 #define TB_ASSERT(expr)                                                                            \
-    ((expr) ? (void)0                                                                              \
-            : (fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #expr),       \
-               abort()))
+    ((expr)                                                                                        \
+         ? (void)0                                                                                 \
+         : (fprintf(stderr, "%s:%d: assertion failed: %s\n", __FILE__, __LINE__, #expr), abort()))
 
 #endif

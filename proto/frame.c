@@ -1,0 +1,90 @@
+/* Length-prefixed framing of packed Messages. */
+#include "proto/frame.h"
+
+#include <stdlib.h>
+
+#include "proto/tb_err.h"
+
+void proto_frame_header_encode(uint32_t payload_len, uint8_t hdr[PROTO_FRAME_HEADER_BYTES]) {
+    hdr[0] = (uint8_t)(payload_len >> 24);
+    hdr[1] = (uint8_t)(payload_len >> 16);
+    hdr[2] = (uint8_t)(payload_len >> 8);
+    hdr[3] = (uint8_t)payload_len;
+}
+
+int proto_frame_header_decode(const uint8_t hdr[PROTO_FRAME_HEADER_BYTES], uint32_t max,
+                              uint32_t *payload_len) {
+    uint32_t len =
+        (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | (uint32_t)hdr[3];
+    uint32_t limit = (max == 0 || max > PROTO_FRAME_BYTES_MAX) ? PROTO_FRAME_BYTES_MAX : max;
+    *payload_len = 0;
+    /* Every Message has its oneof set, so it packs to at least two bytes;
+     * an empty frame is a broken or hostile peer. */
+    if (len == 0) {
+        return TB_ERR_INVALID;
+    }
+    if (len > limit) {
+        return TB_ERR_TOO_LARGE;
+    }
+    *payload_len = len;
+    return 0;
+}
+
+/* Packs m after `header` spare bytes at the front of a new buffer. */
+static int proto_message_pack_at(const Twinbft__Message *m, size_t header, uint8_t **out,
+                                 size_t *out_len) {
+    size_t len = 0;
+    uint8_t *buf = NULL;
+    *out = NULL;
+    *out_len = 0;
+    if (m->kind_case == TWINBFT__MESSAGE__KIND__NOT_SET) {
+        return TB_ERR_INVALID;
+    }
+    len = twinbft__message__get_packed_size(m);
+    if (len == 0) {
+        return TB_ERR_INVALID;
+    }
+    if (len > PROTO_FRAME_BYTES_MAX) {
+        return TB_ERR_TOO_LARGE;
+    }
+    buf = malloc(header + len);
+    if (buf == NULL) {
+        return TB_ERR_NOMEM;
+    }
+    if (twinbft__message__pack(m, buf + header) != len) {
+        free(buf);
+        return TB_ERR_INVALID;
+    }
+    if (header > 0) {
+        proto_frame_header_encode((uint32_t)len, buf);
+    }
+    *out = buf;
+    *out_len = header + len;
+    return 0;
+}
+
+int proto_message_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len) {
+    return proto_message_pack_at(m, 0, out, out_len);
+}
+
+int proto_frame_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len) {
+    return proto_message_pack_at(m, PROTO_FRAME_HEADER_BYTES, out, out_len);
+}
+
+Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len) {
+    Twinbft__Message *m = NULL;
+    if (data == NULL || len == 0 || len > PROTO_FRAME_BYTES_MAX) {
+        return NULL;
+    }
+    m = twinbft__message__unpack(NULL, len, data);
+    if (m == NULL) {
+        return NULL;
+    }
+    /* A message of an unknown kind (a newer peer, or noise that happens to
+     * parse) carries nothing we can act on; callers need not check. */
+    if (m->kind_case == TWINBFT__MESSAGE__KIND__NOT_SET) {
+        twinbft__message__free_unpacked(m, NULL);
+        return NULL;
+    }
+    return m;
+}
