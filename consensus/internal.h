@@ -232,6 +232,7 @@ void on_commit(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s,
 void accept_pre_prepare(pbft_node *node, pbft_slot *sl, uint64_t view, const uint8_t *digest,
                         uint8_t *pp, size_t pp_len, const uint8_t *batch, size_t batch_len);
 void recheck_waiting(pbft_node *node);
+bool batch_bytes_ok(const pbft_node *node, const uint8_t *data, size_t len);
 void slot_progress(pbft_node *node, pbft_slot *sl);
 
 /* execute.c */

@@ -294,6 +294,24 @@ static int seq_filter(const pbft_node *node, uint64_t seq) {
     return seq > node->h + node->cfg.log_window ? -1 : 1;
 }
 
+/* A batch carried inside a certificate: the null batch, or one that
+ * decodes and is well-formed. Signatures prove others accepted it; this
+ * keeps a corrupt or forged one from reaching execution anyway. */
+bool batch_bytes_ok(const pbft_node *node, const uint8_t *data, size_t len) {
+    if (len == 0) {
+        return true;
+    }
+    if (len > PBFT_BATCH_BYTES_MAX) {
+        return false;
+    }
+    Twinbft__Batch *b = twinbft__batch__unpack(NULL, len, data);
+    bool ok = b != NULL && batch_wellformed(node, b);
+    if (b != NULL) {
+        twinbft__batch__free_unpacked(b, NULL);
+    }
+    return ok;
+}
+
 static Twinbft__Batch *check_batch(pbft_node *node, const ProtobufCBinaryData *batch,
                                    const uint8_t *digest) {
     if (batch->len == 0 || batch->len > PBFT_BATCH_BYTES_MAX) {

@@ -126,7 +126,8 @@ int validate_committed_cert(pbft_node *node, const Twinbft__CommittedCert *cc, u
     }
     uint8_t d[PROTO_DIGEST_BYTES];
     batch_digest(cc->batch.data, cc->batch.len, d);
-    if (memcmp(d, pp->digest.data, PROTO_DIGEST_BYTES) != 0) {
+    if (memcmp(d, pp->digest.data, PROTO_DIGEST_BYTES) != 0 ||
+        !batch_bytes_ok(node, cc->batch.data, cc->batch.len)) {
         goto done;
     }
     bool seen[PBFT_REPLICAS_MAX] = {false};

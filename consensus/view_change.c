@@ -44,7 +44,8 @@ int validate_prepared_cert(pbft_node *node, const Twinbft__PreparedCert *pc, uin
     }
     uint8_t d[PROTO_DIGEST_BYTES];
     batch_digest(pc->batch.data, pc->batch.len, d);
-    if (memcmp(d, pp->digest.data, PROTO_DIGEST_BYTES) != 0) {
+    if (memcmp(d, pp->digest.data, PROTO_DIGEST_BYTES) != 0 ||
+        !batch_bytes_ok(node, pc->batch.data, pc->batch.len)) {
         goto done;
     }
     bool seen[PBFT_REPLICAS_MAX] = {false};
