@@ -105,7 +105,9 @@ static int apply_slot(pbft_node *node, const uint8_t *data, size_t len) {
     if (sl == NULL) {
         goto done; /* below the watermark: garbage we had not deleted yet */
     }
-    if (r->pre_prepare.len > 0) {
+    /* A pre-prepare of an older view was abandoned at the view change (only
+     * its certificates live on); the stored record may still hold it. */
+    if (r->pre_prepare.len > 0 && r->view == node->view) {
         if (r->batch.len > 0) {
             Twinbft__Batch *b = twinbft__batch__unpack(NULL, r->batch.len, r->batch.data);
             if (b == NULL) {
