@@ -213,7 +213,11 @@ void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8
         node->req_fetched = false;
         node->req_deadline = 0;
         request_timer_update(node);
-        node->vc_timeout = node->cfg.view_timeout_ms;
+        if (!node->in_vc) {
+            /* Only execution in a working view proves it: batches that
+             * arrive by state transfer during a view change do not. */
+            node->vc_timeout = node->cfg.view_timeout_ms;
+        }
     }
     free(res);
     report_executed(node, seq, view, digest, time_ms, b, reqs, n);
