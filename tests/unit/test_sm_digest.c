@@ -1,0 +1,672 @@
+/* The state digest and state transfer: random operation sequences give
+ * equal digests on independent stores however the batches are committed,
+ * the incremental digest equals a full recomputation, export/import
+ * round-trips to the same digest and refuses tampered snapshots, replaying
+ * the event history reproduces the state, and reopening or aborting keeps
+ * the digest right. */
+#include "test_sm_util.h"
+
+enum { RND_OPS = 1200, RND_OP_BYTES = 1024 };
+
+typedef struct rnd {
+    uint64_t x;
+} rnd;
+
+static uint64_t rnd_next(rnd *r) {
+    r->x ^= r->x << 13;
+    r->x ^= r->x >> 7;
+    r->x ^= r->x << 17;
+    return r->x;
+}
+
+static const char *pick(rnd *r, const char *const *from, size_t n) {
+    return from[rnd_next(r) % n];
+}
+
+#define PICK(r, arr) pick((r), (arr), sizeof(arr) / sizeof(arr)[0])
+
+static const char *const principals[] = {"admin", "op", "alice", "bob", "agent-1", "nobody"};
+/* Roles change at random, but never the bootstrap admin's: it keeps the tests' view. */
+static const char *const grantees[] = {"op", "alice", "bob", "agent-1", "nobody"};
+static const char *const twins[] = {"plant", "line1", "m1", "c1", "m2", "m3", "c2", "ghost"};
+static const char *const nodes[] = {"n1", "n2", "n3", "n4"};
+static const char *const sites[] = {"s1", "s2", "s3"};
+static const char *const comps[] = {"ingest", "predict"};
+static const char *const keys[] = {"k1", "k2", "k3", "a/b", "a/c"};
+static const char *const props[] = {"p1", "p2", "guard_door"};
+static const char *const values[] = {"1", "2", "closed", "open", "-3"};
+
+/* One random op of any kind, with ids from small pools so that ops meet. */
+static void random_op(rnd *r, Twinbft__SmOp *op, void *scratch) {
+    struct {
+        Twinbft__SmAclGrant g;
+        Twinbft__SmAclRevoke rv;
+        Twinbft__SmSitePut sp;
+        Twinbft__SmSiteRetire sr;
+        Twinbft__SmNodePut np;
+        Twinbft__SmNodeRetire nr;
+        Twinbft__SmNodeSetState ns;
+        Twinbft__SmTwinCreate tc;
+        Twinbft__SmTwinRetire tr;
+        Twinbft__SmComponentPut cp;
+        Twinbft__SmComponentRemove cr;
+        Twinbft__SmPlace pl;
+        Twinbft__SmScale sc;
+        Twinbft__SmConfigPut kp;
+        Twinbft__SmConfigDelete kd;
+        Twinbft__SmPolicyPut pp;
+        Twinbft__SmPolicy pol;
+        Twinbft__SmPolicyRemove pr;
+        Twinbft__SmActuate ac;
+        Twinbft__SmEstopLatch el;
+        Twinbft__SmEstopReset er;
+        Twinbft__SmShadowReport rep;
+        Twinbft__SmShadowDesire des;
+        Twinbft__SmProperty prop;
+        Twinbft__SmProperty *props1[1];
+    } *m = scratch;
+    memset(m, 0, sizeof *m);
+    twinbft__sm_op__init(op);
+    int kind = (int)(rnd_next(r) % 22) + 1;
+    op->op_case = (Twinbft__SmOp__OpCase)kind;
+    switch (kind) {
+    case TWINBFT__SM_OP__OP_ACL_GRANT:
+        twinbft__sm_acl_grant__init(&m->g);
+        m->g.principal = (char *)PICK(r, grantees);
+        m->g.roles = (uint32_t)(rnd_next(r) % 16);
+        op->acl_grant = &m->g;
+        break;
+    case TWINBFT__SM_OP__OP_ACL_REVOKE:
+        twinbft__sm_acl_revoke__init(&m->rv);
+        m->rv.principal = (char *)PICK(r, grantees);
+        op->acl_revoke = &m->rv;
+        break;
+    case TWINBFT__SM_OP__OP_SITE_PUT:
+        twinbft__sm_site_put__init(&m->sp);
+        m->sp.id = (char *)PICK(r, sites);
+        op->site_put = &m->sp;
+        break;
+    case TWINBFT__SM_OP__OP_SITE_RETIRE:
+        twinbft__sm_site_retire__init(&m->sr);
+        m->sr.id = (char *)PICK(r, sites);
+        op->site_retire = &m->sr;
+        break;
+    case TWINBFT__SM_OP__OP_NODE_PUT:
+        twinbft__sm_node_put__init(&m->np);
+        m->np.id = (char *)PICK(r, nodes);
+        m->np.tier = (Twinbft__SmTier)(1 + rnd_next(r) % 2);
+        m->np.site = (char *)PICK(r, sites);
+        m->np.cpu_millicores = 1000 + rnd_next(r) % 4000;
+        m->np.memory_mib = 1000 + rnd_next(r) % 4000;
+        m->np.agent = "agent-1";
+        op->node_put = &m->np;
+        break;
+    case TWINBFT__SM_OP__OP_NODE_RETIRE:
+        twinbft__sm_node_retire__init(&m->nr);
+        m->nr.id = (char *)PICK(r, nodes);
+        op->node_retire = &m->nr;
+        break;
+    case TWINBFT__SM_OP__OP_NODE_STATE:
+        twinbft__sm_node_set_state__init(&m->ns);
+        m->ns.id = (char *)PICK(r, nodes);
+        m->ns.state = (Twinbft__SmNodeState)(rnd_next(r) % 3);
+        op->node_state = &m->ns;
+        break;
+    case TWINBFT__SM_OP__OP_TWIN_CREATE:
+        twinbft__sm_twin_create__init(&m->tc);
+        m->tc.id = (char *)PICK(r, twins);
+        m->tc.kind = (Twinbft__SmTwinKind)(1 + rnd_next(r) % 4);
+        m->tc.parent = m->tc.kind == 1 ? "" : (char *)PICK(r, twins);
+        m->tc.site = m->tc.kind == 1 ? (char *)PICK(r, sites) : "";
+        m->tc.owner = (char *)PICK(r, principals);
+        op->twin_create = &m->tc;
+        break;
+    case TWINBFT__SM_OP__OP_TWIN_RETIRE:
+        twinbft__sm_twin_retire__init(&m->tr);
+        m->tr.id = (char *)PICK(r, twins);
+        op->twin_retire = &m->tr;
+        break;
+    case TWINBFT__SM_OP__OP_COMPONENT_PUT:
+        twinbft__sm_component_put__init(&m->cp);
+        m->cp.twin = (char *)PICK(r, twins);
+        m->cp.name = (char *)PICK(r, comps);
+        m->cp.cpu_millicores = 100 + rnd_next(r) % 1500;
+        m->cp.memory_mib = 100 + rnd_next(r) % 1500;
+        m->cp.tier = (Twinbft__SmTier)(rnd_next(r) % 3);
+        m->cp.min_replicas = (uint32_t)(rnd_next(r) % 2);
+        m->cp.max_replicas = 1 + (uint32_t)(rnd_next(r) % 3);
+        op->component_put = &m->cp;
+        break;
+    case TWINBFT__SM_OP__OP_COMPONENT_REMOVE:
+        twinbft__sm_component_remove__init(&m->cr);
+        m->cr.twin = (char *)PICK(r, twins);
+        m->cr.name = (char *)PICK(r, comps);
+        op->component_remove = &m->cr;
+        break;
+    case TWINBFT__SM_OP__OP_PLACE:
+        twinbft__sm_place__init(&m->pl);
+        m->pl.twin = (char *)PICK(r, twins);
+        op->place = &m->pl;
+        break;
+    case TWINBFT__SM_OP__OP_SCALE:
+        twinbft__sm_scale__init(&m->sc);
+        m->sc.twin = (char *)PICK(r, twins);
+        m->sc.component = (char *)PICK(r, comps);
+        m->sc.replicas = (uint32_t)(rnd_next(r) % 4);
+        op->scale = &m->sc;
+        break;
+    case TWINBFT__SM_OP__OP_CONFIG_PUT:
+        twinbft__sm_config_put__init(&m->kp);
+        m->kp.key = (char *)PICK(r, keys);
+        m->kp.value.data = (uint8_t *)PICK(r, values);
+        m->kp.value.len = strlen((const char *)m->kp.value.data);
+        m->kp.cas = rnd_next(r) % 2;
+        m->kp.expected_version = rnd_next(r) % 3;
+        op->config_put = &m->kp;
+        break;
+    case TWINBFT__SM_OP__OP_CONFIG_DELETE:
+        twinbft__sm_config_delete__init(&m->kd);
+        m->kd.key = (char *)PICK(r, keys);
+        op->config_delete = &m->kd;
+        break;
+    case TWINBFT__SM_OP__OP_POLICY_PUT:
+        twinbft__sm_policy_put__init(&m->pp);
+        twinbft__sm_policy__init(&m->pol);
+        m->pol.twin = (char *)PICK(r, twins);
+        m->pol.property = (char *)PICK(r, props);
+        m->pol.min = -5;
+        m->pol.max = 5;
+        m->pol.max_step = rnd_next(r) % 4;
+        m->pol.min_interval_ms = rnd_next(r) % 3000;
+        m->pol.required_role = (Twinbft__SmRole)(1u << (rnd_next(r) % 4));
+        m->pp.policy = &m->pol;
+        op->policy_put = &m->pp;
+        break;
+    case TWINBFT__SM_OP__OP_POLICY_REMOVE:
+        twinbft__sm_policy_remove__init(&m->pr);
+        m->pr.twin = (char *)PICK(r, twins);
+        m->pr.property = (char *)PICK(r, props);
+        op->policy_remove = &m->pr;
+        break;
+    case TWINBFT__SM_OP__OP_ACTUATE:
+        twinbft__sm_actuate__init(&m->ac);
+        m->ac.twin = (char *)PICK(r, twins);
+        m->ac.property = (char *)PICK(r, props);
+        m->ac.value = (int64_t)(rnd_next(r) % 13) - 6;
+        m->ac.safe_state = rnd_next(r) % 5 == 0;
+        op->actuate = &m->ac;
+        break;
+    case TWINBFT__SM_OP__OP_ESTOP_LATCH:
+        twinbft__sm_estop_latch__init(&m->el);
+        m->el.scope = (Twinbft__SmEstopScope)(rnd_next(r) % 2);
+        m->el.id = (char *)(m->el.scope ? PICK(r, twins) : PICK(r, sites));
+        op->estop_latch = &m->el;
+        break;
+    case TWINBFT__SM_OP__OP_ESTOP_RESET:
+        twinbft__sm_estop_reset__init(&m->er);
+        m->er.scope = (Twinbft__SmEstopScope)(rnd_next(r) % 2);
+        m->er.id = (char *)(m->er.scope ? PICK(r, twins) : PICK(r, sites));
+        op->estop_reset = &m->er;
+        break;
+    default: {
+        twinbft__sm_property__init(&m->prop);
+        m->prop.name = (char *)PICK(r, props);
+        m->prop.value = (char *)PICK(r, values);
+        m->props1[0] = &m->prop;
+        if (kind == TWINBFT__SM_OP__OP_SHADOW_REPORT) {
+            twinbft__sm_shadow_report__init(&m->rep);
+            m->rep.twin = (char *)PICK(r, twins);
+            m->rep.set = m->props1;
+            m->rep.n_set = 1;
+            op->shadow_report = &m->rep;
+        } else {
+            twinbft__sm_shadow_desire__init(&m->des);
+            m->des.twin = (char *)PICK(r, twins);
+            m->des.set = m->props1;
+            m->des.n_set = 1;
+            op->shadow_desire = &m->des;
+        }
+    }
+    }
+}
+
+/* A recorded run: every op with its place in the order. */
+typedef struct run {
+    uint8_t (*op)[RND_OP_BYTES];
+    size_t *len;
+    const char **who;
+    uint64_t *seq;
+    uint32_t *index;
+    uint64_t *time;
+    size_t n;
+} run;
+
+static void run_make(run *w, uint64_t seed, uint64_t seq0, size_t n) {
+    rnd r = {seed};
+    uint8_t scratch[4096];
+    w->op = malloc(n * sizeof *w->op);
+    w->len = malloc(n * sizeof *w->len);
+    w->who = malloc(n * sizeof *w->who);
+    w->seq = malloc(n * sizeof *w->seq);
+    w->index = malloc(n * sizeof *w->index);
+    w->time = malloc(n * sizeof *w->time);
+    w->n = n;
+    uint64_t seq = seq0, time = 2000000;
+    uint32_t index = 0;
+    for (size_t i = 0; i < n; i++) {
+        Twinbft__SmOp op;
+        random_op(&r, &op, scratch);
+        w->len[i] = twinbft__sm_op__get_packed_size(&op);
+        ck_assert_uint_le(w->len[i], RND_OP_BYTES);
+        twinbft__sm_op__pack(&op, w->op[i]);
+        w->who[i] = PICK(&r, principals);
+        if (rnd_next(&r) % 3 == 0) { /* batches of one to a few ops */
+            seq++;
+            index = 0;
+            time += rnd_next(&r) % 4000;
+        }
+        w->seq[i] = seq;
+        w->index[i] = index++;
+        w->time[i] = time;
+    }
+}
+
+static void run_free(run *w) {
+    free(w->op);
+    free(w->len);
+    free(w->who);
+    free(w->seq);
+    free(w->index);
+    free(w->time);
+}
+
+/* Applies ops [from, to) of a run, committing whenever commit_every ops have gone
+ * (0: at every change of seq), and checks each result against `expect` if given. */
+static void run_apply(smt *t, const run *w, size_t from, size_t to, size_t commit_every,
+                      uint8_t **results, size_t *result_len) {
+    for (size_t i = from; i < to; i++) {
+        sm_output out;
+        ck_assert_int_eq(sm_apply(t->s, smt_txn(t), w->seq[i], w->index[i], w->time[i], w->who[i],
+                                  w->op[i], w->len[i], &out),
+                         0);
+        if (results[i] == NULL) {
+            results[i] = malloc(out.result_len ? out.result_len : 1);
+            memcpy(results[i], out.result, out.result_len);
+            result_len[i] = out.result_len;
+        } else {
+            ck_assert_uint_eq(out.result_len, result_len[i]);
+            ck_assert_mem_eq(out.result, results[i], out.result_len);
+        }
+        bool boundary =
+            commit_every ? (i + 1) % commit_every == 0 : i + 1 == to || w->seq[i + 1] != w->seq[i];
+        if (boundary) {
+            smt_commit(t);
+        }
+        t->seq = w->seq[i];
+    }
+    smt_commit(t);
+}
+
+static void plant_for_run(smt *t) {
+    smt_open(t);
+    smt_plant(t);
+    expect_ok(op_node(t, "admin", "n1", EDGE, "s1", NULL, 3000, 3000, "agent-1"));
+    expect_ok(op_node(t, "admin", "n2", CLOUD, "s2", NULL, 3000, 3000, NULL));
+    expect_ok(op_grant(t, "admin", "admin", SM_ROLE_OPERATOR | SM_ROLE_ADMIN));
+    smt_commit(t);
+}
+
+static void results_free(uint8_t **results, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        free(results[i]);
+    }
+    free(results);
+}
+
+/* Proves random operation sequences give equal digests and equal results on two fresh
+ * stores committed at different batch boundaries, equal to a full recomputation. */
+START_TEST(test_property_equal_digests) {
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        smt a, b;
+        plant_for_run(&a);
+        plant_for_run(&b);
+        run w;
+        run_make(&w, seed * 0x9e3779b97f4a7c15ull, a.seq + 1, RND_OPS);
+        uint8_t **res = calloc(w.n, sizeof *res);
+        size_t *res_len = calloc(w.n, sizeof *res_len);
+        run_apply(&a, &w, 0, w.n, 0, res, res_len);
+        run_apply(&b, &w, 0, w.n, 7 + (size_t)seed, res, res_len);
+        uint8_t da[PROTO_DIGEST_BYTES], db[PROTO_DIGEST_BYTES];
+        smt_digest(&a, da);
+        smt_digest(&b, db);
+        ck_assert_mem_eq(da, db, sizeof da);
+        smt_check_digest(&a);
+        smt_check_digest(&b);
+        /* The ops did something: plenty of them succeeded, and the digest moved. */
+        size_t ok = 0;
+        for (size_t i = 0; i < w.n; i++) {
+            Twinbft__SmResult *r = twinbft__sm_result__unpack(NULL, res_len[i], res[i]);
+            ok += r->code == SM_OK;
+            twinbft__sm_result__free_unpacked(r, NULL);
+        }
+        ck_assert_uint_gt(ok, RND_OPS / 10);
+        /* One more op on one side only: the digests part. */
+        expect_ok(op_cfg_put(&b, "admin", "k-extra", "1", false, 0));
+        smt_digest(&b, db);
+        ck_assert_mem_ne(da, db, sizeof da);
+        results_free(res, w.n);
+        free(res_len);
+        run_free(&w);
+        smt_close(&a);
+        smt_close(&b);
+    }
+}
+END_TEST
+
+/* A store after a random run. */
+static void random_store(smt *t, uint64_t seed, size_t n) {
+    plant_for_run(t);
+    run w;
+    run_make(&w, seed, t->seq + 1, n);
+    uint8_t **res = calloc(w.n, sizeof *res);
+    size_t *res_len = calloc(w.n, sizeof *res_len);
+    run_apply(t, &w, 0, w.n, 0, res, res_len);
+    results_free(res, w.n);
+    free(res_len);
+    run_free(&w);
+}
+
+static void export_committed(smt *t, uint8_t **snap, size_t *len) {
+    smt_commit(t);
+    MDB_txn *r = NULL;
+    ck_assert_int_eq(mdb_txn_begin(sm_store_env(t->s), NULL, MDB_RDONLY, &r), 0);
+    ck_assert_int_eq(sm_export_buf(t->s, r, t->seq, snap, len), 0);
+    mdb_txn_abort(r);
+}
+
+/* Proves export then import into a fresh store gives the same digest and state, that
+ * both stores then evolve identically, and that export is deterministic. */
+START_TEST(test_export_import_round_trip) {
+    smt a, c;
+    random_store(&a, 42, 600);
+    uint8_t *snap = NULL, *snap2 = NULL;
+    size_t len = 0, len2 = 0;
+    export_committed(&a, &snap, &len);
+    export_committed(&a, &snap2, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_mem_eq(snap, snap2, len);
+    free(snap2);
+    uint8_t da[PROTO_DIGEST_BYTES], dc[PROTO_DIGEST_BYTES];
+    smt_digest(&a, da);
+    smt_open(&c);
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, snap, len, da), 0);
+    smt_commit(&c);
+    c.seq = a.seq;
+    ck_assert_uint_eq(sm_store_applied(c.s), a.seq);
+    smt_digest(&c, dc);
+    ck_assert_mem_eq(da, dc, sizeof da);
+    smt_check_digest(&c);
+    /* The imported store exports the same bytes (derived indexes rebuilt, not shipped). */
+    export_committed(&c, &snap2, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_mem_eq(snap, snap2, len);
+    free(snap2);
+    /* Same further ops, same digests; the rebuilt indexes serve queries. */
+    run w;
+    run_make(&w, 43, a.seq + 1, 300);
+    uint8_t **res = calloc(w.n, sizeof *res);
+    size_t *res_len = calloc(w.n, sizeof *res_len);
+    run_apply(&a, &w, 0, w.n, 0, res, res_len);
+    run_apply(&c, &w, 0, w.n, 0, res, res_len);
+    smt_digest(&a, da);
+    smt_digest(&c, dc);
+    ck_assert_mem_eq(da, dc, sizeof da);
+    Twinbft__SmQuery q = TWINBFT__SM_QUERY__INIT;
+    Twinbft__SmHistoryQuery h = TWINBFT__SM_HISTORY_QUERY__INIT;
+    h.from_start = true;
+    q.q_case = TWINBFT__SM_QUERY__Q_HISTORY;
+    q.history = &h;
+    size_t seen = 0;
+    for (size_t i = 0; i < sizeof twins / sizeof twins[0]; i++) {
+        /* By twin: served from the index the import rebuilt. */
+        h.twin = (char *)twins[i];
+        Twinbft__SmQueryResult *qa = smt_query(&a, "admin", &q);
+        int code = qa->code;
+        size_t na = qa->n_events;
+        Twinbft__SmQueryResult *qc = smt_query(&c, "admin", &q);
+        ck_assert_int_eq(qc->code, code);
+        ck_assert_uint_eq(qc->n_events, na);
+        seen += na;
+    }
+    ck_assert_uint_gt(seen, 50);
+    results_free(res, w.n);
+    free(res_len);
+    run_free(&w);
+    free(snap);
+    smt_close(&a);
+    smt_close(&c);
+}
+END_TEST
+
+/* Proves import refuses a wrong expected digest, a tampered entry, a tampered event
+ * and a truncated snapshot, and leaves the state as it was. */
+START_TEST(test_import_refuses_tampering) {
+    smt a, c;
+    random_store(&a, 7, 300);
+    uint8_t *snap = NULL;
+    size_t len = 0;
+    export_committed(&a, &snap, &len);
+    uint8_t da[PROTO_DIGEST_BYTES], before[PROTO_DIGEST_BYTES], after[PROTO_DIGEST_BYTES];
+    smt_digest(&a, da);
+    smt_open(&c);
+    expect_ok(op_site(&c, "admin", "mine"));
+    smt_commit(&c);
+    smt_digest(&c, before);
+    uint8_t wrong[PROTO_DIGEST_BYTES];
+    memcpy(wrong, da, sizeof wrong);
+    wrong[0] ^= 1;
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, snap, len, wrong), TB_ERR_MISMATCH);
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq + 1, snap, len, da), TB_ERR_INVALID);
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, snap, len - 1, da), TB_ERR_INVALID);
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, snap, 20, da), TB_ERR_INVALID);
+    /* Flip a byte in the middle (a state entry) and near the end (the last event). */
+    uint8_t *bad = malloc(len);
+    memcpy(bad, snap, len);
+    bad[len / 3] ^= 0x40;
+    int rc = sm_import(c.s, smt_txn(&c), a.seq, bad, len, da);
+    ck_assert(rc == TB_ERR_MISMATCH || rc == TB_ERR_INVALID);
+    memcpy(bad, snap, len);
+    bad[len - 1 - PROTO_DIGEST_BYTES - 5] ^= 0x01; /* inside the last event's value */
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, bad, len, NULL), TB_ERR_MISMATCH);
+    /* Without an expected digest, the snapshot's own trailer is checked. */
+    memcpy(bad, snap, len);
+    bad[len - 1] ^= 0x01;
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, bad, len, NULL), TB_ERR_MISMATCH);
+    smt_digest(&c, after);
+    ck_assert_mem_eq(before, after, sizeof before);
+    smt_check_digest(&c);
+    expect_ok(op_site(&c, "admin", "still-mine"));
+    free(bad);
+    free(snap);
+    smt_close(&a);
+    smt_close(&c);
+}
+END_TEST
+
+/* Proves replaying the event history (seq, index, time, principal, op) into a fresh
+ * store reproduces the state: the same digest. */
+START_TEST(test_history_replay_reproduces_state) {
+    smt a, d;
+    random_store(&a, 99, 800);
+    smt_open(&d);
+    Twinbft__SmQuery q = TWINBFT__SM_QUERY__INIT;
+    Twinbft__SmHistoryQuery h = TWINBFT__SM_HISTORY_QUERY__INIT;
+    q.q_case = TWINBFT__SM_QUERY__Q_HISTORY;
+    q.history = &h;
+    h.from_start = true;
+    size_t total = 0;
+    for (;;) {
+        Twinbft__SmQueryResult *page = smt_query(&a, "admin", &q);
+        ck_assert_int_eq(page->code, SM_OK);
+        for (size_t i = 0; i < page->n_events; i++) {
+            const Twinbft__SmEvent *e = page->events[i];
+            sm_output out;
+            ck_assert_int_eq(sm_apply(d.s, smt_txn(&d), e->seq, e->index, e->time_ms, e->principal,
+                                      e->op.data, e->op.len, &out),
+                             0);
+            ck_assert_uint_eq(out.result_len, e->result.len);
+            if (out.result_len > 0) { /* an OK result without payload packs to nothing */
+                ck_assert_mem_eq(out.result, e->result.data, out.result_len);
+            }
+            h.after_seq = e->seq;
+            h.after_index = e->index;
+            total++;
+        }
+        smt_commit(&d);
+        if (!page->more) {
+            break;
+        }
+        h.from_start = false;
+    }
+    ck_assert_uint_gt(total, 800);
+    uint8_t da[PROTO_DIGEST_BYTES], dd[PROTO_DIGEST_BYTES];
+    smt_digest(&a, da);
+    smt_digest(&d, dd);
+    ck_assert_mem_eq(da, dd, sizeof da);
+    smt_close(&a);
+    smt_close(&d);
+}
+END_TEST
+
+/* Proves a reopened store has the same digest (persisted, not rescanned) and goes on. */
+START_TEST(test_reopen) {
+    smt a;
+    random_store(&a, 5, 300);
+    uint8_t d1[PROTO_DIGEST_BYTES], d2[PROTO_DIGEST_BYTES];
+    smt_digest(&a, d1);
+    uint64_t seq = a.seq;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", a.dir);
+    smt_close_keep(&a);
+    smt_open_in(&a, dir);
+    ck_assert_uint_eq(sm_store_applied(a.s), seq);
+    smt_digest(&a, d2);
+    ck_assert_mem_eq(d1, d2, sizeof d1);
+    smt_check_digest(&a);
+    expect_ok(op_cfg_put(&a, "admin", "after-reopen", "1", false, 0));
+    smt_check_digest(&a);
+    smt_close_keep(&a);
+    /* Another admin name is refused: the bootstrap is part of the state. */
+    sm_options o = smt_options();
+    o.admin = "someone-else";
+    sm_store *s = NULL;
+    ck_assert_int_eq(sm_store_open(dir, &o, &s), TB_ERR_MISMATCH);
+    ck_assert_ptr_null(s);
+    smt_rmdir(dir);
+}
+END_TEST
+
+/* Proves an aborted batch leaves no trace: digest, state and the order of events. */
+START_TEST(test_abort) {
+    smt a;
+    plant_for_run(&a);
+    uint8_t d1[PROTO_DIGEST_BYTES], d2[PROTO_DIGEST_BYTES];
+    smt_digest(&a, d1);
+    uint64_t seq = a.seq;
+    expect_ok(op_cfg_put(&a, "op", "k", "v", false, 0));
+    expect_ok(op_grant(&a, "admin", "eve", SM_ROLE_OPERATOR));
+    expect_ok(op_cfg_put(&a, "eve", "k2", "v", false, 0)); /* through the role cache */
+    sm_txn_abort(a.s, a.txn);
+    a.txn = NULL;
+    a.seq = seq;
+    smt_digest(&a, d2);
+    ck_assert_mem_eq(d1, d2, sizeof d1);
+    ck_assert_uint_eq(sm_store_applied(a.s), seq);
+    expect_deny(op_cfg_put(&a, "eve", "k2", "v", false, 0), R(ROLE)); /* cache forgotten */
+    expect_deny(op_cfg_del(&a, "op", "k", false, 0), R(NOT_FOUND));
+    smt_check_digest(&a);
+    smt_close(&a);
+}
+END_TEST
+
+/* Proves per-flush deduplication: a key written many times costs one removal and one
+ * addition, and a key rewritten with the same bytes costs nothing. */
+START_TEST(test_dedupe) {
+    smt a;
+    plant_for_run(&a);
+    expect_ok(op_cfg_put(&a, "op", "hot", "0", false, 0));
+    smt_commit(&a);
+    sm_stats s0, s1;
+    sm_store_stats(a.s, &s0);
+    char v[16];
+    for (int i = 1; i <= 50; i++) {
+        snprintf(v, sizeof v, "%d", i);
+        expect_ok(op_cfg_put(&a, "op", "hot", v, false, 0));
+    }
+    smt_commit(&a);
+    sm_store_stats(a.s, &s1);
+    /* "hot" (remove + add), the history chain head (remove + add). */
+    ck_assert_uint_eq(s1.changes_folded - s0.changes_folded, 4);
+    ck_assert_uint_eq(s1.keys_folded - s0.keys_folded, 2);
+    /* Granting the same roles again rewrites identical bytes: only the chain moves. */
+    expect_ok(op_grant(&a, "admin", "alice", SM_ROLE_OWNER));
+    smt_commit(&a);
+    sm_stats s2;
+    sm_store_stats(a.s, &s2);
+    ck_assert_uint_eq(s2.changes_folded - s1.changes_folded, 2);
+    smt_check_digest(&a);
+    smt_close(&a);
+}
+END_TEST
+
+/* Proves the change set's bound: more distinct keys than it holds in one batch are
+ * folded early and the digest stays exact. */
+START_TEST(test_change_set_overflow) {
+    smt a;
+    plant_for_run(&a);
+    uint8_t op[128];
+    char key[32];
+    Twinbft__SmOp m = TWINBFT__SM_OP__INIT;
+    Twinbft__SmConfigPut cp = TWINBFT__SM_CONFIG_PUT__INIT;
+    m.op_case = TWINBFT__SM_OP__OP_CONFIG_PUT;
+    m.config_put = &cp;
+    cp.key = key;
+    uint64_t seq = a.seq + 1;
+    for (uint32_t i = 0; i < 17000; i++) {
+        snprintf(key, sizeof key, "bulk/%05u", i);
+        size_t len = twinbft__sm_op__pack(&m, op);
+        sm_output out;
+        ck_assert_int_eq(sm_apply(a.s, smt_txn(&a), seq, i, 1, "op", op, len, &out), 0);
+        ck_assert_int_eq(out.code, SM_OK);
+    }
+    a.seq = seq;
+    smt_check_digest(&a);
+    smt_commit(&a);
+    smt_check_digest(&a);
+    smt_close(&a);
+}
+END_TEST
+
+static Suite *digest_suite(void) {
+    Suite *s = suite_create("sm_digest");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_property_equal_digests);
+    tcase_add_test(tc, test_export_import_round_trip);
+    tcase_add_test(tc, test_import_refuses_tampering);
+    tcase_add_test(tc, test_history_replay_reproduces_state);
+    tcase_add_test(tc, test_reopen);
+    tcase_add_test(tc, test_abort);
+    tcase_add_test(tc, test_dedupe);
+    tcase_add_test(tc, test_change_set_overflow);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(digest_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
