@@ -20,8 +20,8 @@ static void usage(FILE *out) {
     fprintf(out,
             "usage: twinbft-sim --seeds N [--seed-start S] [--replicas R] [--byzantine B]\n"
             "                   [--faults LIST|all|none] [--inject-bug NAME] [--clients C]\n"
-            "                   [--requests M] [--crypto fast|ed25519] [--keep-going] [--verbose]\n"
-            "                   [--narrate]\n"
+            "                   [--requests M] [--crypto fast|ed25519] [--app twins|counter]\n"
+            "                   [--keep-going] [--verbose] [--narrate]\n"
             "\n"
             "Runs seeds S..S+N-1. Each seed is one whole run: R replicas on the real PBFT core,\n"
             "C clients issuing M requests each, simulated clock, network and durable storage,\n"
@@ -49,6 +49,11 @@ static void usage(FILE *out) {
             "  --clients C       clients (default 4, at most %d)\n"
             "  --requests M      requests per client (default 25)\n"
             "  --crypto SCHEME   fast (default: SHA-256 keyed signatures) or ed25519\n"
+            "  --app APP         twins (default): the real orchestration state machine, one\n"
+            "                    LMDB store per replica under $TMPDIR, fed a random twin\n"
+            "                    workload (registry, placement, scaling, config, actuation,\n"
+            "                    e-stop, shadow, ACL; client c0 is the bootstrap admin);\n"
+            "                    counter: sixteen counters, a faster stand-in\n"
             "  --verbose         print every event and, per seed, trace=<hex>: a SHA-256 over\n"
             "                    the whole event trace (the same seed gives the same hash)\n"
             "  --narrate         print what matters: views, commits, checkpoints, faults,\n"
@@ -105,6 +110,7 @@ enum {
     OPT_CLIENTS,
     OPT_REQUESTS,
     OPT_CRYPTO,
+    OPT_APP,
     OPT_VERBOSE,
     OPT_NARRATE,
     OPT_KEEP_GOING,
@@ -121,6 +127,7 @@ static const struct option long_opts[] = {
     {"clients", required_argument, NULL, OPT_CLIENTS},
     {"requests", required_argument, NULL, OPT_REQUESTS},
     {"crypto", required_argument, NULL, OPT_CRYPTO},
+    {"app", required_argument, NULL, OPT_APP},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"narrate", no_argument, NULL, OPT_NARRATE},
     {"keep-going", no_argument, NULL, OPT_KEEP_GOING},
@@ -170,6 +177,13 @@ static int parse_one(cli *c, int ch, const char *arg) {
             return -1;
         }
         c->opt.ed25519 = strcmp(arg, "ed25519") == 0;
+        return 0;
+    case OPT_APP:
+        if (strcmp(arg, "twins") != 0 && strcmp(arg, "counter") != 0) {
+            fprintf(stderr, "twinbft-sim: --app: \"%s\" is neither twins nor counter\n", arg);
+            return -1;
+        }
+        c->opt.counter_app = strcmp(arg, "counter") == 0;
         return 0;
     case OPT_VERBOSE:
         c->opt.verbose = true;
@@ -248,9 +262,10 @@ static void format_replay(const cli *c, uint64_t seed, char *out, size_t cap) {
     }
     snprintf(out, cap,
              "replay: twinbft-sim --seed-start %" PRIu64 " --seeds 1 --replicas %" PRIu64
-             " --byzantine %" PRIu64 " --faults %s%s%s%s --verbose",
+             " --byzantine %" PRIu64 " --faults %s%s%s%s%s --verbose",
              seed, c->replicas, c->byzantine, faults, workload,
-             c->opt.ed25519 ? " --crypto ed25519" : "", bug);
+             c->opt.ed25519 ? " --crypto ed25519" : "", c->opt.counter_app ? " --app counter" : "",
+             bug);
 }
 
 /* A core assertion (or a sanitizer report) aborts the process in the middle

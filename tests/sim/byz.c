@@ -5,10 +5,13 @@
  * before the message is freed, so protobuf-c only ever frees its own memory. */
 #include "tests/sim/byz.h"
 
+#include "tests/sim/app_sm.h"
+
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "proto/frame.h"
 #include "proto/tb_assert.h"
@@ -18,6 +21,11 @@ void sim_byz_init(sim_byz *b, uint32_t id, sim_crypto *crypto, uint32_t rate_per
     b->id = id;
     b->crypto = crypto;
     b->rate_permille = rate_permille;
+}
+
+void sim_byz_forge_in(sim_byz *b, const char *dir, const char *admin) {
+    snprintf(b->forge_dir, sizeof b->forge_dir, "%s", dir);
+    b->forge_admin = admin;
 }
 
 void sim_byz_free(sim_byz *b) {
@@ -440,6 +448,91 @@ static uint8_t *corrupt_snapshot(sim_rng *rng, Twinbft__Message *m, bool fix_dig
     return out;
 }
 
+/* A state-machine snapshot of a state that never existed, yet internally
+ * consistent: the real snapshot imported into a scratch store, one more op
+ * applied, exported again under the same seq. The state machine's own
+ * import checks cannot tell; only the checkpoint certificate can. */
+static uint8_t *forge_sm_state(const sim_byz *b, uint64_t seq, const uint8_t *data, size_t len,
+                               size_t *out_len, uint8_t digest[PROTO_DIGEST_BYTES]) {
+    sim_smapp_remove_dir(b->forge_dir);
+    mkdir(b->forge_dir, 0700);
+    sm_options opt = {.admin = b->forge_admin, .map_bytes = (size_t)64 << 20, .no_sync = true};
+    sm_store *s = NULL;
+    uint8_t *out = NULL;
+    MDB_txn *txn = NULL, *rd = NULL;
+    if (sm_store_open(b->forge_dir, &opt, &s) != 0) {
+        return NULL;
+    }
+    if (sm_txn_begin(s, &txn) != 0 || sm_import(s, txn, seq, data, len, NULL) != 0) {
+        goto done;
+    }
+    Twinbft__SmConfigPut put = TWINBFT__SM_CONFIG_PUT__INIT;
+    uint8_t value[1] = {1};
+    put.key = "forged";
+    put.value = (ProtobufCBinaryData){sizeof value, value};
+    Twinbft__SmOp op = TWINBFT__SM_OP__INIT;
+    op.op_case = TWINBFT__SM_OP__OP_CONFIG_PUT;
+    op.config_put = &put;
+    uint8_t opb[128];
+    size_t oplen = twinbft__sm_op__pack(&op, opb);
+    sm_output res;
+    /* After every real request of the batch at seq: no batch is that large. */
+    uint32_t index = 1u << 30;
+    if (sm_apply(s, txn, seq, index, 0, b->forge_admin, opb, oplen, &res) != 0 ||
+        sm_txn_commit(s, txn) != 0) {
+        txn = NULL;
+        goto done;
+    }
+    txn = NULL;
+    if (mdb_txn_begin(sm_store_env(s), NULL, MDB_RDONLY, &rd) != 0 ||
+        sm_export_buf(s, rd, seq, &out, out_len) != 0 || sm_digest(s, NULL, digest) != 0) {
+        free(out);
+        out = NULL;
+    }
+done:
+    if (rd != NULL) {
+        mdb_txn_abort(rd);
+    }
+    if (txn != NULL) {
+        sm_txn_abort(s, txn);
+    }
+    sm_store_close(s);
+    sim_smapp_remove_dir(b->forge_dir);
+    return out;
+}
+
+static uint8_t *forge_snapshot(const sim_byz *b, Twinbft__Message *m, size_t *out_len, char *desc) {
+    Twinbft__FetchReply *fr = m->fetch_reply;
+    Twinbft__Snapshot *sn = twinbft__snapshot__unpack(NULL, fr->snapshot.len, fr->snapshot.data);
+    if (sn == NULL) {
+        return NULL;
+    }
+    size_t alen = 0;
+    uint8_t d[PROTO_DIGEST_BYTES];
+    uint8_t *app = forge_sm_state(b, sn->seq, sn->app_state.data, sn->app_state.len, &alen, d);
+    uint8_t *out = NULL;
+    if (app != NULL) {
+        ProtobufCBinaryData saved_app = sn->app_state, saved_digest = sn->app_digest;
+        sn->app_state = (ProtobufCBinaryData){alen, app};
+        sn->app_digest = (ProtobufCBinaryData){sizeof d, d};
+        size_t slen = 0;
+        uint8_t *snap = pack_any(&sn->base, &slen);
+        sn->app_state = saved_app;
+        sn->app_digest = saved_digest;
+        ProtobufCBinaryData saved_snap = fr->snapshot;
+        fr->snapshot = (ProtobufCBinaryData){slen, snap};
+        out = pack_any(&m->base, out_len);
+        fr->snapshot = saved_snap;
+        free(snap);
+        free(app);
+        snprintf(desc, SIM_BYZ_DESC_BYTES,
+                 "fetch reply at checkpoint %" PRIu64 " with a forged, self-consistent state",
+                 fr->checkpoint_seq);
+    }
+    twinbft__snapshot__free_unpacked(sn, NULL);
+    return out;
+}
+
 static uint8_t *mutate_fetch_reply(sim_byz *b, sim_rng *rng, Twinbft__Message *m, size_t *out_len,
                                    char *desc) {
     Twinbft__FetchReply *fr = m->fetch_reply;
@@ -474,6 +567,9 @@ static uint8_t *mutate_fetch_reply(sim_byz *b, sim_rng *rng, Twinbft__Message *m
     }
     if (fr->snapshot.len == 0) {
         return NULL;
+    }
+    if (b->forge_dir[0] != '\0' && pick != 1) {
+        return forge_snapshot(b, m, out_len, desc);
     }
     return corrupt_snapshot(rng, m, pick != 1, out_len, desc);
 }

@@ -40,6 +40,10 @@ typedef struct sim_byz {
     uint64_t fetch_seq[SIM_BYZ_FETCHES];
     size_t n_fetches, next_fetch;
     uint64_t mutated, omitted;
+    /* With the state machine as the application (forge_dir set): a scratch
+     * store in which to forge self-consistent snapshots of a wrong state. */
+    char forge_dir[320];
+    const char *forge_admin;
 } sim_byz;
 
 /* What one outgoing message becomes. Receivers are numbered 0..k-1 by the
@@ -54,6 +58,8 @@ typedef struct sim_byz_plan {
 
 void sim_byz_init(sim_byz *b, uint32_t id, sim_crypto *crypto, uint32_t rate_permille);
 void sim_byz_free(sim_byz *b);
+/* Forge state-machine snapshots in dir (which exists), as principal admin. */
+void sim_byz_forge_in(sim_byz *b, const char *dir, const char *admin);
 /* Decides the fate of one packed Message sent to k receivers (1..64), and
  * learns from it for later mutations. Free plan->mutated with free(). */
 void sim_byz_plan_msg(sim_byz *b, sim_rng *rng, const uint8_t *data, size_t len, uint32_t k,

@@ -29,15 +29,15 @@ typedef struct sim_check_seq {
 
 typedef struct sim_check_req {
     bool issued;
-    uint8_t op[16];
+    uint8_t op[PROTO_DIGEST_BYTES]; /* SHA-256 of the op the client sent */
     size_t op_len;
     uint64_t exec_seq; /* 0: not executed by a correct replica yet */
     uint32_t exec_by;
-    uint8_t result[16];
+    uint8_t result[PROTO_DIGEST_BYTES]; /* SHA-256 of the result */
     size_t result_len;
     bool accepted;
     uint64_t accepted_seq;
-    uint8_t accepted_result[16];
+    uint8_t accepted_result[PROTO_DIGEST_BYTES]; /* SHA-256 */
     size_t accepted_len;
 } sim_check_req;
 
@@ -86,8 +86,9 @@ void sim_check_transferred(sim_check *ck, uint32_t r, uint64_t seq,
  * that cannot restart from its own durable state). Keeps the first one. */
 void sim_check_violate(sim_check *ck, const char *what, uint64_t seq, uint32_t a, uint32_t b,
                        const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-/* A client accepted (seq, result) for its request `number`. */
+/* A client accepted (seq, result) for its request `number`; result_hash
+ * is the SHA-256 of the result bytes, len their length. */
 void sim_check_accepted(sim_check *ck, uint32_t client, uint64_t number, uint64_t seq,
-                        const uint8_t *result, size_t len);
+                        const uint8_t result_hash[PROTO_DIGEST_BYTES], size_t len);
 
 #endif

@@ -40,7 +40,7 @@ static void send_request(sim_world *w, sim_client *c) {
     Twinbft__Request rq = TWINBFT__REQUEST__INIT;
     rq.client = c->name;
     rq.number = c->number;
-    rq.op = (ProtobufCBinaryData){sizeof c->op, c->op};
+    rq.op = (ProtobufCBinaryData){c->op_len, c->op};
     rq.priority = c->priority;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_REQUEST;
@@ -59,13 +59,24 @@ void client_issue(sim_world *w, sim_client *c) {
         return;
     }
     c->number++;
-    bool inc = sim_rng_chance(&w->rng, 600);
-    uint8_t key = (uint8_t)sim_rng_below(&w->rng, SIM_APP_KEYS);
-    uint64_t arg = inc ? sim_rng_range(&w->rng, 1, 9) : sim_rng_below(&w->rng, 1000);
-    sim_app_op_encode(inc ? 'i' : 'p', key, arg, c->op);
-    /* The safety lane: now and then a request that skips the batching delay. */
-    c->priority = sim_rng_chance(&w->rng, 100);
-    sim_check_issued(&w->check, c->idx, c->number, c->op, sizeof c->op);
+    if (w->opt.counter_app) {
+        bool inc = sim_rng_chance(&w->rng, 600);
+        uint8_t key = (uint8_t)sim_rng_below(&w->rng, SIM_APP_KEYS);
+        uint64_t arg = inc ? sim_rng_range(&w->rng, 1, 9) : sim_rng_below(&w->rng, 1000);
+        sim_app_op_encode(inc ? 'i' : 'p', key, arg, c->op);
+        c->op_len = SIM_APP_OP_BYTES;
+        /* The safety lane: now and then a request that skips the batching delay. */
+        c->priority = sim_rng_chance(&w->rng, 100);
+    } else {
+        /* A random twin-workload op (registry, placement, config, actuation,
+         * e-stop, shadow, ACL), drawn from the world's PRNG. */
+        sm_workload g = {sim_rng_next(&w->rng) | 1, &w->names};
+        c->op_len = sm_workload_packed(&g, c->op);
+        TB_ASSERT(c->op_len > 0);
+        /* E-stops and safe-state commands take the safety lane, as in the replica. */
+        c->priority = sm_op_is_priority(c->op, c->op_len);
+    }
+    sim_check_issued(&w->check, c->idx, c->number, c->op, c->op_len);
     c->outstanding = true;
     c->sent_at_us = w->now_us;
     memset(c->n_seen, 0, w->n);
@@ -145,15 +156,12 @@ void client_receive(sim_world *w, sim_client *c, uint32_t from, const uint8_t *d
     }
     const Twinbft__Reply *rp = m->reply;
     leaf = twinbft__result_leaf__unpack(NULL, rp->leaf.len, rp->leaf.data);
-    if (leaf == NULL || strcmp(leaf->client, c->name) != 0 || leaf->number != c->number ||
-        leaf->result.len > sizeof(((sim_reply_seen *)0)->result)) {
+    if (leaf == NULL || strcmp(leaf->client, c->name) != 0 || leaf->number != c->number) {
         goto done;
     }
     sim_reply_seen s = {.seq = rp->seq, .result_len = leaf->result.len};
     proto_sha256(rp->leaf.data, rp->leaf.len, s.leaf);
-    if (leaf->result.len > 0) {
-        memcpy(s.result, leaf->result.data, leaf->result.len);
-    }
+    proto_sha256(leaf->result.data, leaf->result.len, s.result);
     if (remember(w, c, from, &s) >= w->f + 1) {
         accept(w, c, rp->seq, &s);
     }

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
@@ -201,6 +203,14 @@ static void schedule_tick(sim_world *w, const sim_replica *r, sim_instance *in) 
     sim_eventq_push(&w->q, &ev);
 }
 
+static void app_persist(sim_world *w, sim_instance *in) {
+    if (w->opt.counter_app) {
+        sim_app_persist(&in->app, &in->store.app);
+    } else {
+        sim_smapp_persist(&in->smapp);
+    }
+}
+
 static void drive_cause(sim_world *w, sim_replica *r, sim_instance *in, const char *cause) {
     for (int rounds = 0; in->up && pbft_node_has_ready(in->node); rounds++) {
         TB_ASSERT(rounds < DRIVE_ROUNDS_MAX);
@@ -210,7 +220,7 @@ static void drive_cause(sim_world *w, sim_replica *r, sim_instance *in, const ch
         for (size_t i = 0; i < rd.n_records; i++) {
             sim_store_apply(&in->store, &rd.records[i]);
         }
-        sim_app_persist(&in->app, &in->store.app);
+        app_persist(w, in);
         in->store.commits++;
         /* 2. send, 3. report, 4. advance. */
         send_ready(w, r, in, &rd);
@@ -263,9 +273,37 @@ static int restore_from_store(sim_world *w, sim_replica *r, sim_instance *in, ui
     return rc;
 }
 
-static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool from_storage) {
+/* Starts the instance's application from its durable state (or empty). */
+static void app_start(sim_world *w, sim_replica *r, sim_instance *in, bool from_storage) {
     sim_app_observer obs = {.ctx = w, .executed = on_app_executed, .restored = on_app_restored};
-    sim_app_init(&in->app, from_storage ? &in->store.app : NULL, r->id, in->inst, &obs);
+    if (w->opt.counter_app) {
+        sim_app_init(&in->app, from_storage ? &in->store.app : NULL, r->id, in->inst, &obs);
+    } else {
+        int rc = sim_smapp_init(&in->smapp, in->dir, !from_storage, w->names.principals[0], r->id,
+                                in->inst, &obs);
+        if (rc != 0) {
+            fprintf(stderr, "twinbft-sim: cannot open the state machine store in %s: %s\n", in->dir,
+                    tb_strerror(rc));
+            abort(); /* the harness, not the protocol, failed */
+        }
+    }
+}
+
+/* A crash: the application loses what it had not persisted. */
+static void app_stop(sim_world *w, sim_instance *in) {
+    if (w->opt.counter_app) {
+        sim_app_free(&in->app);
+    } else {
+        sim_smapp_free(&in->smapp);
+    }
+}
+
+static pbft_app app_callbacks(sim_world *w, sim_instance *in) {
+    return w->opt.counter_app ? sim_app_callbacks(&in->app) : sim_smapp_callbacks(&in->smapp);
+}
+
+static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool from_storage) {
+    app_start(w, r, in, from_storage);
     pbft_config cfg;
     memset(&cfg, 0, sizeof cfg);
     pbft_config_defaults(&cfg);
@@ -280,7 +318,7 @@ static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool 
     cfg.view_timeout_ms = SIM_VIEW_TIMEOUT_MS;
     cfg.clock_skew_ms_max = SIM_CLOCK_SKEW_MS;
     cfg.crypto = sim_crypto_for(w->crypto, r->id);
-    cfg.app = sim_app_callbacks(&in->app);
+    cfg.app = app_callbacks(w, in);
     cfg.bugs = w->opt.bugs;
     uint64_t local = world_local_ms(w, r);
     TB_ASSERT(pbft_node_create(&cfg, local, &in->node) == 0);
@@ -289,7 +327,7 @@ static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool 
          * that cannot restart is a failure of the run, not of the harness. */
         pbft_node_free(in->node);
         in->node = NULL;
-        sim_app_free(&in->app);
+        app_stop(w, in);
         return;
     }
     in->up = true;
@@ -306,7 +344,7 @@ void world_crash(sim_world *w, sim_replica *r, sim_instance *in) {
     TB_ASSERT(in->up);
     pbft_node_free(in->node);
     in->node = NULL;
-    sim_app_free(&in->app);
+    app_stop(w, in);
     in->up = false;
     in->tick_gen++;
     in->tick_at = UINT64_MAX;
@@ -506,9 +544,12 @@ static void world_free(sim_world *w) {
                 sim_instance *in = &r->inst[i];
                 if (in->up) {
                     pbft_node_free(in->node);
-                    sim_app_free(&in->app);
+                    app_stop(w, in);
                 }
                 sim_store_free(&in->store);
+                if (in->dir[0] != '\0') {
+                    sim_smapp_remove_dir(in->dir);
+                }
             }
             if (r->style == SIM_MUTATE) {
                 sim_byz_free(&r->byz);
@@ -523,10 +564,70 @@ static void world_free(sim_world *w) {
         }
         free(w->clients);
     }
+    if (w->sm_root[0] != '\0') {
+        rmdir(w->sm_root);
+    }
+    free(w->principals);
+    free(w->grantees);
     sim_check_free(&w->check);
     sim_net_free(&w->net);
     sim_eventq_free(&w->q);
     sim_crypto_free(w->crypto);
+}
+
+/* The state machine's world: a store directory per instance, and the
+ * workload's name pools built from the clients' names (c0 is the
+ * bootstrap admin; the others gain roles through the workload's grants). */
+static int sm_setup(sim_world *w) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(w->sm_root, sizeof w->sm_root, "%s/twinbft-sim-XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(w->sm_root) == NULL) {
+        fprintf(stderr, "twinbft-sim: cannot create a directory under %s\n", tmp ? tmp : "/tmp");
+        w->sm_root[0] = '\0';
+        return TB_ERR_IO;
+    }
+    for (uint32_t id = 0; id < w->n; id++) {
+        sim_replica *r = &w->replicas[id];
+        for (uint32_t i = 0; i < r->n_inst; i++) {
+            sim_instance *in = &r->inst[i];
+            snprintf(in->dir, sizeof in->dir, "%s/r%u-%u", w->sm_root, id, i);
+            if (mkdir(in->dir, 0700) != 0) {
+                fprintf(stderr, "twinbft-sim: cannot create %s\n", in->dir);
+                in->dir[0] = '\0';
+                return TB_ERR_IO;
+            }
+        }
+    }
+    for (uint32_t id = 0; id < w->n; id++) {
+        sim_replica *r = &w->replicas[id];
+        if (r->style == SIM_MUTATE) {
+            char dir[320];
+            snprintf(dir, sizeof dir, "%s/forge-%u", w->sm_root, id);
+            sim_byz_forge_in(&r->byz, dir, w->clients[0].name);
+        }
+    }
+    uint32_t nc = w->opt.clients;
+    w->principals = calloc(nc + 2, sizeof *w->principals);
+    w->grantees = calloc(nc + 2, sizeof *w->grantees);
+    TB_ASSERT(w->principals != NULL && w->grantees != NULL);
+    size_t np = 0, ng = 0;
+    for (uint32_t c = 0; c < nc; c++) {
+        w->principals[np++] = w->clients[c].name;
+        if (c > 0) {
+            w->grantees[ng++] = w->clients[c].name;
+        }
+    }
+    w->principals[np++] = "agent-1";
+    w->grantees[ng++] = "agent-1";
+    w->principals[np++] = "nobody";
+    w->grantees[ng++] = "nobody";
+    w->names = sm_workload_default_names;
+    w->names.principals = w->principals;
+    w->names.n_principals = np;
+    w->names.grantees = w->grantees;
+    w->names.n_grantees = ng;
+    return 0;
 }
 
 /* w is zeroed, with opt and the trace already set. */
@@ -561,6 +662,9 @@ static int world_setup(sim_world *w, const sim_options *opt) {
     choose_byzantine(w);
     for (uint32_t c = 0; c < opt->clients; c++) {
         client_init(w, &w->clients[c], c);
+    }
+    if (!opt->counter_app && sm_setup(w) != 0) {
+        return TB_ERR_IO;
     }
     faults_setup(w);
     for (uint32_t id = 0; id < w->n; id++) {

@@ -53,8 +53,9 @@ typedef struct sim_options {
     uint32_t faults;   /* enum sim_fault */
     uint32_t bugs;     /* enum pbft_bug */
     bool ed25519;
-    bool verbose; /* per-event trace and the trace hash */
-    bool narrate; /* the important things, for people */
+    bool counter_app; /* the sixteen-counter app instead of the state machine */
+    bool verbose;     /* per-event trace and the trace hash */
+    bool narrate;     /* the important things, for people */
     FILE *out;
 } sim_options;
 

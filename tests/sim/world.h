@@ -12,6 +12,8 @@
 
 #include "consensus/pbft.h"
 #include "tests/sim/app.h"
+#include "tests/sim/app_sm.h"
+#include "tests/common/sm_workload.h"
 #include "tests/sim/byz.h"
 #include "tests/sim/check.h"
 #include "tests/sim/crypto.h"
@@ -45,7 +47,9 @@ typedef struct sim_instance {
     uint32_t id, inst;
     bool up;
     pbft_node *node;
-    sim_app app;
+    sim_app app;     /* the counter app (--app counter) */
+    sim_smapp smapp; /* the state machine (default) */
+    char dir[320];   /* the state machine's store directory */
     sim_store store;
     uint64_t tick_at;  /* scheduled deadline tick (sim us), UINT64_MAX: none */
     uint64_t tick_gen; /* generation of that event; older ones are stale */
@@ -68,8 +72,8 @@ typedef struct sim_replica {
 
 typedef struct sim_reply_seen {
     uint64_t seq;
-    uint8_t leaf[PROTO_DIGEST_BYTES]; /* SHA-256 of the packed leaf */
-    uint8_t result[16];
+    uint8_t leaf[PROTO_DIGEST_BYTES];   /* SHA-256 of the packed leaf */
+    uint8_t result[PROTO_DIGEST_BYTES]; /* SHA-256 of the result */
     size_t result_len;
 } sim_reply_seen;
 
@@ -78,7 +82,8 @@ typedef struct sim_client {
     char name[16];
     uint64_t number; /* current request (0 before the first) */
     bool outstanding;
-    uint8_t op[SIM_APP_OP_BYTES];
+    uint8_t op[SM_WORKLOAD_OP_BYTES_MAX];
+    size_t op_len;
     bool priority;
     uint64_t timer_gen;
     uint64_t sent_at_us;
@@ -99,6 +104,10 @@ typedef struct sim_world {
     sim_check check;
     sim_replica *replicas;
     sim_client *clients;
+    /* The state machine's workload: principals are the clients' names. */
+    char sm_root[256];
+    sm_workload_names names;
+    const char **principals, **grantees;
     uint64_t now_us;
     uint64_t heal_us;     /* end of the fault phase */
     uint64_t deadline_us; /* liveness bound */

@@ -5,229 +5,13 @@
  * the event history reproduces the state, and reopening or aborting keeps
  * the digest right. */
 #include "test_sm_util.h"
+#include "tests/common/sm_workload.h"
 
 enum { RND_OPS = 1200, RND_OP_BYTES = 1024 };
 
-typedef struct rnd {
-    uint64_t x;
-} rnd;
-
-static uint64_t rnd_next(rnd *r) {
-    r->x ^= r->x << 13;
-    r->x ^= r->x >> 7;
-    r->x ^= r->x << 17;
-    return r->x;
-}
-
-static const char *pick(rnd *r, const char *const *from, size_t n) {
-    return from[rnd_next(r) % n];
-}
-
-#define PICK(r, arr) pick((r), (arr), sizeof(arr) / sizeof(arr)[0])
-
-static const char *const principals[] = {"admin", "op", "alice", "bob", "agent-1", "nobody"};
-/* Roles change at random, but never the bootstrap admin's: it keeps the tests' view. */
-static const char *const grantees[] = {"op", "alice", "bob", "agent-1", "nobody"};
-static const char *const twins[] = {"plant", "line1", "m1", "c1", "m2", "m3", "c2", "ghost"};
-static const char *const nodes[] = {"n1", "n2", "n3", "n4"};
-static const char *const sites[] = {"s1", "s2", "s3"};
-static const char *const comps[] = {"ingest", "predict"};
-static const char *const keys[] = {"k1", "k2", "k3", "a/b", "a/c"};
-static const char *const props[] = {"p1", "p2", "guard_door"};
-static const char *const values[] = {"1", "2", "closed", "open", "-3"};
-
-/* One random op of any kind, with ids from small pools so that ops meet. */
-static void random_op(rnd *r, Twinbft__SmOp *op, void *scratch) {
-    struct {
-        Twinbft__SmAclGrant g;
-        Twinbft__SmAclRevoke rv;
-        Twinbft__SmSitePut sp;
-        Twinbft__SmSiteRetire sr;
-        Twinbft__SmNodePut np;
-        Twinbft__SmNodeRetire nr;
-        Twinbft__SmNodeSetState ns;
-        Twinbft__SmTwinCreate tc;
-        Twinbft__SmTwinRetire tr;
-        Twinbft__SmComponentPut cp;
-        Twinbft__SmComponentRemove cr;
-        Twinbft__SmPlace pl;
-        Twinbft__SmScale sc;
-        Twinbft__SmConfigPut kp;
-        Twinbft__SmConfigDelete kd;
-        Twinbft__SmPolicyPut pp;
-        Twinbft__SmPolicy pol;
-        Twinbft__SmPolicyRemove pr;
-        Twinbft__SmActuate ac;
-        Twinbft__SmEstopLatch el;
-        Twinbft__SmEstopReset er;
-        Twinbft__SmShadowReport rep;
-        Twinbft__SmShadowDesire des;
-        Twinbft__SmProperty prop;
-        Twinbft__SmProperty *props1[1];
-    } *m = scratch;
-    memset(m, 0, sizeof *m);
-    twinbft__sm_op__init(op);
-    int kind = (int)(rnd_next(r) % 22) + 1;
-    op->op_case = (Twinbft__SmOp__OpCase)kind;
-    switch (kind) {
-    case TWINBFT__SM_OP__OP_ACL_GRANT:
-        twinbft__sm_acl_grant__init(&m->g);
-        m->g.principal = (char *)PICK(r, grantees);
-        m->g.roles = (uint32_t)(rnd_next(r) % 16);
-        op->acl_grant = &m->g;
-        break;
-    case TWINBFT__SM_OP__OP_ACL_REVOKE:
-        twinbft__sm_acl_revoke__init(&m->rv);
-        m->rv.principal = (char *)PICK(r, grantees);
-        op->acl_revoke = &m->rv;
-        break;
-    case TWINBFT__SM_OP__OP_SITE_PUT:
-        twinbft__sm_site_put__init(&m->sp);
-        m->sp.id = (char *)PICK(r, sites);
-        op->site_put = &m->sp;
-        break;
-    case TWINBFT__SM_OP__OP_SITE_RETIRE:
-        twinbft__sm_site_retire__init(&m->sr);
-        m->sr.id = (char *)PICK(r, sites);
-        op->site_retire = &m->sr;
-        break;
-    case TWINBFT__SM_OP__OP_NODE_PUT:
-        twinbft__sm_node_put__init(&m->np);
-        m->np.id = (char *)PICK(r, nodes);
-        m->np.tier = (Twinbft__SmTier)(1 + rnd_next(r) % 2);
-        m->np.site = (char *)PICK(r, sites);
-        m->np.cpu_millicores = 1000 + rnd_next(r) % 4000;
-        m->np.memory_mib = 1000 + rnd_next(r) % 4000;
-        m->np.agent = "agent-1";
-        op->node_put = &m->np;
-        break;
-    case TWINBFT__SM_OP__OP_NODE_RETIRE:
-        twinbft__sm_node_retire__init(&m->nr);
-        m->nr.id = (char *)PICK(r, nodes);
-        op->node_retire = &m->nr;
-        break;
-    case TWINBFT__SM_OP__OP_NODE_STATE:
-        twinbft__sm_node_set_state__init(&m->ns);
-        m->ns.id = (char *)PICK(r, nodes);
-        m->ns.state = (Twinbft__SmNodeState)(rnd_next(r) % 3);
-        op->node_state = &m->ns;
-        break;
-    case TWINBFT__SM_OP__OP_TWIN_CREATE:
-        twinbft__sm_twin_create__init(&m->tc);
-        m->tc.id = (char *)PICK(r, twins);
-        m->tc.kind = (Twinbft__SmTwinKind)(1 + rnd_next(r) % 4);
-        m->tc.parent = m->tc.kind == 1 ? "" : (char *)PICK(r, twins);
-        m->tc.site = m->tc.kind == 1 ? (char *)PICK(r, sites) : "";
-        m->tc.owner = (char *)PICK(r, principals);
-        op->twin_create = &m->tc;
-        break;
-    case TWINBFT__SM_OP__OP_TWIN_RETIRE:
-        twinbft__sm_twin_retire__init(&m->tr);
-        m->tr.id = (char *)PICK(r, twins);
-        op->twin_retire = &m->tr;
-        break;
-    case TWINBFT__SM_OP__OP_COMPONENT_PUT:
-        twinbft__sm_component_put__init(&m->cp);
-        m->cp.twin = (char *)PICK(r, twins);
-        m->cp.name = (char *)PICK(r, comps);
-        m->cp.cpu_millicores = 100 + rnd_next(r) % 1500;
-        m->cp.memory_mib = 100 + rnd_next(r) % 1500;
-        m->cp.tier = (Twinbft__SmTier)(rnd_next(r) % 3);
-        m->cp.min_replicas = (uint32_t)(rnd_next(r) % 2);
-        m->cp.max_replicas = 1 + (uint32_t)(rnd_next(r) % 3);
-        op->component_put = &m->cp;
-        break;
-    case TWINBFT__SM_OP__OP_COMPONENT_REMOVE:
-        twinbft__sm_component_remove__init(&m->cr);
-        m->cr.twin = (char *)PICK(r, twins);
-        m->cr.name = (char *)PICK(r, comps);
-        op->component_remove = &m->cr;
-        break;
-    case TWINBFT__SM_OP__OP_PLACE:
-        twinbft__sm_place__init(&m->pl);
-        m->pl.twin = (char *)PICK(r, twins);
-        op->place = &m->pl;
-        break;
-    case TWINBFT__SM_OP__OP_SCALE:
-        twinbft__sm_scale__init(&m->sc);
-        m->sc.twin = (char *)PICK(r, twins);
-        m->sc.component = (char *)PICK(r, comps);
-        m->sc.replicas = (uint32_t)(rnd_next(r) % 4);
-        op->scale = &m->sc;
-        break;
-    case TWINBFT__SM_OP__OP_CONFIG_PUT:
-        twinbft__sm_config_put__init(&m->kp);
-        m->kp.key = (char *)PICK(r, keys);
-        m->kp.value.data = (uint8_t *)PICK(r, values);
-        m->kp.value.len = strlen((const char *)m->kp.value.data);
-        m->kp.cas = rnd_next(r) % 2;
-        m->kp.expected_version = rnd_next(r) % 3;
-        op->config_put = &m->kp;
-        break;
-    case TWINBFT__SM_OP__OP_CONFIG_DELETE:
-        twinbft__sm_config_delete__init(&m->kd);
-        m->kd.key = (char *)PICK(r, keys);
-        op->config_delete = &m->kd;
-        break;
-    case TWINBFT__SM_OP__OP_POLICY_PUT:
-        twinbft__sm_policy_put__init(&m->pp);
-        twinbft__sm_policy__init(&m->pol);
-        m->pol.twin = (char *)PICK(r, twins);
-        m->pol.property = (char *)PICK(r, props);
-        m->pol.min = -5;
-        m->pol.max = 5;
-        m->pol.max_step = rnd_next(r) % 4;
-        m->pol.min_interval_ms = rnd_next(r) % 3000;
-        m->pol.required_role = (Twinbft__SmRole)(1u << (rnd_next(r) % 4));
-        m->pp.policy = &m->pol;
-        op->policy_put = &m->pp;
-        break;
-    case TWINBFT__SM_OP__OP_POLICY_REMOVE:
-        twinbft__sm_policy_remove__init(&m->pr);
-        m->pr.twin = (char *)PICK(r, twins);
-        m->pr.property = (char *)PICK(r, props);
-        op->policy_remove = &m->pr;
-        break;
-    case TWINBFT__SM_OP__OP_ACTUATE:
-        twinbft__sm_actuate__init(&m->ac);
-        m->ac.twin = (char *)PICK(r, twins);
-        m->ac.property = (char *)PICK(r, props);
-        m->ac.value = (int64_t)(rnd_next(r) % 13) - 6;
-        m->ac.safe_state = rnd_next(r) % 5 == 0;
-        op->actuate = &m->ac;
-        break;
-    case TWINBFT__SM_OP__OP_ESTOP_LATCH:
-        twinbft__sm_estop_latch__init(&m->el);
-        m->el.scope = (Twinbft__SmEstopScope)(rnd_next(r) % 2);
-        m->el.id = (char *)(m->el.scope ? PICK(r, twins) : PICK(r, sites));
-        op->estop_latch = &m->el;
-        break;
-    case TWINBFT__SM_OP__OP_ESTOP_RESET:
-        twinbft__sm_estop_reset__init(&m->er);
-        m->er.scope = (Twinbft__SmEstopScope)(rnd_next(r) % 2);
-        m->er.id = (char *)(m->er.scope ? PICK(r, twins) : PICK(r, sites));
-        op->estop_reset = &m->er;
-        break;
-    default: {
-        twinbft__sm_property__init(&m->prop);
-        m->prop.name = (char *)PICK(r, props);
-        m->prop.value = (char *)PICK(r, values);
-        m->props1[0] = &m->prop;
-        if (kind == TWINBFT__SM_OP__OP_SHADOW_REPORT) {
-            twinbft__sm_shadow_report__init(&m->rep);
-            m->rep.twin = (char *)PICK(r, twins);
-            m->rep.set = m->props1;
-            m->rep.n_set = 1;
-            op->shadow_report = &m->rep;
-        } else {
-            twinbft__sm_shadow_desire__init(&m->des);
-            m->des.twin = (char *)PICK(r, twins);
-            m->des.set = m->props1;
-            m->des.n_set = 1;
-            op->shadow_desire = &m->des;
-        }
-    }
-    }
+static const char *who(sm_workload *r) {
+    const sm_workload_names *nm = &sm_workload_default_names;
+    return nm->principals[sm_workload_next(r) % nm->n_principals];
 }
 
 /* A recorded run: every op with its place in the order. */
@@ -242,7 +26,7 @@ typedef struct run {
 } run;
 
 static void run_make(run *w, uint64_t seed, uint64_t seq0, size_t n) {
-    rnd r = {seed};
+    sm_workload r = {seed, &sm_workload_default_names};
     uint8_t scratch[4096];
     w->op = malloc(n * sizeof *w->op);
     w->len = malloc(n * sizeof *w->len);
@@ -255,15 +39,15 @@ static void run_make(run *w, uint64_t seed, uint64_t seq0, size_t n) {
     uint32_t index = 0;
     for (size_t i = 0; i < n; i++) {
         Twinbft__SmOp op;
-        random_op(&r, &op, scratch);
+        sm_workload_op(&r, &op, scratch);
         w->len[i] = twinbft__sm_op__get_packed_size(&op);
         ck_assert_uint_le(w->len[i], RND_OP_BYTES);
         twinbft__sm_op__pack(&op, w->op[i]);
-        w->who[i] = PICK(&r, principals);
-        if (rnd_next(&r) % 3 == 0) { /* batches of one to a few ops */
+        w->who[i] = who(&r);
+        if (sm_workload_next(&r) % 3 == 0) { /* batches of one to a few ops */
             seq++;
             index = 0;
-            time += rnd_next(&r) % 4000;
+            time += sm_workload_next(&r) % 4000;
         }
         w->seq[i] = seq;
         w->index[i] = index++;
@@ -427,9 +211,10 @@ START_TEST(test_export_import_round_trip) {
     q.q_case = TWINBFT__SM_QUERY__Q_HISTORY;
     q.history = &h;
     size_t seen = 0;
-    for (size_t i = 0; i < sizeof twins / sizeof twins[0]; i++) {
+    const sm_workload_names *nm = &sm_workload_default_names;
+    for (size_t i = 0; i < nm->n_twins; i++) {
         /* By twin: served from the index the import rebuilt. */
-        h.twin = (char *)twins[i];
+        h.twin = (char *)nm->twins[i];
         Twinbft__SmQueryResult *qa = smt_query(&a, "admin", &q);
         int code = qa->code;
         size_t na = qa->n_events;

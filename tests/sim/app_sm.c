@@ -1,0 +1,118 @@
+/* The state machine as the simulator's application (see app_sm.h). */
+#include "tests/sim/app_sm.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "proto/tb_assert.h"
+#include "proto/tb_err.h"
+
+/* Small stores: a seed applies a few hundred ops. The map is sparse. */
+#define SIM_SM_MAP_BYTES ((size_t)64 << 20)
+
+static void remove_files(const char *dir) {
+    static const char *const files[] = {"data.mdb", "lock.mdb"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+}
+
+void sim_smapp_remove_dir(const char *dir) {
+    remove_files(dir);
+    rmdir(dir);
+}
+
+int sim_smapp_init(sim_smapp *a, const char *dir, bool fresh, const char *admin, uint32_t replica,
+                   uint32_t instance, const sim_app_observer *observer) {
+    memset(a, 0, sizeof *a);
+    a->replica = replica;
+    a->instance = instance;
+    a->observer = *observer;
+    if (fresh) {
+        remove_files(dir);
+    }
+    sm_options opt = {.admin = admin, .map_bytes = SIM_SM_MAP_BYTES, .no_sync = true};
+    int rc = sm_store_open(dir, &opt, &a->store);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = sm_adapter_create(a->store, &a->adapter);
+    if (rc != 0) {
+        sm_store_close(a->store);
+        a->store = NULL;
+    }
+    return rc;
+}
+
+void sim_smapp_free(sim_smapp *a) {
+    if (a->adapter != NULL) {
+        sm_adapter_free(a->adapter); /* aborts the open transaction */
+    }
+    if (a->store != NULL) {
+        sm_store_close(a->store);
+    }
+    a->adapter = NULL;
+    a->store = NULL;
+}
+
+void sim_smapp_persist(sim_smapp *a) {
+    TB_ASSERT(sm_adapter_commit(a->adapter) == 0);
+}
+
+static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_request *reqs,
+                       size_t n, pbft_result *results) {
+    sim_smapp *a = ctx;
+    if (n > PBFT_BATCH_REQUESTS_MAX) {
+        return TB_ERR_TOO_LARGE;
+    }
+    for (size_t i = 0; i < n; i++) {
+        a->reqs[i] = (sm_request){reqs[i].client, reqs[i].number, reqs[i].op, reqs[i].op_len};
+    }
+    int rc = sm_adapter_execute(a->adapter, seq, time_ms, a->reqs, n, a->reps);
+    if (rc != 0) {
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        results[i] = (pbft_result){a->reps[i].result, a->reps[i].result_len, a->reps[i].ttl_ms};
+    }
+    uint8_t digest[PROTO_DIGEST_BYTES];
+    sm_adapter_digest(a->adapter, digest);
+    a->observer.executed(a->observer.ctx, a->replica, a->instance, seq, reqs, n, results, digest);
+    return 0;
+}
+
+static void app_digest(void *ctx, uint8_t out[PROTO_DIGEST_BYTES]) {
+    sm_adapter_digest(((sim_smapp *)ctx)->adapter, out);
+}
+
+static int app_checkpoint(void *ctx, uint64_t seq) {
+    return sm_adapter_checkpoint(((sim_smapp *)ctx)->adapter, seq);
+}
+
+static void app_release(void *ctx, uint64_t seq) {
+    sm_adapter_release(((sim_smapp *)ctx)->adapter, seq);
+}
+
+static int app_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *out_len) {
+    return sm_adapter_snapshot(((sim_smapp *)ctx)->adapter, seq, out, out_len);
+}
+
+static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
+                       const uint8_t expected[PROTO_DIGEST_BYTES]) {
+    sim_smapp *a = ctx;
+    int rc = sm_adapter_restore(a->adapter, seq, data, len, expected);
+    if (rc == 0) {
+        uint8_t digest[PROTO_DIGEST_BYTES];
+        sm_adapter_digest(a->adapter, digest);
+        a->observer.restored(a->observer.ctx, a->replica, a->instance, seq, digest);
+    }
+    return rc;
+}
+
+pbft_app sim_smapp_callbacks(sim_smapp *a) {
+    return (pbft_app){a,           app_execute,  app_digest, app_checkpoint,
+                      app_release, app_snapshot, app_restore};
+}
