@@ -2,15 +2,22 @@
  * executed (which drives the request timer, PBFT 4.5.2), and the client
  * table that makes execution exactly-once (PBFT 4.1: a request whose number
  * is not above the client's last executed one is not executed again). */
+#include <stddef.h>
 #include <string.h>
 
 #include "consensus/internal.h"
 
-static ptrdiff_t client_index(const pbft_node *node, const char *name, bool *found) {
-    size_t lo = 0, hi = node->n_clients;
+/* Binary search in an array sorted by name, whose elements (of `size`
+ * bytes) hold their name as a char * at offset name_off. Returns the index
+ * of the match, or where it would be inserted. */
+static ptrdiff_t name_search(const void *base, size_t n, size_t size, size_t name_off,
+                             const char *name, bool *found) {
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(node->clients[mid].name, name);
+        const char *at = NULL;
+        memcpy(&at, (const char *)base + mid * size + name_off, sizeof at);
+        int c = strcmp(at, name);
         if (c == 0) {
             *found = true;
             return (ptrdiff_t)mid;
@@ -23,6 +30,11 @@ static ptrdiff_t client_index(const pbft_node *node, const char *name, bool *fou
     }
     *found = false;
     return (ptrdiff_t)lo;
+}
+
+static ptrdiff_t client_index(const pbft_node *node, const char *name, bool *found) {
+    return name_search(node->clients, node->n_clients, sizeof(pbft_client),
+                       offsetof(pbft_client, name), name, found);
 }
 
 pbft_client *client_find(pbft_node *node, const char *client) {
@@ -81,22 +93,8 @@ void clients_digest(const pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]) {
 }
 
 static ptrdiff_t pending_index(const pbft_node *node, const char *name, bool *found) {
-    size_t lo = 0, hi = node->n_pending;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(node->pending[mid].client, name);
-        if (c == 0) {
-            *found = true;
-            return (ptrdiff_t)mid;
-        }
-        if (c < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    *found = false;
-    return (ptrdiff_t)lo;
+    return name_search(node->pending, node->n_pending, sizeof(pbft_pending),
+                       offsetof(pbft_pending, client), name, found);
 }
 
 pbft_pending *pending_find(pbft_node *node, const char *client) {
