@@ -192,6 +192,9 @@ int verify_signed(pbft_node *node, const Twinbft__Signed *s, Twinbft__Body **bod
 int verify_signed_bytes(pbft_node *node, const uint8_t *sbytes, size_t slen, uint32_t *signer,
                         Twinbft__Body **body);
 uint8_t *pack_signed(const Twinbft__Signed *s, size_t *len);
+uint32_t count_votes(pbft_node *node, Twinbft__Signed *const *votes, size_t n,
+                     Twinbft__Body__KindCase kind, uint64_t view, uint64_t seq,
+                     const uint8_t *digest, uint32_t skip);
 void out_clear(pbft_out *out);
 void vote_set(pbft_vote *v, uint64_t view, const uint8_t *digest, uint8_t *sbytes, size_t slen);
 void vote_clear(pbft_vote *v);

@@ -147,3 +147,34 @@ void vote_clear(pbft_vote *v) {
     free(v->sbytes);
     memset(v, 0, sizeof *v);
 }
+
+/* Counts distinct signers (other than `skip`) among votes that are valid
+ * signed Prepare or Commit bodies for exactly (view, seq, digest). */
+uint32_t count_votes(pbft_node *node, Twinbft__Signed *const *votes, size_t n,
+                     Twinbft__Body__KindCase kind, uint64_t view, uint64_t seq,
+                     const uint8_t *digest, uint32_t skip) {
+    bool seen[PBFT_REPLICAS_MAX] = {false};
+    uint32_t count = 0;
+    for (size_t i = 0; i < n && i < PBFT_REPLICAS_MAX; i++) {
+        Twinbft__Body *b = NULL;
+        const Twinbft__Signed *s = votes[i];
+        if (s == NULL || s->signer == skip || verify_signed(node, s, &b) != 0) {
+            continue;
+        }
+        /* Prepare and Commit have the same fields; read the one present. */
+        uint64_t v = 0, q = 0;
+        const ProtobufCBinaryData *d = NULL;
+        if (b->kind_case == kind && kind == TWINBFT__BODY__KIND_PREPARE) {
+            v = b->prepare->view, q = b->prepare->seq, d = &b->prepare->digest;
+        } else if (b->kind_case == kind && kind == TWINBFT__BODY__KIND_COMMIT) {
+            v = b->commit->view, q = b->commit->seq, d = &b->commit->digest;
+        }
+        if (d != NULL && v == view && q == seq && digest_ok(d) &&
+            memcmp(d->data, digest, PROTO_DIGEST_BYTES) == 0 && !seen[s->signer]) {
+            seen[s->signer] = true;
+            count++;
+        }
+        twinbft__body__free_unpacked(b, NULL);
+    }
+    return count;
+}

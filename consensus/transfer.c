@@ -130,23 +130,8 @@ int validate_committed_cert(pbft_node *node, const Twinbft__CommittedCert *cc, u
         !batch_bytes_ok(node, cc->batch.data, cc->batch.len)) {
         goto done;
     }
-    bool seen[PBFT_REPLICAS_MAX] = {false};
-    uint32_t count = 0;
-    for (size_t i = 0; i < cc->n_commits && i < PBFT_REPLICAS_MAX; i++) {
-        Twinbft__Body *cb = NULL;
-        const Twinbft__Signed *cs = cc->commits[i];
-        if (cs == NULL || verify_signed(node, cs, &cb) != 0) {
-            continue;
-        }
-        const Twinbft__Commit *c = cb->commit;
-        if (cb->kind_case == TWINBFT__BODY__KIND_COMMIT && c->view == pp->view &&
-            c->seq == pp->seq && digest_ok(&c->digest) &&
-            memcmp(c->digest.data, d, PROTO_DIGEST_BYTES) == 0 && !seen[cs->signer]) {
-            seen[cs->signer] = true;
-            count++;
-        }
-        twinbft__body__free_unpacked(cb, NULL);
-    }
+    uint32_t count = count_votes(node, cc->commits, cc->n_commits, TWINBFT__BODY__KIND_COMMIT,
+                                 pp->view, pp->seq, d, UINT32_MAX);
     uint32_t need = PBFT_BUG(node, PBFT_BUG_QUORUM_2F) ? node->q - 1 : node->q;
     if (count >= need) {
         *seq = pp->seq;

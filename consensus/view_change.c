@@ -48,24 +48,9 @@ int validate_prepared_cert(pbft_node *node, const Twinbft__PreparedCert *pc, uin
         !batch_bytes_ok(node, pc->batch.data, pc->batch.len)) {
         goto done;
     }
-    bool seen[PBFT_REPLICAS_MAX] = {false};
-    uint32_t count = 0;
-    for (size_t i = 0; i < pc->n_prepares && i < PBFT_REPLICAS_MAX; i++) {
-        Twinbft__Body *pb = NULL;
-        const Twinbft__Signed *ps = pc->prepares[i];
-        if (ps == NULL || ps->signer == primary_of(node, pp->view) ||
-            verify_signed(node, ps, &pb) != 0) {
-            continue;
-        }
-        const Twinbft__Prepare *p = pb->prepare;
-        if (pb->kind_case == TWINBFT__BODY__KIND_PREPARE && p->view == pp->view &&
-            p->seq == pp->seq && digest_ok(&p->digest) &&
-            memcmp(p->digest.data, d, PROTO_DIGEST_BYTES) == 0 && !seen[ps->signer]) {
-            seen[ps->signer] = true;
-            count++;
-        }
-        twinbft__body__free_unpacked(pb, NULL);
-    }
+    /* PBFT 4.4: 2f prepares from backups (q - 1 in general), not from the primary. */
+    uint32_t count = count_votes(node, pc->prepares, pc->n_prepares, TWINBFT__BODY__KIND_PREPARE,
+                                 pp->view, pp->seq, d, primary_of(node, pp->view));
     uint32_t need = node->q - 1;
     if (PBFT_BUG(node, PBFT_BUG_QUORUM_2F)) {
         need--;
