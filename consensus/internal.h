@@ -265,6 +265,9 @@ void view_entered_progress(pbft_node *node);
 int validate_prepared_cert(pbft_node *node, const Twinbft__PreparedCert *pc, uint64_t vc_view,
                            uint64_t low, uint64_t *seq, uint64_t *view, uint8_t *digest);
 
+/* restore.c */
+void restore_free(pbft_node *node); /* records fed but never applied */
+
 /* transfer.c */
 void start_fetch(pbft_node *node);
 void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f);

@@ -151,6 +151,7 @@ void pbft_node_free(pbft_node *node) {
         free(node->future[i].data);
     }
     free(node->future);
+    restore_free(node);
     out_clear(&node->out);
     free(node->out.msgs);
     free(node->out.records);

@@ -198,7 +198,7 @@ static int apply_all(pbft_node *node, pbft_record_kind kind) {
     return 0;
 }
 
-static void restore_free(pbft_node *node) {
+void restore_free(pbft_node *node) {
     if (node->restore == NULL) {
         return;
     }
