@@ -1,0 +1,77 @@
+/* The cluster file: who the members of a cluster are and where to reach them.
+ *
+ *   [cluster]
+ *   id = plant-7                   ; 1..63 characters of A-Z a-z 0-9 . _ -
+ *   ca = ca.pem                    ; relative to the cluster file's directory
+ *   epoch = 0
+ *   [replica 0]                    ; one section per member, ids 0..n-1
+ *   address = 127.0.0.1:7000
+ *   cert = replica-0/cert.pem
+ *   http = 127.0.0.1:8000          ; optional status/metrics port
+ *
+ * Loading checks everything a replica or the CLI relies on (n >= 4, ids
+ * contiguous, ports in range, paths that fit) so that later code never has
+ * to; a failure leaves a message for a person in err naming the file, the
+ * line and what to change. */
+#ifndef REPLICA_CONFIG_H
+#define REPLICA_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    /* Equal to PBFT_REPLICAS_MAX; restated here so that reading a config
+     * file does not pull in the consensus core. */
+    REP_MEMBERS_MAX = 64,
+    /* BFT needs n >= 3f + 1 with f >= 1. */
+    REP_MEMBERS_MIN = 4,
+    REP_CLUSTER_ID_BYTES_MAX = 64, /* including the NUL */
+    REP_HOST_BYTES_MAX = 64,       /* including the NUL */
+    REP_PATH_BYTES_MAX = 512,      /* including the NUL */
+    REP_CLUSTER_FILE_BYTES_MAX = 256 * 1024,
+    REP_CONFIG_ERR_BYTES = 1024, /* fits every message for a path of up to 500 bytes */
+};
+
+typedef struct rep_member {
+    uint32_t id;
+    char host[REP_HOST_BYTES_MAX];
+    uint16_t port;
+    char cert_path[REP_PATH_BYTES_MAX];
+    char http_host[REP_HOST_BYTES_MAX]; /* empty when there is no http port */
+    uint16_t http_port;                 /* 0 when absent */
+} rep_member;
+
+typedef struct rep_cluster {
+    char id[REP_CLUSTER_ID_BYTES_MAX];
+    uint64_t epoch;
+    char ca_path[REP_PATH_BYTES_MAX];
+    uint32_t n;
+    rep_member members[REP_MEMBERS_MAX]; /* members[i].id == i for i < n */
+} rep_cluster;
+
+/* Reads and checks the cluster file at path. Relative ca and cert paths are
+ * returned joined with the file's directory, so they can be opened from any
+ * working directory. Returns 0, TB_ERR_IO when the file cannot be read,
+ * TB_ERR_TOO_LARGE when it exceeds REP_CLUSTER_FILE_BYTES_MAX, or
+ * TB_ERR_INVALID; on error, err (when err_cap > 0) holds a message such as
+ * `cluster.conf:7: replica 3: address "10.0.0.7" has no port (expected
+ * HOST:PORT)` and *out is unspecified. */
+int rep_cluster_load(const char *path, rep_cluster *out, char *err, size_t err_cap);
+
+/* The same for a file already in memory (text NUL-terminated). path names it
+ * in messages and is the base for relative paths; it need not exist. */
+int rep_cluster_parse(const char *text, const char *path, rep_cluster *out, char *err,
+                      size_t err_cap);
+
+/* True iff id is 1..REP_CLUSTER_ID_BYTES_MAX-1 characters of A-Z a-z 0-9 . _ -
+ * (cluster ids go into signed bodies and file names). */
+bool rep_cluster_id_valid(const char *id);
+
+/* Writes c to path in the format above, atomically (a temporary file in the
+ * same directory, fsync, rename), replacing any existing file. Paths are
+ * written exactly as they are in c, so give them relative to path's
+ * directory (or absolute). Returns 0 or TB_ERR_IO. */
+int rep_cluster_write(const rep_cluster *c, const char *path);
+
+#endif

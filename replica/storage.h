@@ -1,0 +1,97 @@
+/* A replica's durable storage: one LMDB environment holding the state
+ * machine's tables (statemachine/sm.h) and the consensus core's records
+ * (consensus/pbft.h, pbft_record), written together in one fsync'd commit
+ * per ready (group commit, DESIGN.md "Storage").
+ *
+ * Named databases of the environment, besides the state machine's own:
+ *   pbft_meta     key "meta"                    the MetaRecord
+ *   pbft_slots    8-byte big-endian seq         SlotRecords
+ *   pbft_ckpts    8-byte big-endian seq         CheckpointRecords
+ *   pbft_clients  client name (no NUL)          ClientEntries
+ * Big-endian keys make LMDB's byte order the numeric order, so restore
+ * feeds the log back in seq order.
+ *
+ * Life of a replica:
+ *   rep_storage_open → pbft_node_create with rep_storage_app() as cfg.app
+ *   → rep_storage_restore → loop { step/tick; pbft_node_ready;
+ *   rep_storage_persist; send rd.msgs; pbft_node_advance }
+ *   → pbft_node_free → rep_storage_close.
+ *
+ * Errors: every function returns 0 or a negative tb_err (proto/tb_err.h)
+ * and writes a message naming the directory, database and key to stderr.
+ * A failed persist is fatal for the replica: the cycle's writes are lost,
+ * the state is what the last commit left, and every later persist returns
+ * TB_ERR_STATE; the host must stop (and restart from what is durable).
+ *
+ * Threading: one thread, the node's. */
+#ifndef REP_STORAGE_H
+#define REP_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "consensus/pbft.h"
+#include "statemachine/sm.h"
+
+enum {
+    /* The named databases this module adds to the state machine's. */
+    REP_STORAGE_DBS = 4,
+    /* Longest client name stored as a key (LMDB's default key limit is 511). */
+    REP_STORAGE_CLIENT_KEY_BYTES_MAX = PBFT_CLIENT_NAME_BYTES_MAX,
+};
+
+_Static_assert(REP_STORAGE_CLIENT_KEY_BYTES_MAX <= 511, "client keys must fit LMDB's key limit");
+
+typedef struct rep_storage rep_storage;
+
+/* Counters for metrics, since open. bytes_written counts the keys and
+ * values of the core's records put (not the state machine's writes, which
+ * the adapter makes inside the same commit). */
+typedef struct rep_storage_stats {
+    uint64_t commits;         /* durable commits, one per persist */
+    uint64_t records_put;     /* META/SLOT/CHECKPOINT/CLIENT puts */
+    uint64_t records_deleted; /* deletes, and client records dropped by CLIENTS_CLEAR */
+    uint64_t bytes_written;
+    uint64_t restored; /* records fed to the node by the last restore */
+} rep_storage_stats;
+
+/* Opens (creating if needed) the environment in dir; dir itself is created
+ * (mode 0700) when missing, its parent must exist. admin: the bootstrap
+ * admin principal (sm_options.admin; TB_ERR_MISMATCH if an existing store
+ * was created with another). map_bytes: the LMDB map size (0: the state
+ * machine's default). Every commit is fsync'd. *out is owned by the
+ * caller (rep_storage_close). TB_ERR_IO, TB_ERR_NOMEM, TB_ERR_MISMATCH. */
+int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
+                     rep_storage **out);
+
+/* Closes: the open transaction (writes of a cycle not persisted) is
+ * aborted, as a crash would lose it. Free the node that uses
+ * rep_storage_app() first. NULL is a no-op. */
+void rep_storage_close(rep_storage *s);
+
+/* The state machine as the node's application (pbft_config.app). Valid
+ * until rep_storage_close. */
+pbft_app rep_storage_app(rep_storage *s);
+
+/* The state machine's store, for read-only work by the host (queries,
+ * digests). Owned by s. */
+sm_store *rep_storage_sm(rep_storage *s);
+
+/* Step 1 of pbft.h's ready contract: writes rd->records, in order, into
+ * the transaction in which the state machine executed this cycle, then
+ * commits it durably. The caller sends rd->msgs only after 0. On error
+ * see the top comment (fatal; nothing of the cycle is durable). */
+int rep_storage_persist(rep_storage *s, const pbft_ready *rd);
+
+/* Restart: after pbft_node_create and before the first step/tick, checks
+ * every stored record (key well formed, record decodes, record names its
+ * key), feeds them to pbft_node_restore_record (meta, checkpoints, clients,
+ * slots; each database in key order), then calls pbft_node_restore_done.
+ * A fresh store has no records and restores nothing. Bad stored data is
+ * TB_ERR_INVALID with a message naming the database and key; the node must
+ * then be freed, not used. */
+int rep_storage_restore(rep_storage *s, pbft_node *node, uint64_t now_ms);
+
+void rep_storage_stats_get(const rep_storage *s, rep_storage_stats *out);
+
+#endif

@@ -1,0 +1,591 @@
+/* The replica's durable storage (replica/storage.h): four real pbft_nodes,
+ * each over its own LMDB environment in a temporary directory, wired by a
+ * FIFO queue the test controls; crashes close a replica's node and storage
+ * right after its last persist, restarts reopen and restore from disk. */
+#define _XOPEN_SOURCE 700
+#include <check.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lmdb.h>
+
+#include "consensus/pbft.h"
+#include "proto/frame.h"
+#include "proto/tb_err.h"
+#include "replica/storage.h"
+#include "statemachine/sm.h"
+
+enum { N = 4, QMAX = 100000, CLIENT = N, MAP_BYTES = 64 << 20 };
+
+typedef struct pkt {
+    uint32_t from, to;
+    uint8_t *data;
+    size_t len;
+} pkt;
+
+static struct {
+    char root[512];
+    char dir[N][600];
+    pbft_node *node[N];
+    rep_storage *st[N];
+    proto_key *keys[N];
+    proto_pubkey *pubs[N];
+    uint32_t ids[N];
+    bool down[N];
+    pkt q[QMAX];
+    size_t qh, qt;
+    uint64_t now;
+    uint64_t executed[N];
+    size_t transfers[N];
+    size_t replies;
+    uint64_t number; /* the client's next request number */
+} C;
+
+static int sign_cb(void *ctx, const uint8_t *b, size_t len, uint8_t sig[PROTO_SIG_BYTES]) {
+    return proto_sign_body(C.keys[*(uint32_t *)ctx], b, len, sig);
+}
+
+static bool verify_cb(void *ctx, uint32_t signer, const uint8_t *b, size_t len, const uint8_t *sig,
+                      size_t sig_len) {
+    (void)ctx;
+    return signer < N && proto_verify_body(C.pubs[signer], b, len, sig, sig_len);
+}
+
+static void enqueue(uint32_t from, uint32_t to, const uint8_t *d, size_t len) {
+    ck_assert_uint_lt(C.qt, QMAX);
+    C.q[C.qt++] = (pkt){from, to, malloc(len ? len : 1), len};
+    memcpy(C.q[C.qt - 1].data, d, len);
+}
+
+/* pbft.h's contract: persist (one durable commit), send, advance. */
+static void drain(uint32_t i) {
+    while (!C.down[i] && pbft_node_has_ready(C.node[i])) {
+        pbft_ready rd;
+        pbft_node_ready(C.node[i], &rd);
+        ck_assert_int_eq(rep_storage_persist(C.st[i], &rd), 0);
+        for (size_t k = 0; k < rd.n_msgs; k++) {
+            const pbft_msg *m = &rd.msgs[k];
+            for (uint32_t j = 0; j <= N; j++) {
+                bool to_client = m->to == PBFT_TO_CLIENT && j == CLIENT;
+                bool to_peer = j < N && j != i && (m->to == PBFT_TO_ALL || m->to == j);
+                if (to_client || to_peer) {
+                    enqueue(i, j, m->data, m->len);
+                }
+            }
+        }
+        for (size_t k = 0; k < rd.n_executed; k++) {
+            C.executed[i] = rd.executed[k].seq;
+        }
+        if (rd.transferred) {
+            C.transfers[i]++;
+            C.executed[i] = rd.transfer_seq > C.executed[i] ? rd.transfer_seq : C.executed[i];
+        }
+        pbft_node_advance(C.node[i], &rd);
+    }
+}
+
+static pbft_config config(uint32_t i) {
+    pbft_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    pbft_config_defaults(&cfg);
+    cfg.n = N;
+    cfg.self = i;
+    cfg.cluster_id = (const uint8_t *)"storage-test";
+    cfg.cluster_id_len = 12;
+    cfg.checkpoint_interval = 4;
+    cfg.log_window = 8;
+    cfg.batch_delay_ms = 0;
+    cfg.request_timeout_ms = 100;
+    cfg.view_timeout_ms = 200;
+    cfg.crypto = (pbft_crypto){&C.ids[i], sign_cb, verify_cb};
+    cfg.app = rep_storage_app(C.st[i]);
+    return cfg;
+}
+
+/* Opens storage and a node over it and restores; returns restore's code
+ * (on failure the node and storage are closed again). */
+static int try_start(uint32_t i) {
+    ck_assert_int_eq(rep_storage_open(C.dir[i], "admin", MAP_BYTES, &C.st[i]), 0);
+    pbft_config cfg = config(i);
+    ck_assert_int_eq(pbft_node_create(&cfg, C.now, &C.node[i]), 0);
+    int rc = rep_storage_restore(C.st[i], C.node[i], C.now);
+    if (rc != 0) {
+        pbft_node_free(C.node[i]);
+        rep_storage_close(C.st[i]);
+        C.node[i] = NULL;
+        C.st[i] = NULL;
+        return rc;
+    }
+    C.down[i] = false;
+    drain(i);
+    return 0;
+}
+
+static void start(uint32_t i) {
+    ck_assert_int_eq(try_start(i), 0);
+}
+
+/* A crash right after the last persist: nothing survives but the disk. */
+static void crash(uint32_t i) {
+    pbft_node_free(C.node[i]);
+    rep_storage_close(C.st[i]);
+    C.node[i] = NULL;
+    C.st[i] = NULL;
+    C.down[i] = true;
+}
+
+static void setup(void) {
+    memset(&C, 0, sizeof C);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(C.root, sizeof C.root, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(C.root));
+    for (uint32_t i = 0; i < N; i++) {
+        uint8_t seed[PROTO_SEED_BYTES] = {(uint8_t)(i + 1)};
+        uint8_t pub[PROTO_PUBKEY_BYTES];
+        C.ids[i] = i;
+        ck_assert_int_eq(proto_key_from_seed(seed, &C.keys[i]), 0);
+        ck_assert_int_eq(proto_key_public(C.keys[i], pub), 0);
+        ck_assert_int_eq(proto_pubkey_from_raw(pub, &C.pubs[i]), 0);
+        snprintf(C.dir[i], sizeof C.dir[i], "%s/replica-%u", C.root, i); /* open creates it */
+        start(i);
+    }
+    C.number = 1;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void teardown(void) {
+    for (uint32_t i = 0; i < N; i++) {
+        pbft_node_free(C.node[i]);
+        rep_storage_close(C.st[i]);
+        proto_key_free(C.keys[i]);
+        proto_pubkey_free(C.pubs[i]);
+    }
+    for (size_t k = C.qh; k < C.qt; k++) {
+        free(C.q[k].data);
+    }
+    nftw(C.root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void deliver_all(void) {
+    while (C.qh < C.qt) {
+        pkt p = C.q[C.qh++];
+        if (p.to == CLIENT) {
+            C.replies++;
+        } else if (!C.down[p.to]) {
+            pbft_from from = {.is_client = false, .replica = p.from};
+            pbft_node_step(C.node[p.to], &from, p.data, p.len);
+            drain(p.to);
+        }
+        free(p.data);
+    }
+}
+
+static void tick(uint64_t ms) {
+    for (uint64_t t = 0; t < ms; t += 10) {
+        C.now += 10;
+        for (uint32_t i = 0; i < N; i++) {
+            if (!C.down[i]) {
+                pbft_node_tick(C.node[i], C.now);
+                drain(i);
+            }
+        }
+        deliver_all();
+    }
+}
+
+/* The bootstrap admin sends a packed SmOp to every live replica. */
+static void submit(const Twinbft__SmOp *op) {
+    uint8_t opb[1024];
+    size_t op_len = twinbft__sm_op__get_packed_size(op);
+    ck_assert_uint_le(op_len, sizeof opb);
+    twinbft__sm_op__pack(op, opb);
+    Twinbft__Request r = TWINBFT__REQUEST__INIT;
+    r.client = "admin";
+    r.number = C.number++;
+    r.op = (ProtobufCBinaryData){op_len, opb};
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_REQUEST;
+    m.request = &r;
+    uint8_t *b = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(proto_message_pack(&m, &b, &len), 0);
+    for (uint32_t i = 0; i < N; i++) {
+        if (!C.down[i]) {
+            pbft_from from = {.is_client = true, .client = "admin"};
+            pbft_node_step(C.node[i], &from, b, len);
+            drain(i);
+        }
+    }
+    free(b);
+    deliver_all();
+}
+
+/* Config puts are the admin's to make (sm.h, authorisation). */
+static void submit_config(uint64_t k) {
+    char key[32], val[32];
+    snprintf(key, sizeof key, "key/%llu", (unsigned long long)(k % 5));
+    snprintf(val, sizeof val, "%llu", (unsigned long long)k);
+    Twinbft__SmConfigPut m = TWINBFT__SM_CONFIG_PUT__INIT;
+    m.key = key;
+    m.value = (ProtobufCBinaryData){strlen(val), (uint8_t *)val};
+    Twinbft__SmOp op = TWINBFT__SM_OP__INIT;
+    op.op_case = TWINBFT__SM_OP__OP_CONFIG_PUT;
+    op.config_put = &m;
+    submit(&op);
+}
+
+static void submit_grant_self_operator(void) {
+    Twinbft__SmAclGrant g = TWINBFT__SM_ACL_GRANT__INIT;
+    g.principal = "admin";
+    g.roles = SM_ROLE_ADMIN | SM_ROLE_OPERATOR;
+    Twinbft__SmOp op = TWINBFT__SM_OP__INIT;
+    op.op_case = TWINBFT__SM_OP__OP_ACL_GRANT;
+    op.acl_grant = &g;
+    submit(&op);
+}
+
+static pbft_status status(uint32_t i) {
+    pbft_status st;
+    pbft_node_status(C.node[i], &st);
+    return st;
+}
+
+/* The state digest as kept incrementally, and as recomputed from what is
+ * on disk (a fresh read transaction): they must agree. */
+static void digest(uint32_t i, uint8_t out[PROTO_DIGEST_BYTES]) {
+    sm_store *sm = rep_storage_sm(C.st[i]);
+    ck_assert_int_eq(sm_digest(sm, NULL, out), 0);
+    MDB_txn *txn = NULL;
+    uint8_t disk[PROTO_DIGEST_BYTES];
+    ck_assert_int_eq(mdb_txn_begin(sm_store_env(sm), NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(sm_digest_recompute(sm, txn, disk), 0);
+    mdb_txn_abort(txn);
+    ck_assert_mem_eq(out, disk, PROTO_DIGEST_BYTES);
+}
+
+static void expect_all_agree(uint64_t executed) {
+    uint8_t d0[PROTO_DIGEST_BYTES], di[PROTO_DIGEST_BYTES];
+    digest(0, d0);
+    for (uint32_t i = 0; i < N; i++) {
+        ck_assert_uint_eq(C.executed[i], executed);
+        ck_assert_uint_eq(status(i).executed, executed);
+        digest(i, di);
+        ck_assert_mem_eq(d0, di, sizeof d0);
+    }
+}
+
+/* Proves a replica that crashes after its last persist restores, from its own disk
+ * alone, the view, executed seq and checkpoint it had and the others' state digest,
+ * and goes on executing new operations with them. */
+START_TEST(test_restart_resumes) {
+    setup();
+    submit_grant_self_operator();
+    for (uint64_t k = 1; k <= 10; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(11);
+    pbft_status before = status(2);
+    crash(2);
+    C.executed[2] = 0;
+    start(2);
+    pbft_status after = status(2);
+    ck_assert_uint_eq(after.executed, before.executed);
+    ck_assert_uint_eq(after.view, before.view);
+    ck_assert_uint_eq(after.stable_seq, before.stable_seq);
+    ck_assert_uint_eq(after.state_digest_seq, before.state_digest_seq);
+    ck_assert_mem_eq(after.state_digest, before.state_digest, PROTO_DIGEST_BYTES);
+    rep_storage_stats stats;
+    rep_storage_stats_get(C.st[2], &stats);
+    ck_assert_uint_gt(stats.restored, 0);
+    uint8_t d0[PROTO_DIGEST_BYTES], d2[PROTO_DIGEST_BYTES];
+    digest(0, d0);
+    digest(2, d2);
+    ck_assert_mem_eq(d0, d2, sizeof d0);
+    for (uint64_t k = 11; k <= 16; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(17);
+    ck_assert_uint_eq(C.transfers[2], 0); /* its own records sufficed */
+    rep_storage_stats_get(C.st[0], &stats);
+    ck_assert_uint_gt(stats.commits, 17);
+    ck_assert_uint_gt(stats.bytes_written, 0);
+    teardown();
+}
+END_TEST
+
+/* Proves the records are enough on their own: every replica loses power at once,
+ * each comes back from its disk to the same status, and the cluster goes on. */
+START_TEST(test_whole_cluster_restarts) {
+    setup();
+    for (uint64_t k = 1; k <= 7; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(7);
+    pbft_status before[N];
+    for (uint32_t i = 0; i < N; i++) {
+        before[i] = status(i);
+        crash(i);
+    }
+    for (uint32_t i = 0; i < N; i++) {
+        start(i);
+        pbft_status after = status(i);
+        ck_assert_uint_eq(after.executed, before[i].executed);
+        ck_assert_uint_eq(after.view, before[i].view);
+        ck_assert_uint_eq(after.stable_seq, before[i].stable_seq);
+    }
+    deliver_all();
+    for (uint64_t k = 8; k <= 10; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(10);
+    teardown();
+}
+END_TEST
+
+/* Proves what state transfer persisted (a replaced client table, CLIENTS_CLEAR,
+ * and the restored state) restores after a later crash like any other state. */
+START_TEST(test_restart_after_state_transfer) {
+    setup();
+    crash(3);
+    for (uint64_t k = 1; k <= 22; k++) {
+        submit_config(k);
+    }
+    start(3);
+    submit_config(23);
+    tick(1000);
+    for (uint64_t k = 24; k <= 27; k++) {
+        submit_config(k);
+    }
+    ck_assert_uint_eq(C.transfers[3], 1);
+    expect_all_agree(27);
+    pbft_status before = status(3);
+    crash(3);
+    start(3);
+    ck_assert_uint_eq(status(3).executed, before.executed);
+    ck_assert_uint_eq(status(3).stable_seq, before.stable_seq);
+    for (uint64_t k = 28; k <= 30; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(30);
+    ck_assert_uint_eq(C.transfers[3], 1);
+    teardown();
+}
+END_TEST
+
+/* ---- raw LMDB access to a closed replica's environment ---- */
+
+enum raw_op { RAW_GET_FIRST, RAW_PUT, RAW_DEL };
+
+/* On RAW_GET_FIRST, key and val receive copies (buffers of 4096 bytes). */
+static void raw(const char *dir, const char *db, enum raw_op op, MDB_val *key, MDB_val *val) {
+    static uint8_t kbuf[4096], vbuf[4096];
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 64), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, MAP_BYTES), 0);
+    ck_assert_int_eq(mdb_env_open(env, dir, 0, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    if (op == RAW_GET_FIRST) {
+        MDB_cursor *cur = NULL;
+        ck_assert_int_eq(mdb_cursor_open(txn, dbi, &cur), 0);
+        ck_assert_int_eq(mdb_cursor_get(cur, key, val, MDB_FIRST), 0);
+        ck_assert_uint_le(key->mv_size, sizeof kbuf);
+        ck_assert_uint_le(val->mv_size, sizeof vbuf);
+        memcpy(kbuf, key->mv_data, key->mv_size);
+        memcpy(vbuf, val->mv_data, val->mv_size);
+        key->mv_data = kbuf;
+        val->mv_data = vbuf;
+        mdb_cursor_close(cur);
+    } else if (op == RAW_PUT) {
+        ck_assert_int_eq(mdb_put(txn, dbi, key, val, 0), 0);
+    } else {
+        ck_assert_int_eq(mdb_del(txn, dbi, key, NULL), 0);
+    }
+    ck_assert_int_eq(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+/* Puts one record, checks the replica refuses to restore, then undoes it. */
+static void expect_refused(uint32_t i, const char *db, MDB_val key, MDB_val bad,
+                           const MDB_val *orig) {
+    raw(C.dir[i], db, RAW_PUT, &key, &bad);
+    ck_assert_int_eq(try_start(i), TB_ERR_INVALID);
+    ck_assert_ptr_null(C.node[i]);
+    if (orig != NULL) {
+        MDB_val v = *orig;
+        raw(C.dir[i], db, RAW_PUT, &key, &v);
+    } else {
+        raw(C.dir[i], db, RAW_DEL, &key, NULL);
+    }
+}
+
+/* Proves bad stored data (garbage, a key of the wrong shape, a record under
+ * another record's key, a corrupt meta record, a client entry under another
+ * name) makes restore fail with TB_ERR_INVALID rather than crash or go on,
+ * and that the same store restores once the damage is undone. */
+START_TEST(test_corrupt_records_refused) {
+    setup();
+    submit_grant_self_operator();
+    for (uint64_t k = 1; k <= 6; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(7);
+    crash(1);
+    MDB_val slot_k, slot_v, meta_k, meta_v, cli_k, cli_v;
+    raw(C.dir[1], "pbft_slots", RAW_GET_FIRST, &slot_k, &slot_v);
+    uint8_t sk[8], sv[4096];
+    memcpy(sk, slot_k.mv_data, sizeof sk);
+    memcpy(sv, slot_v.mv_data, slot_v.mv_size);
+    slot_k.mv_data = sk;
+    slot_v.mv_data = sv;
+    static uint8_t garbage[32];
+    memset(garbage, 0xff, sizeof garbage);
+    MDB_val junk = {sizeof garbage, garbage};
+
+    expect_refused(1, "pbft_slots", slot_k, junk, &slot_v);
+    expect_refused(1, "pbft_slots", (MDB_val){3, "abc"}, slot_v, NULL);
+    uint8_t other[8] = {0, 0, 0, 0, 0, 0, 0, 99};
+    expect_refused(1, "pbft_slots", (MDB_val){8, other}, slot_v, NULL);
+
+    uint8_t mv[4096];
+    raw(C.dir[1], "pbft_meta", RAW_GET_FIRST, &meta_k, &meta_v);
+    memcpy(mv, meta_v.mv_data, meta_v.mv_size);
+    meta_v.mv_data = mv;
+    expect_refused(1, "pbft_meta", (MDB_val){4, "meta"}, junk, &meta_v);
+    expect_refused(1, "pbft_meta", (MDB_val){5, "meta2"}, meta_v, NULL);
+
+    raw(C.dir[1], "pbft_clients", RAW_GET_FIRST, &cli_k, &cli_v);
+    expect_refused(1, "pbft_clients", (MDB_val){7, "mallory"}, cli_v, NULL);
+
+    start(1);
+    ck_assert_uint_eq(status(1).executed, 7);
+    for (uint64_t k = 7; k <= 9; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(10);
+    teardown();
+}
+END_TEST
+
+static void ready_of(pbft_ready *rd, pbft_record *recs, size_t n) {
+    memset(rd, 0, sizeof *rd);
+    rd->records = recs;
+    rd->n_records = n;
+}
+
+static void expect_only(const char *dir, const char *db, const void *key, size_t klen,
+                        const char *val) {
+    MDB_val k, v;
+    raw(dir, db, RAW_GET_FIRST, &k, &v);
+    ck_assert_uint_eq(k.mv_size, klen);
+    ck_assert_mem_eq(k.mv_data, key, klen);
+    ck_assert_uint_eq(v.mv_size, strlen(val));
+    ck_assert_mem_eq(v.mv_data, val, v.mv_size);
+    raw(dir, db, RAW_DEL, &k, NULL);
+    /* Deleting it emptied the database: it held that record alone. */
+    MDB_env *env = NULL;
+    MDB_txn *txn = NULL;
+    MDB_dbi dbi;
+    MDB_stat st;
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 64), 0);
+    ck_assert_int_eq(mdb_env_set_mapsize(env, MAP_BYTES), 0);
+    ck_assert_int_eq(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+    ck_assert_int_eq(mdb_stat(txn, dbi, &st), 0);
+    ck_assert_uint_eq(st.ms_entries, 0);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+}
+
+/* Proves persist applies a ready's records in order (puts, deletes, CLIENTS_CLEAR
+ * before the client records after it) with big-endian seq keys, durably (they
+ * survive a reopen), and that a failed persist commits nothing and stops the
+ * storage; and that a store refuses another bootstrap admin. */
+START_TEST(test_persist_applies_records_in_order) {
+    char root[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/r", root);
+    rep_storage *s = NULL;
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    const uint8_t *v = (const uint8_t *)"a1b1c1s5s6k4m1m2";
+    pbft_record recs[] = {
+        {PBFT_REC_CLIENT, 0, "alice", false, v, 2},
+        {PBFT_REC_CLIENT, 0, "bob", false, v + 2, 2},
+        {PBFT_REC_CLIENTS_CLEAR, 0, NULL, false, NULL, 0},
+        {PBFT_REC_CLIENT, 0, "carol", false, v + 4, 2},
+        {PBFT_REC_SLOT, 5, NULL, false, v + 6, 2},
+        {PBFT_REC_SLOT, 0x0102030405060708ull, NULL, false, v + 8, 2},
+        {PBFT_REC_SLOT, 5, NULL, true, NULL, 0},
+        {PBFT_REC_CHECKPOINT, 4, NULL, false, v + 10, 2},
+        {PBFT_REC_CHECKPOINT, 8, NULL, true, NULL, 0}, /* absent: a no-op */
+        {PBFT_REC_META, 0, NULL, false, v + 12, 2},
+        {PBFT_REC_META, 0, NULL, false, v + 14, 2},
+    };
+    pbft_ready rd;
+    ready_of(&rd, recs, sizeof recs / sizeof recs[0]);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
+    rep_storage_stats stats;
+    rep_storage_stats_get(s, &stats);
+    ck_assert_uint_eq(stats.commits, 1);
+    ck_assert_uint_eq(stats.records_put, 8);
+    ck_assert_uint_eq(stats.records_deleted, 3); /* alice, bob, slot 5 */
+    rep_storage_close(s);
+
+    /* A bad record after a good one: neither is committed; the storage stops. */
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    pbft_record bad[] = {
+        {PBFT_REC_CHECKPOINT, 4, NULL, true, NULL, 0},
+        {PBFT_REC_CLIENT, 0, NULL, false, v, 2},
+    };
+    ready_of(&rd, bad, 2);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), TB_ERR_INVALID);
+    ready_of(&rd, NULL, 0);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), TB_ERR_STATE);
+    rep_storage_close(s);
+    ck_assert_int_eq(rep_storage_open(dir, "mallory", MAP_BYTES, &s), TB_ERR_MISMATCH);
+    ck_assert_ptr_null(s);
+
+    expect_only(dir, "pbft_clients", "carol", 5, "c1");
+    expect_only(dir, "pbft_slots", "\x01\x02\x03\x04\x05\x06\x07\x08", 8, "s6");
+    expect_only(dir, "pbft_ckpts", "\0\0\0\0\0\0\0\x04", 8, "k4");
+    expect_only(dir, "pbft_meta", "meta", 4, "m2");
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
+static Suite *storage_suite(void) {
+    Suite *s = suite_create("storage");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_persist_applies_records_in_order);
+    tcase_add_test(tc, test_restart_resumes);
+    tcase_add_test(tc, test_whole_cluster_restarts);
+    tcase_add_test(tc, test_restart_after_state_transfer);
+    tcase_add_test(tc, test_corrupt_records_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(storage_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

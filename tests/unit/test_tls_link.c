@@ -1,0 +1,539 @@
+/* Proves mutual TLS 1.3 links: peers named by their certificates, foreign
+ * certificates refused, frames intact in both directions, oversized frames
+ * refused before allocation, bounded output, and reconnection by itself. */
+#include <check.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "proto/pki.h"
+#include "proto/tb_err.h"
+#include "replica/frame_reader.h"
+#include "replica/tls_link.h"
+
+enum {
+    WAIT_MS = 3000,
+    BIG_BYTES = 1u << 20,
+};
+
+/* ---- identities ---- */
+
+typedef struct identity {
+    EVP_PKEY *key;
+    X509 *cert;
+} identity;
+
+typedef struct pki_fixture {
+    identity ca;
+    identity other_ca;
+    identity server;      /* replica-0, from ca */
+    identity client;      /* replica-1, from ca */
+    identity foreign;     /* replica-1 too, but from other_ca */
+    identity foreign_srv; /* replica-0 too, but from other_ca */
+} pki_fixture;
+
+static pki_fixture pki;
+
+static void issue(identity *ca, const char *cn, identity *out) {
+    ck_assert_int_eq(proto_pki_issue(ca->key, ca->cert, cn, 1, &out->key, &out->cert), 0);
+}
+
+static void pki_setup(void) {
+    ck_assert_int_eq(proto_pki_ca_create("twinbft-test-ca", 1, &pki.ca.key, &pki.ca.cert), 0);
+    ck_assert_int_eq(proto_pki_ca_create("some-other-ca", 1, &pki.other_ca.key, &pki.other_ca.cert),
+                     0);
+    issue(&pki.ca, "replica-0", &pki.server);
+    issue(&pki.ca, "replica-1", &pki.client);
+    issue(&pki.other_ca, "replica-1", &pki.foreign);
+    issue(&pki.other_ca, "replica-0", &pki.foreign_srv);
+}
+
+static void identity_free(identity *id) {
+    EVP_PKEY_free(id->key);
+    X509_free(id->cert);
+}
+
+static void pki_teardown(void) {
+    identity_free(&pki.ca);
+    identity_free(&pki.other_ca);
+    identity_free(&pki.server);
+    identity_free(&pki.client);
+    identity_free(&pki.foreign);
+    identity_free(&pki.foreign_srv);
+    memset(&pki, 0, sizeof pki);
+}
+
+/* Link logs are noise in a passing run; TB_TEST_VERBOSE=1 shows them. */
+static void test_log(const char *line, void *arg) {
+    (void)arg;
+    if (getenv("TB_TEST_VERBOSE") != NULL) {
+        fprintf(stderr, "%s\n", line);
+    }
+}
+
+static rep_tls_ctx *ctx_for(const identity *ca, const identity *id) {
+    rep_tls_ctx *ctx = NULL;
+    ck_assert_int_eq(rep_tls_ctx_new(ca->cert, id->cert, id->key, &ctx), 0);
+    rep_tls_ctx_set_log(ctx, test_log, NULL);
+    return ctx;
+}
+
+/* ---- one side's observations ---- */
+
+typedef struct side {
+    int opens;
+    int closes;
+    int frames;
+    char peer[PROTO_NAME_BYTES_MAX];
+    char reason[512];
+    rep_tls_link *link; /* the link last opened */
+    uint8_t *last;      /* copy of the last frame */
+    size_t last_len;
+    size_t bytes;
+} side;
+
+static void on_open(rep_tls_link *link, const char *peer_name, void *arg) {
+    side *s = arg;
+    s->opens++;
+    s->link = link;
+    snprintf(s->peer, sizeof s->peer, "%s", peer_name);
+}
+
+static void on_frame(rep_tls_link *link, const char *peer_name, const uint8_t *data, size_t len,
+                     void *arg) {
+    side *s = arg;
+    (void)link;
+    (void)peer_name;
+    s->frames++;
+    s->bytes += len;
+    free(s->last);
+    s->last = malloc(len);
+    ck_assert_ptr_nonnull(s->last);
+    memcpy(s->last, data, len);
+    s->last_len = len;
+}
+
+static void on_close(rep_tls_link *link, const char *reason, void *arg) {
+    side *s = arg;
+    s->closes++;
+    if (s->link == link) {
+        s->link = NULL;
+    }
+    snprintf(s->reason, sizeof s->reason, "%s", reason);
+}
+
+static rep_tls_callbacks callbacks(side *s) {
+    rep_tls_callbacks cb = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close};
+    cb.arg = s;
+    return cb;
+}
+
+/* Frees the frame copy; the counts stay for the assertions that follow. */
+static void side_free(side *s) {
+    free(s->last);
+    s->last = NULL;
+    s->last_len = 0;
+}
+
+/* ---- running the loop with a deadline ---- */
+
+static void tick(evutil_socket_t fd, short what, void *arg) {
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static long now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Runs base until done(arg) or ms pass; a periodic no-op event keeps every
+ * loop turn short, so no test can hang on a condition that never comes. */
+static bool run_until(struct event_base *base, bool (*done)(void *), void *arg, long ms) {
+    struct timeval period = {.tv_sec = 0, .tv_usec = 5000};
+    struct event *ev = event_new(base, -1, EV_PERSIST, tick, NULL);
+    long deadline = now_ms() + ms;
+    ck_assert_ptr_nonnull(ev);
+    event_add(ev, &period);
+    while ((done == NULL || !done(arg)) && now_ms() < deadline) {
+        event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(ev);
+    return done != NULL && done(arg);
+}
+
+typedef struct pair {
+    side server;
+    side client;
+    int server_opens;
+    int client_opens;
+    int server_frames;
+    int client_frames;
+    int client_closes;
+} pair;
+
+/* Each goal is "at least": only fields set to a positive number count. */
+static bool pair_reached(void *arg) {
+    const pair *p = arg;
+    return p->server.opens >= p->server_opens && p->client.opens >= p->client_opens &&
+           p->server.frames >= p->server_frames && p->client.frames >= p->client_frames &&
+           p->client.closes >= p->client_closes;
+}
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed) {
+    for (size_t i = 0; i < len; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        buf[i] = (uint8_t)(seed >> 24);
+    }
+}
+
+/* ---- tests ---- */
+
+/* Two identities of one CA connect; each learns the other's name; frames of
+ * 5 bytes and 1 MiB arrive intact in both directions. */
+START_TEST(test_pair_exchanges_frames) {
+    struct event_base *base = event_base_new();
+    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    rep_tls_listener *l = NULL;
+    rep_tls_link *c = NULL;
+    pair p = {.server_opens = 1, .client_opens = 1};
+    rep_tls_callbacks scb = callbacks(&p.server);
+    rep_tls_callbacks ccb = callbacks(&p.client);
+    uint8_t *big = malloc(BIG_BYTES);
+    ck_assert_ptr_nonnull(big);
+    fill(big, BIG_BYTES, 7);
+    ck_assert_str_eq(rep_tls_ctx_name(sctx), "replica-0");
+
+    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_uint_ne(rep_tls_listener_port(l), 0);
+    ck_assert_int_eq(
+        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), "replica-0", &ccb, &c),
+        0);
+    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"early", 5), TB_ERR_STATE);
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    ck_assert_str_eq(p.server.peer, "replica-1");
+    ck_assert_str_eq(p.client.peer, "replica-0");
+    ck_assert_str_eq(rep_tls_link_peer(c), "replica-0");
+    ck_assert(rep_tls_link_is_open(c));
+
+    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"hello", 5), 0);
+    ck_assert_int_eq(rep_tls_send(c, big, BIG_BYTES), 0);
+    ck_assert_int_eq(rep_tls_send(p.server.link, big + 1, BIG_BYTES - 1), 0);
+    p.server_frames = 2;
+    p.client_frames = 1;
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    ck_assert_int_eq(p.server.frames, 2);
+    ck_assert_uint_eq(p.server.bytes, 5 + BIG_BYTES);
+    ck_assert_uint_eq(p.server.last_len, BIG_BYTES);
+    ck_assert_mem_eq(p.server.last, big, BIG_BYTES);
+    ck_assert_uint_eq(p.client.last_len, BIG_BYTES - 1);
+    ck_assert_mem_eq(p.client.last, big + 1, BIG_BYTES - 1);
+    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_out, 2);
+    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_in, 1);
+    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_dropped_closed, 1);
+    ck_assert_int_eq(rep_tls_send(c, big, 0), TB_ERR_INVALID);
+    ck_assert_int_eq(rep_tls_send(c, big, (size_t)PROTO_FRAME_BYTES_MAX + 1), TB_ERR_TOO_LARGE);
+
+    rep_tls_link_free(c);
+    rep_tls_listener_free(l);
+    ck_assert_int_eq(p.client.closes, 0); /* freeing by the caller is not reported */
+    ck_assert_int_eq(p.server.closes, 1); /* the listener closes what it accepted */
+    free(big);
+    side_free(&p.server);
+    side_free(&p.client);
+    rep_tls_ctx_free(sctx);
+    rep_tls_ctx_free(cctx);
+    event_base_free(base);
+}
+END_TEST
+
+/* Runs one connection attempt between the given identities and reports
+ * whether the server ever saw it open. */
+static void attempt(const identity *server_ca, const identity *server_id, const identity *client_ca,
+                    const identity *client_id, const char *expected, pair *p,
+                    rep_tls_listener_stats *lstats) {
+    struct event_base *base = event_base_new();
+    rep_tls_ctx *sctx = ctx_for(server_ca, server_id);
+    rep_tls_ctx *cctx = ctx_for(client_ca, client_id);
+    rep_tls_listener *l = NULL;
+    rep_tls_link *c = NULL;
+    rep_tls_callbacks scb = callbacks(&p->server);
+    rep_tls_callbacks ccb = callbacks(&p->client);
+    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_int_eq(
+        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), expected, &ccb, &c), 0);
+    p->client_closes = 1;
+    ck_assert(run_until(base, pair_reached, p, WAIT_MS));
+    /* Give a wrongly accepted connection time to show itself. */
+    run_until(base, NULL, NULL, 100);
+    ck_assert_int_eq(p->server.frames, 0);
+    ck_assert_int_eq(p->client.frames, 0);
+    *lstats = rep_tls_listener_get_stats(l);
+    rep_tls_link_free(c);
+    rep_tls_listener_free(l);
+    side_free(&p->server);
+    side_free(&p->client);
+    rep_tls_ctx_free(sctx);
+    rep_tls_ctx_free(cctx);
+    event_base_free(base);
+}
+
+/* A client whose certificate comes from another CA is refused at the
+ * handshake: the server never reports it open, the client sees on_close. */
+START_TEST(test_foreign_client_refused) {
+    pair p = {0};
+    rep_tls_listener_stats st;
+    attempt(&pki.ca, &pki.server, &pki.other_ca, &pki.foreign, "replica-0", &p, &st);
+    ck_assert_int_eq(p.server.opens, 0);
+    ck_assert_int_ge(p.client.closes, 1);
+    ck_assert_uint_ge(st.handshake_failed, 1);
+}
+END_TEST
+
+/* A server whose certificate comes from another CA is refused by the client:
+ * no on_open on either side. */
+START_TEST(test_foreign_server_refused) {
+    pair p = {0};
+    rep_tls_listener_stats st;
+    attempt(&pki.other_ca, &pki.foreign_srv, &pki.ca, &pki.client, "replica-0", &p, &st);
+    ck_assert_int_eq(p.server.opens, 0);
+    ck_assert_int_eq(p.client.opens, 0);
+    ck_assert_int_ge(p.client.closes, 1);
+    ck_assert_ptr_nonnull(strstr(p.client.reason, "TLS"));
+}
+END_TEST
+
+/* A genuine cluster member that is not the replica we dialled is dropped
+ * before on_open. */
+START_TEST(test_unexpected_peer_name_refused) {
+    pair p = {0};
+    rep_tls_listener_stats st;
+    attempt(&pki.ca, &pki.server, &pki.ca, &pki.client, "replica-2", &p, &st);
+    ck_assert_int_eq(p.client.opens, 0);
+    ck_assert_ptr_nonnull(strstr(p.client.reason, "expected \"replica-2\""));
+}
+END_TEST
+
+/* Fed byte by byte, the reader rebuilds frames exactly; a header announcing
+ * more than its maximum (or zero) fails on its fourth byte with nothing
+ * allocated, and the reader refuses input after that. */
+START_TEST(test_frame_reader_limits) {
+    rep_frame_reader r;
+    const uint8_t stream[] = {0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 1, 'z'};
+    const uint8_t *frame = NULL;
+    size_t frame_len = 0;
+    size_t used = 0;
+    int frames = 0;
+    rep_frame_reader_init(&r, 100);
+    for (size_t i = 0; i < sizeof stream; i++) {
+        ck_assert_int_eq(rep_frame_reader_feed(&r, stream + i, 1, &used, &frame, &frame_len), 0);
+        ck_assert_uint_eq(used, 1);
+        if (frame != NULL) {
+            frames++;
+            ck_assert_uint_eq(frame_len, frames == 1 ? 3 : 1);
+            ck_assert_mem_eq(frame, frames == 1 ? "abc" : "z", frame_len);
+        }
+    }
+    ck_assert_int_eq(frames, 2);
+    /* Two frames in one call: the first call stops at the end of the first. */
+    ck_assert_int_eq(rep_frame_reader_feed(&r, stream, sizeof stream, &used, &frame, &frame_len),
+                     0);
+    ck_assert_uint_eq(used, 7);
+    ck_assert_mem_eq(frame, "abc", 3);
+    rep_frame_reader_reset(&r);
+
+    const uint8_t huge[] = {0, 0, 0, 101, 'x'};
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert_int_eq(rep_frame_reader_feed(&r, huge + i, 1, &used, &frame, &frame_len), 0);
+    }
+    ck_assert_int_eq(rep_frame_reader_feed(&r, huge + 3, 2, &used, &frame, &frame_len),
+                     TB_ERR_TOO_LARGE);
+    ck_assert_uint_eq(used, 1);
+    ck_assert_ptr_null(r.buf);
+    ck_assert_uint_eq(r.cap, 0);
+    ck_assert_int_eq(rep_frame_reader_feed(&r, huge + 4, 1, &used, &frame, &frame_len),
+                     TB_ERR_STATE);
+    rep_frame_reader_reset(&r);
+
+    const uint8_t zero[] = {0, 0, 0, 0};
+    ck_assert_int_eq(rep_frame_reader_feed(&r, zero, 4, &used, &frame, &frame_len), TB_ERR_INVALID);
+    ck_assert_ptr_null(r.buf);
+    rep_frame_reader_reset(&r);
+
+    /* The global maximum holds even for a reader asked for more. */
+    rep_frame_reader_init(&r, UINT32_MAX);
+    const uint8_t over[] = {0x04, 0, 0, 1}; /* 64 MiB + 1 */
+    ck_assert_int_eq(rep_frame_reader_feed(&r, over, 4, &used, &frame, &frame_len),
+                     TB_ERR_TOO_LARGE);
+    ck_assert_ptr_null(r.buf);
+    rep_frame_reader_reset(&r);
+}
+END_TEST
+
+static bool client_closed(void *arg) {
+    return ((side *)arg)->closes >= 1;
+}
+
+/* With the listener gone and back on the same port, the connecting side
+ * reconnects by itself and delivers a new frame. */
+START_TEST(test_reconnects_after_listener_restart) {
+    struct event_base *base = event_base_new();
+    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    rep_tls_listener *l = NULL;
+    rep_tls_link *c = NULL;
+    pair p = {.server_opens = 1, .client_opens = 1};
+    rep_tls_callbacks scb = callbacks(&p.server);
+    rep_tls_callbacks ccb = callbacks(&p.client);
+    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    uint16_t port = rep_tls_listener_port(l);
+    ck_assert_int_eq(rep_tls_connect(base, cctx, "127.0.0.1", port, "replica-0", &ccb, &c), 0);
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+
+    rep_tls_listener_free(l);
+    ck_assert(run_until(base, client_closed, &p.client, WAIT_MS));
+    ck_assert(!rep_tls_link_is_open(c));
+    /* Let a few attempts fail against the closed port (100, 200 ms ...). */
+    run_until(base, NULL, NULL, 350);
+    ck_assert_uint_ge(rep_tls_link_get_stats(c).attempts_failed, 1);
+    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", port, &scb, &l), 0);
+    p.server_opens = 2;
+    p.client_opens = 2;
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"again", 5), 0);
+    p.server_frames = 1;
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    ck_assert_mem_eq(p.server.last, "again", 5);
+    ck_assert_uint_eq(rep_tls_link_get_stats(c).connects, 2);
+
+    rep_tls_link_free(c);
+    rep_tls_listener_free(l);
+    side_free(&p.server);
+    side_free(&p.client);
+    rep_tls_ctx_free(sctx);
+    rep_tls_ctx_free(cctx);
+    event_base_free(base);
+}
+END_TEST
+
+/* Output is bounded: sends past REP_LINK_OUTPUT_BYTES_MAX return TB_ERR_AGAIN
+ * and are counted; once the peer drains the queue, sending works again. */
+START_TEST(test_output_is_bounded) {
+    struct event_base *base = event_base_new();
+    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    rep_tls_listener *l = NULL;
+    rep_tls_link *c = NULL;
+    pair p = {.server_opens = 1, .client_opens = 1};
+    rep_tls_callbacks scb = callbacks(&p.server);
+    rep_tls_callbacks ccb = callbacks(&p.client);
+    uint8_t *big = calloc(1, BIG_BYTES);
+    int accepted = 0;
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_int_eq(
+        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), "replica-0", &ccb, &c),
+        0);
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    /* Without running the loop nothing is written, so the queue only grows. */
+    while (rep_tls_send(c, big, BIG_BYTES) == 0) {
+        accepted++;
+        ck_assert_uint_le(rep_tls_link_output_bytes(c), REP_LINK_OUTPUT_BYTES_MAX);
+    }
+    ck_assert_int_eq(accepted, REP_LINK_OUTPUT_BYTES_MAX / (BIG_BYTES + PROTO_FRAME_HEADER_BYTES));
+    ck_assert_int_eq(rep_tls_send(c, big, BIG_BYTES), TB_ERR_AGAIN);
+    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_dropped_full, 2);
+    p.server_frames = accepted;
+    ck_assert(run_until(base, pair_reached, &p, 3 * WAIT_MS));
+    ck_assert_uint_eq(p.server.bytes, (size_t)accepted * BIG_BYTES);
+    ck_assert_int_eq(rep_tls_send(c, big, BIG_BYTES), 0);
+
+    rep_tls_link_free(c);
+    rep_tls_listener_free(l);
+    free(big);
+    side_free(&p.server);
+    side_free(&p.client);
+    rep_tls_ctx_free(sctx);
+    rep_tls_ctx_free(cctx);
+    event_base_free(base);
+}
+END_TEST
+
+static void free_on_frame(rep_tls_link *link, const char *peer_name, const uint8_t *data,
+                          size_t len, void *arg) {
+    on_frame(link, peer_name, data, len, arg);
+    rep_tls_link_free(link);
+    /* Freed links refuse sends until the callback returns and they go. */
+    ck_assert_int_eq(rep_tls_send(link, data, len), TB_ERR_STATE);
+}
+
+/* A callback may free its own link, even with more frames already read
+ * behind the current one: no further callback fires for it, and the peer
+ * sees the connection end. */
+START_TEST(test_callback_frees_own_link) {
+    struct event_base *base = event_base_new();
+    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    rep_tls_listener *l = NULL;
+    rep_tls_link *c = NULL;
+    pair p = {.server_opens = 1, .client_opens = 1};
+    rep_tls_callbacks scb = callbacks(&p.server);
+    rep_tls_callbacks ccb = callbacks(&p.client);
+    scb.on_frame = free_on_frame;
+    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_int_eq(
+        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), "replica-0", &ccb, &c),
+        0);
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"one", 3), 0);
+    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"two", 3), 0);
+    p.client_closes = 1;
+    ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
+    ck_assert_int_eq(p.server.frames, 1);
+    ck_assert_int_eq(p.server.closes, 0);
+
+    rep_tls_link_free(c);
+    rep_tls_listener_free(l);
+    ck_assert_int_eq(p.server.closes, 0); /* already gone: not reported again */
+    side_free(&p.server);
+    side_free(&p.client);
+    rep_tls_ctx_free(sctx);
+    rep_tls_ctx_free(cctx);
+    event_base_free(base);
+}
+END_TEST
+
+static Suite *tls_link_suite(void) {
+    Suite *s = suite_create("tls_link");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, pki_setup, pki_teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_pair_exchanges_frames);
+    tcase_add_test(tc, test_foreign_client_refused);
+    tcase_add_test(tc, test_foreign_server_refused);
+    tcase_add_test(tc, test_unexpected_peer_name_refused);
+    tcase_add_test(tc, test_frame_reader_limits);
+    tcase_add_test(tc, test_reconnects_after_listener_restart);
+    tcase_add_test(tc, test_output_is_bounded);
+    tcase_add_test(tc, test_callback_frees_own_link);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    /* As in the daemon: a peer vanishing mid-write must not kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(tls_link_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
