@@ -4,7 +4,10 @@
 # each, the last one checked as a quorum certificate that verifies while a
 # one-byte-flipped copy does not), kill -9 of the primary and more intents
 # (progress resumes in a new view), then a restart of the killed replica and
-# more intents with it back, and a clean SIGTERM shutdown of every replica.
+# more intents with it back; a client whose certificate comes from another
+# CA is refused; kill -9 of every replica, restart, and more intents with the
+# request numbers going on (so exactly-once state and the log survived); and
+# a clean SIGTERM shutdown of every replica.
 # Usage: cluster.sh BIN_DIR PROBE_BIN
 set -euo pipefail
 bin="$1"
@@ -39,6 +42,20 @@ wait "${pids[0]}" 2>/dev/null || true
 echo "== restart replica 0, then 50 more intents"
 start 0
 "$probe" "$work/c/cluster.conf" "$work/c/admin" 2051 50 120
+
+echo "== a client with a certificate from another CA is refused"
+"$bin/twinbft" cluster init --dir "$work/other" --replicas 4 --base-port "$((base + 5))" >/dev/null
+if "$probe" "$work/c/cluster.conf" "$work/other/admin" 1 1 5 >"$work/foreign.out" 2>&1; then
+    echo "a foreign identity got an answer" >&2
+    exit 1
+fi
+grep -q "completed=0" "$work/foreign.out"
+
+echo "== kill -9 every replica, restart all, then 50 more intents"
+for i in 0 1 2 3; do kill -9 "${pids[$i]}"; done
+for i in 0 1 2 3; do wait "${pids[$i]}" 2>/dev/null || true; done
+for i in 0 1 2 3; do start "$i"; done
+"$probe" "$work/c/cluster.conf" "$work/c/admin" 2101 50 120
 
 echo "== SIGTERM every replica: each must exit 0"
 for i in 0 1 2 3; do kill -TERM "${pids[$i]}"; done

@@ -192,7 +192,15 @@ int main(int argc, char **argv) {
     }
     snprintf(cert, sizeof cert, "%s/cert.pem", argv[2]);
     snprintf(key, sizeof key, "%s/key.pem", argv[2]);
-    snprintf(ca, sizeof ca, "%s", P.cl.ca_path);
+    /* The identity's own CA copy when it has one (as `cluster init` writes
+     * it): a client of another cluster then fails the handshake. */
+    snprintf(ca, sizeof ca, "%s/ca.pem", argv[2]);
+    FILE *f = fopen(ca, "r");
+    if (f != NULL) {
+        fclose(f);
+    } else {
+        snprintf(ca, sizeof ca, "%s", P.cl.ca_path);
+    }
     P.first = P.number = strtoull(argv[3], NULL, 10);
     P.last = P.first + strtoull(argv[4], NULL, 10) - 1;
     rep_tls_ctx *tls = NULL;
