@@ -176,8 +176,11 @@ struct pbft_node {
 
     pbft_out out;
     uint64_t dropped;
-    bool replaying;      /* inside replay_future: do not start another */
-    bool replay_pending; /* view or window moved: replay buffered messages at top level */
+    uint64_t oversize;         /* outgoing messages too large for a frame */
+    size_t *future_bytes;      /* [n] bytes buffered per sender */
+    uint64_t *fetch_served_at; /* [n] when we last answered each peer's FETCH */
+    bool replaying;            /* inside replay_future: do not start another */
+    bool replay_pending;       /* view or window moved: replay buffered messages at top level */
 
     /* Records handed to pbft_node_restore_record, applied by restore_done. */
     struct pbft_restore *restore;

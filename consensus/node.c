@@ -74,6 +74,8 @@ int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out) {
     }
     node->peer_ckpt = xcalloc(node->n, sizeof *node->peer_ckpt);
     node->future = xcalloc(PBFT_FUTURE_MSGS_MAX, sizeof *node->future);
+    node->future_bytes = xcalloc(node->n, sizeof *node->future_bytes);
+    node->fetch_served_at = xcalloc(node->n, sizeof *node->fetch_served_at);
     node->next_seq = 1;
     proto_lthash_init(&node->clients_hash);
     /* The genesis checkpoint (seq 0) is the empty state; every replica agrees on it. */
@@ -151,6 +153,8 @@ void pbft_node_free(pbft_node *node) {
         free(node->future[i].data);
     }
     free(node->future);
+    free(node->future_bytes);
+    free(node->fetch_served_at);
     restore_free(node);
     out_clear(&node->out);
     free(node->out.msgs);
@@ -192,6 +196,23 @@ void batch_digest(const uint8_t *batch, size_t len, uint8_t out[PROTO_DIGEST_BYT
  * ahead of the NEW-VIEW. */
 void buffer_future(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len) {
     size_t per_sender = PBFT_FUTURE_MSGS_MAX / node->n;
+    if (len > PBFT_FUTURE_BYTES_PER_SENDER) {
+        node->dropped++; /* no correct message for a later view is that large */
+        return;
+    }
+    while (node->future_bytes[from->replica] + len > PBFT_FUTURE_BYTES_PER_SENDER) {
+        size_t k = 0;
+        while (k < node->n_future && node->future[k].from.replica != from->replica) {
+            k++;
+        }
+        PBFT_ASSERT(k < node->n_future);
+        node->future_bytes[from->replica] -= node->future[k].len;
+        free(node->future[k].data);
+        memmove(&node->future[k], &node->future[k + 1],
+                (node->n_future - k - 1) * sizeof *node->future);
+        node->n_future--;
+        node->dropped++;
+    }
     size_t mine = 0, oldest = SIZE_MAX;
     for (size_t i = 0; i < node->n_future; i++) {
         if (!node->future[i].from.is_client && node->future[i].from.replica == from->replica) {
@@ -203,6 +224,7 @@ void buffer_future(pbft_node *node, const pbft_from *from, const uint8_t *data, 
     }
     if (mine >= per_sender) {
         /* Drop this sender's oldest: newer messages are the ones that matter. */
+        node->future_bytes[from->replica] -= node->future[oldest].len;
         free(node->future[oldest].data);
         memmove(&node->future[oldest], &node->future[oldest + 1],
                 (node->n_future - oldest - 1) * sizeof *node->future);
@@ -214,6 +236,7 @@ void buffer_future(pbft_node *node, const pbft_from *from, const uint8_t *data, 
     b->from.client = NULL;
     b->data = dup_bytes(data, len);
     b->len = len;
+    node->future_bytes[from->replica] += len;
 }
 
 void replay_future(pbft_node *node) {
@@ -224,6 +247,7 @@ void replay_future(pbft_node *node) {
         PBFT_ASSERT(batch != NULL);
         memcpy(batch, node->future, n * sizeof *batch);
         node->n_future = 0;
+        memset(node->future_bytes, 0, node->n * sizeof *node->future_bytes);
         for (size_t i = 0; i < n; i++) {
             pbft_node_step(node, &batch[i].from, batch[i].data, batch[i].len);
             free(batch[i].data);

@@ -33,7 +33,14 @@ void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Me
     pbft_out *o = &node->out;
     uint8_t *data = NULL;
     size_t len = 0;
-    PBFT_ASSERT(proto_message_pack(m, &data, &len) == 0);
+    if (proto_message_pack(m, &data, &len) != 0) {
+        /* Larger than a frame (e.g. a NEW-VIEW over huge view changes): not
+         * sendable. Dropping it costs liveness of this step, never safety,
+         * and a replica must not be crashable by what peers make it send. */
+        node->dropped++;
+        node->oversize++;
+        return;
+    }
     GROW(o->msgs, o->n_msgs, o->cap_msgs);
     o->msgs[o->n_msgs++] =
         (pbft_msg){.to = to,

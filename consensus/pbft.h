@@ -33,7 +33,8 @@ enum {
     PBFT_BATCH_BYTES_MAX = 1024 * 1024,
     PBFT_PENDING_REQUESTS_MAX = 65536, /* per replica, across clients */
     PBFT_LOG_WINDOW_MAX = 1024,
-    PBFT_FUTURE_MSGS_MAX = 1024, /* buffered messages for a later view/window */
+    PBFT_FUTURE_MSGS_MAX = 1024,                     /* buffered messages for a later view/window */
+    PBFT_FUTURE_BYTES_PER_SENDER = 16 * 1024 * 1024, /* and their bytes, per sender */
 };
 
 typedef struct pbft_node pbft_node;

@@ -68,8 +68,10 @@ done:
 
 static int validate_vc(pbft_node *node, const Twinbft__ViewChange *vc) {
     uint64_t K = node->cfg.checkpoint_interval;
+    /* A proof has at most one entry per member, and none for the genesis. */
     if (vc->stable_seq % K != 0 || !digest_ok(&vc->stable_digest) ||
-        vc->n_prepared > node->cfg.log_window) {
+        vc->n_prepared > node->cfg.log_window || vc->n_checkpoint_proof > node->n ||
+        (vc->stable_seq == 0 && vc->n_checkpoint_proof != 0)) {
         return TB_ERR_INVALID;
     }
     if (vc->stable_seq > 0 &&
