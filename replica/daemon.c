@@ -11,13 +11,13 @@
 
 #include <event2/event.h>
 
+#include "client/link.h"
 #include "consensus/pbft.h"
 #include "proto/crypto.h"
 #include "proto/pki.h"
 #include "proto/tb_err.h"
 #include "replica/config.h"
 #include "replica/storage.h"
-#include "replica/tls_link.h"
 
 enum {
     REP_CLIENT_LINKS_MAX = 4096,        /* distinct client principals connected at once */
@@ -27,7 +27,7 @@ enum {
 
 typedef struct client_link {
     char name[PROTO_NAME_BYTES_MAX];
-    rep_tls_link *link;
+    tb_tls_link *link;
 } client_link;
 
 typedef struct daemon {
@@ -35,10 +35,10 @@ typedef struct daemon {
     rep_cluster cluster;
     struct event_base *base;
     struct event *timer, *sig_term, *sig_int;
-    rep_tls_ctx *tls;
-    rep_tls_listener *listener;
-    rep_tls_link *peers[REP_MEMBERS_MAX]; /* our outgoing link to each replica */
-    client_link *clients;                 /* incoming client links, by principal */
+    tb_tls_ctx *tls;
+    tb_tls_listener *listener;
+    tb_tls_link *peers[REP_MEMBERS_MAX]; /* our outgoing link to each replica */
+    client_link *clients;                /* incoming client links, by principal */
     size_t n_clients;
     proto_key *key;
     proto_pubkey *pubs[REP_MEMBERS_MAX];
@@ -105,9 +105,9 @@ static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
 
 /* ---- the ready loop ---- */
 
-static void send_to(rep_tls_link *link, const pbft_msg *m) {
-    if (link != NULL && rep_tls_link_is_open(link)) {
-        (void)rep_tls_send(link, m->data, m->len); /* full or closed: counted by the link */
+static void send_to(tb_tls_link *link, const pbft_msg *m) {
+    if (link != NULL && tb_tls_link_is_open(link)) {
+        (void)tb_tls_send(link, m->data, m->len); /* full or closed: counted by the link */
     }
 }
 
@@ -179,7 +179,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
 /* ---- links ---- */
 
-static void on_open(rep_tls_link *link, const char *peer, void *arg) {
+static void on_open(tb_tls_link *link, const char *peer, void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
@@ -190,7 +190,7 @@ static void on_open(rep_tls_link *link, const char *peer, void *arg) {
     if (c == NULL) {
         if (d->n_clients == REP_CLIENT_LINKS_MAX) {
             logf_(d, 1, "client %s refused: %d client links already", peer, REP_CLIENT_LINKS_MAX);
-            rep_tls_link_free(link);
+            tb_tls_link_free(link);
             return;
         }
         c = &d->clients[d->n_clients++];
@@ -199,7 +199,7 @@ static void on_open(rep_tls_link *link, const char *peer, void *arg) {
     c->link = link; /* the newest connection of a principal gets its replies */
 }
 
-static void on_close(rep_tls_link *link, const char *reason, void *arg) {
+static void on_close(tb_tls_link *link, const char *reason, void *arg) {
     daemon *d = arg;
     for (size_t i = 0; i < d->n_clients; i++) {
         if (d->clients[i].link == link) {
@@ -210,7 +210,7 @@ static void on_close(rep_tls_link *link, const char *reason, void *arg) {
     logf_(d, 3, "link closed: %s", reason);
 }
 
-static void on_frame(rep_tls_link *link, const char *peer, const uint8_t *data, size_t len,
+static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
                      void *arg) {
     (void)link;
     daemon *d = arg;
@@ -262,13 +262,13 @@ static int load_members(daemon *d) {
 
 static int open_links(daemon *d, const char *key_path) {
     const rep_member *me = &d->cluster.members[d->opt.id];
-    int rc = rep_tls_ctx_load(d->cluster.ca_path, me->cert_path, key_path, &d->tls);
+    int rc = tb_tls_ctx_load(d->cluster.ca_path, me->cert_path, key_path, &d->tls);
     if (rc != 0) {
         logf_(d, 0, "TLS identity from %s and %s: %s", me->cert_path, key_path, tb_strerror(rc));
         return rc;
     }
-    rep_tls_callbacks cb = {on_open, on_frame, on_close, d};
-    rc = rep_tls_listen(d->base, d->tls, me->host, me->port, &cb, &d->listener);
+    tb_tls_callbacks cb = {on_open, on_frame, on_close, d};
+    rc = tb_tls_listen(d->base, d->tls, me->host, me->port, &cb, &d->listener);
     if (rc != 0) {
         logf_(d, 0, "cannot listen on %s:%u: %s", me->host, me->port, tb_strerror(rc));
         return rc;
@@ -280,7 +280,7 @@ static int open_links(daemon *d, const char *key_path) {
         char want[32];
         snprintf(want, sizeof want, "replica-%u", j);
         const rep_member *m = &d->cluster.members[j];
-        rc = rep_tls_connect(d->base, d->tls, m->host, m->port, want, &cb, &d->peers[j]);
+        rc = tb_tls_connect(d->base, d->tls, m->host, m->port, want, &cb, &d->peers[j]);
     }
     return rc;
 }
@@ -363,14 +363,14 @@ static int start(daemon *d) {
 static void stop(daemon *d) {
     for (uint32_t j = 0; j < REP_MEMBERS_MAX; j++) {
         if (d->peers[j]) {
-            rep_tls_link_free(d->peers[j]);
+            tb_tls_link_free(d->peers[j]);
         }
         proto_pubkey_free(d->pubs[j]);
     }
     if (d->listener) {
-        rep_tls_listener_free(d->listener); /* closes the client links it accepted */
+        tb_tls_listener_free(d->listener); /* closes the client links it accepted */
     }
-    rep_tls_ctx_free(d->tls);
+    tb_tls_ctx_free(d->tls);
     pbft_node_free(d->node);
     if (d->storage) {
         rep_storage_close(d->storage);

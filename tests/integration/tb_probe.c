@@ -11,6 +11,7 @@
 
 #include <event2/event.h>
 
+#include "client/link.h"
 #include "consensus/pbft.h"
 #include "proto/cert.h"
 #include "proto/frame.h"
@@ -18,14 +19,13 @@
 #include "proto/sm.pb-c.h"
 #include "proto/tb_err.h"
 #include "replica/config.h"
-#include "replica/tls_link.h"
 
 enum { REPLIES_MAX = 64 };
 
 static struct {
     rep_cluster cl;
     struct event_base *base;
-    rep_tls_link *links[REP_MEMBERS_MAX];
+    tb_tls_link *links[REP_MEMBERS_MAX];
     proto_trust trust;
     const char *name;
     uint64_t number, first, last;
@@ -62,8 +62,8 @@ static void send_request(void) {
         abort();
     }
     for (uint32_t j = 0; j < P.cl.n; j++) {
-        if (P.links[j] && rep_tls_link_is_open(P.links[j])) {
-            rep_tls_send(P.links[j], b, len);
+        if (P.links[j] && tb_tls_link_is_open(P.links[j])) {
+            tb_tls_send(P.links[j], b, len);
         }
     }
     free(b);
@@ -110,7 +110,7 @@ static bool complete(void) {
     return false;
 }
 
-static void on_frame(rep_tls_link *l, const char *peer, const uint8_t *d, size_t len, void *a) {
+static void on_frame(tb_tls_link *l, const char *peer, const uint8_t *d, size_t len, void *a) {
     (void)l, (void)peer, (void)a;
     Twinbft__Message *m = proto_message_unpack(d, len);
     if (m == NULL || m->kind_case != TWINBFT__MESSAGE__KIND_REPLY) {
@@ -147,12 +147,12 @@ done:
     }
 }
 
-static void on_open(rep_tls_link *l, const char *peer, void *a) {
+static void on_open(tb_tls_link *l, const char *peer, void *a) {
     (void)l, (void)peer, (void)a;
     send_request(); /* (re)send the outstanding request to whoever just connected */
 }
 
-static void on_close(rep_tls_link *l, const char *reason, void *a) {
+static void on_close(tb_tls_link *l, const char *reason, void *a) {
     (void)l, (void)reason, (void)a;
 }
 
@@ -203,21 +203,21 @@ int main(int argc, char **argv) {
     }
     P.first = P.number = strtoull(argv[3], NULL, 10);
     P.last = P.first + strtoull(argv[4], NULL, 10) - 1;
-    rep_tls_ctx *tls = NULL;
-    if (rep_tls_ctx_load(ca, cert, key, &tls) != 0 || load_trust() != 0) {
+    tb_tls_ctx *tls = NULL;
+    if (tb_tls_ctx_load(ca, cert, key, &tls) != 0 || load_trust() != 0) {
         fprintf(stderr, "tb_probe: cannot load the identity in %s or the members' certificates\n",
                 argv[2]);
         return 2;
     }
-    rep_tls_ctx_set_log(tls, NULL, NULL);
-    P.name = rep_tls_ctx_name(tls);
+    tb_tls_ctx_set_log(tls, NULL, NULL);
+    P.name = tb_tls_ctx_name(tls);
     P.base = event_base_new();
-    rep_tls_callbacks cb = {on_open, on_frame, on_close, NULL};
+    tb_tls_callbacks cb = {on_open, on_frame, on_close, NULL};
     for (uint32_t j = 0; j < P.cl.n; j++) {
         char want[32];
         snprintf(want, sizeof want, "replica-%u", j);
-        rep_tls_connect(P.base, tls, P.cl.members[j].host, P.cl.members[j].port, want, &cb,
-                        &P.links[j]);
+        tb_tls_connect(P.base, tls, P.cl.members[j].host, P.cl.members[j].port, want, &cb,
+                       &P.links[j]);
     }
     struct event *retry = event_new(P.base, -1, EV_PERSIST, on_retry, NULL);
     struct timeval every = {1, 0}, limit = {atoi(argv[5]), 0};
@@ -230,10 +230,10 @@ int main(int argc, char **argv) {
     event_free(retry);
     clear_replies();
     for (uint32_t j = 0; j < P.cl.n; j++) {
-        rep_tls_link_free(P.links[j]);
+        tb_tls_link_free(P.links[j]);
         proto_pubkey_free(P.trust.keys[j]);
     }
-    rep_tls_ctx_free(tls);
+    tb_tls_ctx_free(tls);
     event_base_free(P.base);
     return P.failed ? 1 : 0;
 }

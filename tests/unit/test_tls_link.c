@@ -11,10 +11,10 @@
 
 #include <event2/event.h>
 
+#include "client/frame_reader.h"
+#include "client/link.h"
 #include "proto/pki.h"
 #include "proto/tb_err.h"
-#include "replica/frame_reader.h"
-#include "replica/tls_link.h"
 
 enum {
     WAIT_MS = 3000,
@@ -76,10 +76,10 @@ static void test_log(const char *line, void *arg) {
     }
 }
 
-static rep_tls_ctx *ctx_for(const identity *ca, const identity *id) {
-    rep_tls_ctx *ctx = NULL;
-    ck_assert_int_eq(rep_tls_ctx_new(ca->cert, id->cert, id->key, &ctx), 0);
-    rep_tls_ctx_set_log(ctx, test_log, NULL);
+static tb_tls_ctx *ctx_for(const identity *ca, const identity *id) {
+    tb_tls_ctx *ctx = NULL;
+    ck_assert_int_eq(tb_tls_ctx_new(ca->cert, id->cert, id->key, &ctx), 0);
+    tb_tls_ctx_set_log(ctx, test_log, NULL);
     return ctx;
 }
 
@@ -91,20 +91,20 @@ typedef struct side {
     int frames;
     char peer[PROTO_NAME_BYTES_MAX];
     char reason[512];
-    rep_tls_link *link; /* the link last opened */
-    uint8_t *last;      /* copy of the last frame */
+    tb_tls_link *link; /* the link last opened */
+    uint8_t *last;     /* copy of the last frame */
     size_t last_len;
     size_t bytes;
 } side;
 
-static void on_open(rep_tls_link *link, const char *peer_name, void *arg) {
+static void on_open(tb_tls_link *link, const char *peer_name, void *arg) {
     side *s = arg;
     s->opens++;
     s->link = link;
     snprintf(s->peer, sizeof s->peer, "%s", peer_name);
 }
 
-static void on_frame(rep_tls_link *link, const char *peer_name, const uint8_t *data, size_t len,
+static void on_frame(tb_tls_link *link, const char *peer_name, const uint8_t *data, size_t len,
                      void *arg) {
     side *s = arg;
     (void)link;
@@ -118,7 +118,7 @@ static void on_frame(rep_tls_link *link, const char *peer_name, const uint8_t *d
     s->last_len = len;
 }
 
-static void on_close(rep_tls_link *link, const char *reason, void *arg) {
+static void on_close(tb_tls_link *link, const char *reason, void *arg) {
     side *s = arg;
     s->closes++;
     if (s->link == link) {
@@ -127,8 +127,8 @@ static void on_close(rep_tls_link *link, const char *reason, void *arg) {
     snprintf(s->reason, sizeof s->reason, "%s", reason);
 }
 
-static rep_tls_callbacks callbacks(side *s) {
-    rep_tls_callbacks cb = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close};
+static tb_tls_callbacks callbacks(side *s) {
+    tb_tls_callbacks cb = {.on_open = on_open, .on_frame = on_frame, .on_close = on_close};
     cb.arg = s;
     return cb;
 }
@@ -200,33 +200,32 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed) {
  * 5 bytes and 1 MiB arrive intact in both directions. */
 START_TEST(test_pair_exchanges_frames) {
     struct event_base *base = event_base_new();
-    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
-    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
-    rep_tls_listener *l = NULL;
-    rep_tls_link *c = NULL;
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    tb_tls_listener *l = NULL;
+    tb_tls_link *c = NULL;
     pair p = {.server_opens = 1, .client_opens = 1};
-    rep_tls_callbacks scb = callbacks(&p.server);
-    rep_tls_callbacks ccb = callbacks(&p.client);
+    tb_tls_callbacks scb = callbacks(&p.server);
+    tb_tls_callbacks ccb = callbacks(&p.client);
     uint8_t *big = malloc(BIG_BYTES);
     ck_assert_ptr_nonnull(big);
     fill(big, BIG_BYTES, 7);
-    ck_assert_str_eq(rep_tls_ctx_name(sctx), "replica-0");
+    ck_assert_str_eq(tb_tls_ctx_name(sctx), "replica-0");
 
-    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
-    ck_assert_uint_ne(rep_tls_listener_port(l), 0);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_uint_ne(tb_tls_listener_port(l), 0);
     ck_assert_int_eq(
-        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), "replica-0", &ccb, &c),
-        0);
-    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"early", 5), TB_ERR_STATE);
+        tb_tls_connect(base, cctx, "127.0.0.1", tb_tls_listener_port(l), "replica-0", &ccb, &c), 0);
+    ck_assert_int_eq(tb_tls_send(c, (const uint8_t *)"early", 5), TB_ERR_STATE);
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
     ck_assert_str_eq(p.server.peer, "replica-1");
     ck_assert_str_eq(p.client.peer, "replica-0");
-    ck_assert_str_eq(rep_tls_link_peer(c), "replica-0");
-    ck_assert(rep_tls_link_is_open(c));
+    ck_assert_str_eq(tb_tls_link_peer(c), "replica-0");
+    ck_assert(tb_tls_link_is_open(c));
 
-    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"hello", 5), 0);
-    ck_assert_int_eq(rep_tls_send(c, big, BIG_BYTES), 0);
-    ck_assert_int_eq(rep_tls_send(p.server.link, big + 1, BIG_BYTES - 1), 0);
+    ck_assert_int_eq(tb_tls_send(c, (const uint8_t *)"hello", 5), 0);
+    ck_assert_int_eq(tb_tls_send(c, big, BIG_BYTES), 0);
+    ck_assert_int_eq(tb_tls_send(p.server.link, big + 1, BIG_BYTES - 1), 0);
     p.server_frames = 2;
     p.client_frames = 1;
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
@@ -236,21 +235,21 @@ START_TEST(test_pair_exchanges_frames) {
     ck_assert_mem_eq(p.server.last, big, BIG_BYTES);
     ck_assert_uint_eq(p.client.last_len, BIG_BYTES - 1);
     ck_assert_mem_eq(p.client.last, big + 1, BIG_BYTES - 1);
-    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_out, 2);
-    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_in, 1);
-    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_dropped_closed, 1);
-    ck_assert_int_eq(rep_tls_send(c, big, 0), TB_ERR_INVALID);
-    ck_assert_int_eq(rep_tls_send(c, big, (size_t)PROTO_FRAME_BYTES_MAX + 1), TB_ERR_TOO_LARGE);
+    ck_assert_uint_eq(tb_tls_link_get_stats(c).frames_out, 2);
+    ck_assert_uint_eq(tb_tls_link_get_stats(c).frames_in, 1);
+    ck_assert_uint_eq(tb_tls_link_get_stats(c).frames_dropped_closed, 1);
+    ck_assert_int_eq(tb_tls_send(c, big, 0), TB_ERR_INVALID);
+    ck_assert_int_eq(tb_tls_send(c, big, (size_t)PROTO_FRAME_BYTES_MAX + 1), TB_ERR_TOO_LARGE);
 
-    rep_tls_link_free(c);
-    rep_tls_listener_free(l);
+    tb_tls_link_free(c);
+    tb_tls_listener_free(l);
     ck_assert_int_eq(p.client.closes, 0); /* freeing by the caller is not reported */
     ck_assert_int_eq(p.server.closes, 1); /* the listener closes what it accepted */
     free(big);
     side_free(&p.server);
     side_free(&p.client);
-    rep_tls_ctx_free(sctx);
-    rep_tls_ctx_free(cctx);
+    tb_tls_ctx_free(sctx);
+    tb_tls_ctx_free(cctx);
     event_base_free(base);
 }
 END_TEST
@@ -259,30 +258,30 @@ END_TEST
  * whether the server ever saw it open. */
 static void attempt(const identity *server_ca, const identity *server_id, const identity *client_ca,
                     const identity *client_id, const char *expected, pair *p,
-                    rep_tls_listener_stats *lstats) {
+                    tb_tls_listener_stats *lstats) {
     struct event_base *base = event_base_new();
-    rep_tls_ctx *sctx = ctx_for(server_ca, server_id);
-    rep_tls_ctx *cctx = ctx_for(client_ca, client_id);
-    rep_tls_listener *l = NULL;
-    rep_tls_link *c = NULL;
-    rep_tls_callbacks scb = callbacks(&p->server);
-    rep_tls_callbacks ccb = callbacks(&p->client);
-    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    tb_tls_ctx *sctx = ctx_for(server_ca, server_id);
+    tb_tls_ctx *cctx = ctx_for(client_ca, client_id);
+    tb_tls_listener *l = NULL;
+    tb_tls_link *c = NULL;
+    tb_tls_callbacks scb = callbacks(&p->server);
+    tb_tls_callbacks ccb = callbacks(&p->client);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
     ck_assert_int_eq(
-        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), expected, &ccb, &c), 0);
+        tb_tls_connect(base, cctx, "127.0.0.1", tb_tls_listener_port(l), expected, &ccb, &c), 0);
     p->client_closes = 1;
     ck_assert(run_until(base, pair_reached, p, WAIT_MS));
     /* Give a wrongly accepted connection time to show itself. */
     run_until(base, NULL, NULL, 100);
     ck_assert_int_eq(p->server.frames, 0);
     ck_assert_int_eq(p->client.frames, 0);
-    *lstats = rep_tls_listener_get_stats(l);
-    rep_tls_link_free(c);
-    rep_tls_listener_free(l);
+    *lstats = tb_tls_listener_get_stats(l);
+    tb_tls_link_free(c);
+    tb_tls_listener_free(l);
     side_free(&p->server);
     side_free(&p->client);
-    rep_tls_ctx_free(sctx);
-    rep_tls_ctx_free(cctx);
+    tb_tls_ctx_free(sctx);
+    tb_tls_ctx_free(cctx);
     event_base_free(base);
 }
 
@@ -290,7 +289,7 @@ static void attempt(const identity *server_ca, const identity *server_id, const 
  * handshake: the server never reports it open, the client sees on_close. */
 START_TEST(test_foreign_client_refused) {
     pair p = {0};
-    rep_tls_listener_stats st;
+    tb_tls_listener_stats st;
     attempt(&pki.ca, &pki.server, &pki.other_ca, &pki.foreign, "replica-0", &p, &st);
     ck_assert_int_eq(p.server.opens, 0);
     ck_assert_int_ge(p.client.closes, 1);
@@ -302,7 +301,7 @@ END_TEST
  * no on_open on either side. */
 START_TEST(test_foreign_server_refused) {
     pair p = {0};
-    rep_tls_listener_stats st;
+    tb_tls_listener_stats st;
     attempt(&pki.other_ca, &pki.foreign_srv, &pki.ca, &pki.client, "replica-0", &p, &st);
     ck_assert_int_eq(p.server.opens, 0);
     ck_assert_int_eq(p.client.opens, 0);
@@ -315,7 +314,7 @@ END_TEST
  * before on_open. */
 START_TEST(test_unexpected_peer_name_refused) {
     pair p = {0};
-    rep_tls_listener_stats st;
+    tb_tls_listener_stats st;
     attempt(&pki.ca, &pki.server, &pki.ca, &pki.client, "replica-2", &p, &st);
     ck_assert_int_eq(p.client.opens, 0);
     ck_assert_ptr_nonnull(strstr(p.client.reason, "expected \"replica-2\""));
@@ -326,15 +325,15 @@ END_TEST
  * more than its maximum (or zero) fails on its fourth byte with nothing
  * allocated, and the reader refuses input after that. */
 START_TEST(test_frame_reader_limits) {
-    rep_frame_reader r;
+    tb_frame_reader r;
     const uint8_t stream[] = {0, 0, 0, 3, 'a', 'b', 'c', 0, 0, 0, 1, 'z'};
     const uint8_t *frame = NULL;
     size_t frame_len = 0;
     size_t used = 0;
     int frames = 0;
-    rep_frame_reader_init(&r, 100);
+    tb_frame_reader_init(&r, 100);
     for (size_t i = 0; i < sizeof stream; i++) {
-        ck_assert_int_eq(rep_frame_reader_feed(&r, stream + i, 1, &used, &frame, &frame_len), 0);
+        ck_assert_int_eq(tb_frame_reader_feed(&r, stream + i, 1, &used, &frame, &frame_len), 0);
         ck_assert_uint_eq(used, 1);
         if (frame != NULL) {
             frames++;
@@ -344,37 +343,36 @@ START_TEST(test_frame_reader_limits) {
     }
     ck_assert_int_eq(frames, 2);
     /* Two frames in one call: the first call stops at the end of the first. */
-    ck_assert_int_eq(rep_frame_reader_feed(&r, stream, sizeof stream, &used, &frame, &frame_len),
-                     0);
+    ck_assert_int_eq(tb_frame_reader_feed(&r, stream, sizeof stream, &used, &frame, &frame_len), 0);
     ck_assert_uint_eq(used, 7);
     ck_assert_mem_eq(frame, "abc", 3);
-    rep_frame_reader_reset(&r);
+    tb_frame_reader_reset(&r);
 
     const uint8_t huge[] = {0, 0, 0, 101, 'x'};
     for (size_t i = 0; i < 3; i++) {
-        ck_assert_int_eq(rep_frame_reader_feed(&r, huge + i, 1, &used, &frame, &frame_len), 0);
+        ck_assert_int_eq(tb_frame_reader_feed(&r, huge + i, 1, &used, &frame, &frame_len), 0);
     }
-    ck_assert_int_eq(rep_frame_reader_feed(&r, huge + 3, 2, &used, &frame, &frame_len),
+    ck_assert_int_eq(tb_frame_reader_feed(&r, huge + 3, 2, &used, &frame, &frame_len),
                      TB_ERR_TOO_LARGE);
     ck_assert_uint_eq(used, 1);
     ck_assert_ptr_null(r.buf);
     ck_assert_uint_eq(r.cap, 0);
-    ck_assert_int_eq(rep_frame_reader_feed(&r, huge + 4, 1, &used, &frame, &frame_len),
+    ck_assert_int_eq(tb_frame_reader_feed(&r, huge + 4, 1, &used, &frame, &frame_len),
                      TB_ERR_STATE);
-    rep_frame_reader_reset(&r);
+    tb_frame_reader_reset(&r);
 
     const uint8_t zero[] = {0, 0, 0, 0};
-    ck_assert_int_eq(rep_frame_reader_feed(&r, zero, 4, &used, &frame, &frame_len), TB_ERR_INVALID);
+    ck_assert_int_eq(tb_frame_reader_feed(&r, zero, 4, &used, &frame, &frame_len), TB_ERR_INVALID);
     ck_assert_ptr_null(r.buf);
-    rep_frame_reader_reset(&r);
+    tb_frame_reader_reset(&r);
 
     /* The global maximum holds even for a reader asked for more. */
-    rep_frame_reader_init(&r, UINT32_MAX);
+    tb_frame_reader_init(&r, UINT32_MAX);
     const uint8_t over[] = {0x04, 0, 0, 1}; /* 64 MiB + 1 */
-    ck_assert_int_eq(rep_frame_reader_feed(&r, over, 4, &used, &frame, &frame_len),
+    ck_assert_int_eq(tb_frame_reader_feed(&r, over, 4, &used, &frame, &frame_len),
                      TB_ERR_TOO_LARGE);
     ck_assert_ptr_null(r.buf);
-    rep_frame_reader_reset(&r);
+    tb_frame_reader_reset(&r);
 }
 END_TEST
 
@@ -386,93 +384,92 @@ static bool client_closed(void *arg) {
  * reconnects by itself and delivers a new frame. */
 START_TEST(test_reconnects_after_listener_restart) {
     struct event_base *base = event_base_new();
-    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
-    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
-    rep_tls_listener *l = NULL;
-    rep_tls_link *c = NULL;
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    tb_tls_listener *l = NULL;
+    tb_tls_link *c = NULL;
     pair p = {.server_opens = 1, .client_opens = 1};
-    rep_tls_callbacks scb = callbacks(&p.server);
-    rep_tls_callbacks ccb = callbacks(&p.client);
-    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
-    uint16_t port = rep_tls_listener_port(l);
-    ck_assert_int_eq(rep_tls_connect(base, cctx, "127.0.0.1", port, "replica-0", &ccb, &c), 0);
+    tb_tls_callbacks scb = callbacks(&p.server);
+    tb_tls_callbacks ccb = callbacks(&p.client);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    uint16_t port = tb_tls_listener_port(l);
+    ck_assert_int_eq(tb_tls_connect(base, cctx, "127.0.0.1", port, "replica-0", &ccb, &c), 0);
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
 
-    rep_tls_listener_free(l);
+    tb_tls_listener_free(l);
     ck_assert(run_until(base, client_closed, &p.client, WAIT_MS));
-    ck_assert(!rep_tls_link_is_open(c));
+    ck_assert(!tb_tls_link_is_open(c));
     /* Let a few attempts fail against the closed port (100, 200 ms ...). */
     run_until(base, NULL, NULL, 350);
-    ck_assert_uint_ge(rep_tls_link_get_stats(c).attempts_failed, 1);
-    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", port, &scb, &l), 0);
+    ck_assert_uint_ge(tb_tls_link_get_stats(c).attempts_failed, 1);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", port, &scb, &l), 0);
     p.server_opens = 2;
     p.client_opens = 2;
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
-    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"again", 5), 0);
+    ck_assert_int_eq(tb_tls_send(c, (const uint8_t *)"again", 5), 0);
     p.server_frames = 1;
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
     ck_assert_mem_eq(p.server.last, "again", 5);
-    ck_assert_uint_eq(rep_tls_link_get_stats(c).connects, 2);
+    ck_assert_uint_eq(tb_tls_link_get_stats(c).connects, 2);
 
-    rep_tls_link_free(c);
-    rep_tls_listener_free(l);
+    tb_tls_link_free(c);
+    tb_tls_listener_free(l);
     side_free(&p.server);
     side_free(&p.client);
-    rep_tls_ctx_free(sctx);
-    rep_tls_ctx_free(cctx);
+    tb_tls_ctx_free(sctx);
+    tb_tls_ctx_free(cctx);
     event_base_free(base);
 }
 END_TEST
 
-/* Output is bounded: sends past REP_LINK_OUTPUT_BYTES_MAX return TB_ERR_AGAIN
+/* Output is bounded: sends past TB_LINK_OUTPUT_BYTES_MAX return TB_ERR_AGAIN
  * and are counted; once the peer drains the queue, sending works again. */
 START_TEST(test_output_is_bounded) {
     struct event_base *base = event_base_new();
-    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
-    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
-    rep_tls_listener *l = NULL;
-    rep_tls_link *c = NULL;
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    tb_tls_listener *l = NULL;
+    tb_tls_link *c = NULL;
     pair p = {.server_opens = 1, .client_opens = 1};
-    rep_tls_callbacks scb = callbacks(&p.server);
-    rep_tls_callbacks ccb = callbacks(&p.client);
+    tb_tls_callbacks scb = callbacks(&p.server);
+    tb_tls_callbacks ccb = callbacks(&p.client);
     uint8_t *big = calloc(1, BIG_BYTES);
     int accepted = 0;
     ck_assert_ptr_nonnull(big);
-    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
     ck_assert_int_eq(
-        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), "replica-0", &ccb, &c),
-        0);
+        tb_tls_connect(base, cctx, "127.0.0.1", tb_tls_listener_port(l), "replica-0", &ccb, &c), 0);
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
     /* Without running the loop nothing is written, so the queue only grows. */
-    while (rep_tls_send(c, big, BIG_BYTES) == 0) {
+    while (tb_tls_send(c, big, BIG_BYTES) == 0) {
         accepted++;
-        ck_assert_uint_le(rep_tls_link_output_bytes(c), REP_LINK_OUTPUT_BYTES_MAX);
+        ck_assert_uint_le(tb_tls_link_output_bytes(c), TB_LINK_OUTPUT_BYTES_MAX);
     }
-    ck_assert_int_eq(accepted, REP_LINK_OUTPUT_BYTES_MAX / (BIG_BYTES + PROTO_FRAME_HEADER_BYTES));
-    ck_assert_int_eq(rep_tls_send(c, big, BIG_BYTES), TB_ERR_AGAIN);
-    ck_assert_uint_eq(rep_tls_link_get_stats(c).frames_dropped_full, 2);
+    ck_assert_int_eq(accepted, TB_LINK_OUTPUT_BYTES_MAX / (BIG_BYTES + PROTO_FRAME_HEADER_BYTES));
+    ck_assert_int_eq(tb_tls_send(c, big, BIG_BYTES), TB_ERR_AGAIN);
+    ck_assert_uint_eq(tb_tls_link_get_stats(c).frames_dropped_full, 2);
     p.server_frames = accepted;
     ck_assert(run_until(base, pair_reached, &p, 3 * WAIT_MS));
     ck_assert_uint_eq(p.server.bytes, (size_t)accepted * BIG_BYTES);
-    ck_assert_int_eq(rep_tls_send(c, big, BIG_BYTES), 0);
+    ck_assert_int_eq(tb_tls_send(c, big, BIG_BYTES), 0);
 
-    rep_tls_link_free(c);
-    rep_tls_listener_free(l);
+    tb_tls_link_free(c);
+    tb_tls_listener_free(l);
     free(big);
     side_free(&p.server);
     side_free(&p.client);
-    rep_tls_ctx_free(sctx);
-    rep_tls_ctx_free(cctx);
+    tb_tls_ctx_free(sctx);
+    tb_tls_ctx_free(cctx);
     event_base_free(base);
 }
 END_TEST
 
-static void free_on_frame(rep_tls_link *link, const char *peer_name, const uint8_t *data,
-                          size_t len, void *arg) {
+static void free_on_frame(tb_tls_link *link, const char *peer_name, const uint8_t *data, size_t len,
+                          void *arg) {
     on_frame(link, peer_name, data, len, arg);
-    rep_tls_link_free(link);
+    tb_tls_link_free(link);
     /* Freed links refuse sends until the callback returns and they go. */
-    ck_assert_int_eq(rep_tls_send(link, data, len), TB_ERR_STATE);
+    ck_assert_int_eq(tb_tls_send(link, data, len), TB_ERR_STATE);
 }
 
 /* A callback may free its own link, even with more frames already read
@@ -480,33 +477,32 @@ static void free_on_frame(rep_tls_link *link, const char *peer_name, const uint8
  * sees the connection end. */
 START_TEST(test_callback_frees_own_link) {
     struct event_base *base = event_base_new();
-    rep_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
-    rep_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
-    rep_tls_listener *l = NULL;
-    rep_tls_link *c = NULL;
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    tb_tls_listener *l = NULL;
+    tb_tls_link *c = NULL;
     pair p = {.server_opens = 1, .client_opens = 1};
-    rep_tls_callbacks scb = callbacks(&p.server);
-    rep_tls_callbacks ccb = callbacks(&p.client);
+    tb_tls_callbacks scb = callbacks(&p.server);
+    tb_tls_callbacks ccb = callbacks(&p.client);
     scb.on_frame = free_on_frame;
-    ck_assert_int_eq(rep_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
     ck_assert_int_eq(
-        rep_tls_connect(base, cctx, "127.0.0.1", rep_tls_listener_port(l), "replica-0", &ccb, &c),
-        0);
+        tb_tls_connect(base, cctx, "127.0.0.1", tb_tls_listener_port(l), "replica-0", &ccb, &c), 0);
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
-    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"one", 3), 0);
-    ck_assert_int_eq(rep_tls_send(c, (const uint8_t *)"two", 3), 0);
+    ck_assert_int_eq(tb_tls_send(c, (const uint8_t *)"one", 3), 0);
+    ck_assert_int_eq(tb_tls_send(c, (const uint8_t *)"two", 3), 0);
     p.client_closes = 1;
     ck_assert(run_until(base, pair_reached, &p, WAIT_MS));
     ck_assert_int_eq(p.server.frames, 1);
     ck_assert_int_eq(p.server.closes, 0);
 
-    rep_tls_link_free(c);
-    rep_tls_listener_free(l);
+    tb_tls_link_free(c);
+    tb_tls_listener_free(l);
     ck_assert_int_eq(p.server.closes, 0); /* already gone: not reported again */
     side_free(&p.server);
     side_free(&p.client);
-    rep_tls_ctx_free(sctx);
-    rep_tls_ctx_free(cctx);
+    tb_tls_ctx_free(sctx);
+    tb_tls_ctx_free(cctx);
     event_base_free(base);
 }
 END_TEST

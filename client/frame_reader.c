@@ -1,5 +1,5 @@
 /* Frame reassembly: header first, length checked, only then a buffer. */
-#include "replica/frame_reader.h"
+#include "client/frame_reader.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -7,23 +7,23 @@
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
 
-void rep_frame_reader_init(rep_frame_reader *r, uint32_t max) {
+void tb_frame_reader_init(tb_frame_reader *r, uint32_t max) {
     memset(r, 0, sizeof *r);
     r->max = (max == 0 || max > PROTO_FRAME_BYTES_MAX) ? PROTO_FRAME_BYTES_MAX : max;
 }
 
-void rep_frame_reader_reset(rep_frame_reader *r) {
+void tb_frame_reader_reset(tb_frame_reader *r) {
     uint32_t max = r->max;
     free(r->buf);
-    rep_frame_reader_init(r, max);
+    tb_frame_reader_init(r, max);
 }
 
 /* Makes room for a payload of r->len bytes. Small frames share one kept
  * buffer; a large one gets its own, released again by the next small frame,
  * so a single burst does not pin megabytes for the life of a link. */
-static int rep_frame_reader_reserve(rep_frame_reader *r) {
-    bool small = r->len <= REP_FRAME_READER_KEEP_BYTES;
-    size_t want = small ? REP_FRAME_READER_KEEP_BYTES : r->len;
+static int tb_frame_reader_reserve(tb_frame_reader *r) {
+    bool small = r->len <= TB_FRAME_READER_KEEP_BYTES;
+    size_t want = small ? TB_FRAME_READER_KEEP_BYTES : r->len;
     if (small ? r->cap == want : r->cap >= want) {
         return 0;
     }
@@ -38,8 +38,8 @@ static int rep_frame_reader_reserve(rep_frame_reader *r) {
 }
 
 /* Takes header bytes; once all four are in, validates the length. */
-static int rep_frame_reader_header(rep_frame_reader *r, const uint8_t *data, size_t len,
-                                   size_t *used) {
+static int tb_frame_reader_header(tb_frame_reader *r, const uint8_t *data, size_t len,
+                                  size_t *used) {
     size_t n = PROTO_FRAME_HEADER_BYTES - r->hdr_have;
     int rc = 0;
     if (n > len) {
@@ -56,11 +56,11 @@ static int rep_frame_reader_header(rep_frame_reader *r, const uint8_t *data, siz
         return rc;
     }
     r->have = 0;
-    return rep_frame_reader_reserve(r);
+    return tb_frame_reader_reserve(r);
 }
 
-int rep_frame_reader_feed(rep_frame_reader *r, const uint8_t *data, size_t len, size_t *used,
-                          const uint8_t **frame, size_t *frame_len) {
+int tb_frame_reader_feed(tb_frame_reader *r, const uint8_t *data, size_t len, size_t *used,
+                         const uint8_t **frame, size_t *frame_len) {
     size_t off = 0;
     int rc = 0;
     *used = 0;
@@ -72,7 +72,7 @@ int rep_frame_reader_feed(rep_frame_reader *r, const uint8_t *data, size_t len, 
     while (off < len) {
         if (r->hdr_have < PROTO_FRAME_HEADER_BYTES) {
             size_t n = 0;
-            rc = rep_frame_reader_header(r, data + off, len - off, &n);
+            rc = tb_frame_reader_header(r, data + off, len - off, &n);
             off += n;
             if (rc < 0) {
                 goto fail;

@@ -1,8 +1,8 @@
 /* Reassembly of length-prefixed frames (proto/frame.h) from a byte stream,
- * for replica links. Kept apart from the sockets so the length checks can be
+ * for TLS links (client/link.h). Kept apart from the sockets so the length checks can be
  * tested byte by byte. */
-#ifndef REP_FRAME_READER_H
-#define REP_FRAME_READER_H
+#ifndef TB_FRAME_READER_H
+#define TB_FRAME_READER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 
 /* Reassembles frames from a byte stream, checking each announced length
  * against max before allocating anything. Pure: no I/O, testable alone. */
-typedef struct rep_frame_reader {
+typedef struct tb_frame_reader {
     uint32_t max; /* largest payload accepted (capped at PROTO_FRAME_BYTES_MAX) */
     uint8_t hdr[PROTO_FRAME_HEADER_BYTES];
     uint32_t hdr_have;
@@ -21,23 +21,23 @@ typedef struct rep_frame_reader {
     uint8_t *buf;
     size_t cap;
     bool failed;
-} rep_frame_reader;
+} tb_frame_reader;
 
 enum {
     /* A reader keeps a buffer this large between frames so small frames do
      * not allocate; a larger one is released after its frame. */
-    REP_FRAME_READER_KEEP_BYTES = 64u << 10,
+    TB_FRAME_READER_KEEP_BYTES = 64u << 10,
 };
 
-void rep_frame_reader_init(rep_frame_reader *r, uint32_t max);
+void tb_frame_reader_init(tb_frame_reader *r, uint32_t max);
 /* Forgets any partial frame and releases the buffer (the reader stays usable). */
-void rep_frame_reader_reset(rep_frame_reader *r);
+void tb_frame_reader_reset(tb_frame_reader *r);
 /* Consumes data up to the end of the next complete frame and sets *used.
  * When a frame completes, *frame and *frame_len point at its payload (valid
  * until the next call); otherwise *frame is NULL and all of data was used.
  * TB_ERR_TOO_LARGE or TB_ERR_INVALID (zero length) for a bad header, found
  * before any allocation; the reader then refuses further input. TB_ERR_NOMEM. */
-int rep_frame_reader_feed(rep_frame_reader *r, const uint8_t *data, size_t len, size_t *used,
-                          const uint8_t **frame, size_t *frame_len);
+int tb_frame_reader_feed(tb_frame_reader *r, const uint8_t *data, size_t len, size_t *used,
+                         const uint8_t **frame, size_t *frame_len);
 
 #endif

@@ -1,6 +1,6 @@
 /* Mutual TLS 1.3 links: OpenSSL contexts, listeners, reconnecting outgoing
  * links and framed I/O over libevent bufferevents. */
-#include "replica/tls_link.h"
+#include "client/link.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,18 +26,18 @@
 #include "proto/tb_err.h"
 
 enum {
-    REP_ADDR_TEXT_BYTES = 64,
-    REP_REASON_BYTES = 384,
-    REP_LOG_LINE_BYTES = 640,
-    REP_LISTEN_BACKLOG = 128,
+    TB_ADDR_TEXT_BYTES = 64,
+    TB_REASON_BYTES = 384,
+    TB_LOG_LINE_BYTES = 640,
+    TB_LISTEN_BACKLOG = 128,
 };
 
-_Static_assert(REP_LINK_OUTPUT_BYTES_MAX >= PROTO_FRAME_BYTES_MAX + PROTO_FRAME_HEADER_BYTES,
+_Static_assert(TB_LINK_OUTPUT_BYTES_MAX >= PROTO_FRAME_BYTES_MAX + PROTO_FRAME_HEADER_BYTES,
                "one largest frame must fit into an empty output buffer");
-_Static_assert(REP_TLS_BACKOFF_MS_MIN > 0 && REP_TLS_BACKOFF_MS_MIN <= REP_TLS_BACKOFF_MS_MAX,
+_Static_assert(TB_TLS_BACKOFF_MS_MIN > 0 && TB_TLS_BACKOFF_MS_MIN <= TB_TLS_BACKOFF_MS_MAX,
                "backoff must start positive and below its maximum");
 
-struct rep_tls_ctx {
+struct tb_tls_ctx {
     SSL_CTX *ssl;
     char name[PROTO_NAME_BYTES_MAX];
     void (*log)(const char *line, void *arg);
@@ -47,24 +47,24 @@ struct rep_tls_ctx {
     uint64_t log_suppressed;
 };
 
-enum rep_link_state {
-    REP_LINK_IDLE,      /* no connection: accepted link closing, or outgoing link in backoff */
-    REP_LINK_HANDSHAKE, /* TCP connect and TLS handshake under way */
-    REP_LINK_OPEN,
+enum tb_link_state {
+    TB_LINK_IDLE,      /* no connection: accepted link closing, or outgoing link in backoff */
+    TB_LINK_HANDSHAKE, /* TCP connect and TLS handshake under way */
+    TB_LINK_OPEN,
 };
 
-struct rep_tls_link {
-    rep_tls_ctx *ctx;
+struct tb_tls_link {
+    tb_tls_ctx *ctx;
     struct event_base *base;
-    rep_tls_callbacks cb;
+    tb_tls_callbacks cb;
     struct bufferevent *bev; /* NULL while idle */
     struct event *timer;     /* handshake deadline, or the next attempt when idle */
-    rep_frame_reader reader;
-    enum rep_link_state state;
+    tb_frame_reader reader;
+    enum tb_link_state state;
     bool outgoing;
     struct sockaddr_storage addr; /* outgoing: where to connect */
     int addr_len;
-    char where[REP_ADDR_TEXT_BYTES];
+    char where[TB_ADDR_TEXT_BYTES];
     char expected[PROTO_NAME_BYTES_MAX];
     char peer[PROTO_NAME_BYTES_MAX];
     uint32_t backoff_ms;
@@ -72,35 +72,35 @@ struct rep_tls_link {
      * outermost callback returns, so no frame loop touches freed memory. */
     int depth;
     bool free_pending;
-    rep_tls_listener *listener; /* accepted links: the owner, until it is freed */
-    rep_tls_link *prev;
-    rep_tls_link *next;
-    rep_tls_link_stats stats;
+    tb_tls_listener *listener; /* accepted links: the owner, until it is freed */
+    tb_tls_link *prev;
+    tb_tls_link *next;
+    tb_tls_link_stats stats;
 };
 
-struct rep_tls_listener {
-    rep_tls_ctx *ctx;
+struct tb_tls_listener {
+    tb_tls_ctx *ctx;
     struct event_base *base;
-    rep_tls_callbacks cb;
+    tb_tls_callbacks cb;
     struct evconnlistener *evl;
     uint16_t port;
-    rep_tls_link *links;
+    tb_tls_link *links;
     uint32_t link_count;
-    rep_tls_listener_stats stats;
+    tb_tls_listener_stats stats;
 };
 
 /* ---- logging ---- */
 
-static void rep_tls_log_stderr(const char *line, void *arg) {
+static void tb_tls_log_stderr(const char *line, void *arg) {
     (void)arg;
     fprintf(stderr, "%s\n", line);
 }
 
 /* Peers control how often connections fail, so log lines are rate-limited
  * per context; what is cut is counted and reported in the next second. */
-__attribute__((format(printf, 2, 3))) static void rep_tls_log(rep_tls_ctx *ctx, const char *fmt,
-                                                              ...) {
-    char line[REP_LOG_LINE_BYTES];
+__attribute__((format(printf, 2, 3))) static void tb_tls_log(tb_tls_ctx *ctx, const char *fmt,
+                                                             ...) {
+    char line[TB_LOG_LINE_BYTES];
     struct timespec now = {0};
     va_list ap;
     if (ctx->log == NULL) {
@@ -117,7 +117,7 @@ __attribute__((format(printf, 2, 3))) static void rep_tls_log(rep_tls_ctx *ctx, 
         ctx->log_lines = 0;
         ctx->log_suppressed = 0;
     }
-    if (ctx->log_lines >= REP_TLS_LOG_PER_SEC_MAX) {
+    if (ctx->log_lines >= TB_TLS_LOG_PER_SEC_MAX) {
         ctx->log_suppressed++;
         return;
     }
@@ -133,7 +133,7 @@ __attribute__((format(printf, 2, 3))) static void rep_tls_log(rep_tls_ctx *ctx, 
 /* TLS 1.3 only, the cluster CA as the only trust anchor, a certificate
  * required from the peer on both sides. No session tickets: nothing resumes,
  * and without them every connection shows its certificate afresh. */
-static int rep_tls_ctx_configure(SSL_CTX *ssl, X509 *ca_cert, X509 *cert, EVP_PKEY *key) {
+static int tb_tls_ctx_configure(SSL_CTX *ssl, X509 *ca_cert, X509 *cert, EVP_PKEY *key) {
     if (SSL_CTX_set_min_proto_version(ssl, TLS1_3_VERSION) != 1 ||
         SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) != 1) {
         return TB_ERR_CRYPTO;
@@ -161,8 +161,8 @@ static int rep_tls_ctx_configure(SSL_CTX *ssl, X509 *ca_cert, X509 *cert, EVP_PK
     return 0;
 }
 
-int rep_tls_ctx_new(X509 *ca_cert, X509 *cert, EVP_PKEY *key, rep_tls_ctx **out) {
-    rep_tls_ctx *ctx = NULL;
+int tb_tls_ctx_new(X509 *ca_cert, X509 *cert, EVP_PKEY *key, tb_tls_ctx **out) {
+    tb_tls_ctx *ctx = NULL;
     int rc = 0;
     *out = NULL;
     if (ca_cert == NULL || cert == NULL || key == NULL || proto_pki_verify(ca_cert, cert) != 0) {
@@ -181,21 +181,21 @@ int rep_tls_ctx_new(X509 *ca_cert, X509 *cert, EVP_PKEY *key, rep_tls_ctx **out)
         rc = TB_ERR_CRYPTO;
         goto fail;
     }
-    rc = rep_tls_ctx_configure(ctx->ssl, ca_cert, cert, key);
+    rc = tb_tls_ctx_configure(ctx->ssl, ca_cert, cert, key);
     if (rc < 0) {
         goto fail;
     }
-    ctx->log = rep_tls_log_stderr;
+    ctx->log = tb_tls_log_stderr;
     *out = ctx;
     return 0;
 fail:
     ERR_clear_error();
-    rep_tls_ctx_free(ctx);
+    tb_tls_ctx_free(ctx);
     return rc;
 }
 
-int rep_tls_ctx_load(const char *ca_path, const char *cert_path, const char *key_path,
-                     rep_tls_ctx **out) {
+int tb_tls_ctx_load(const char *ca_path, const char *cert_path, const char *key_path,
+                    tb_tls_ctx **out) {
     X509 *ca = NULL;
     X509 *cert = NULL;
     EVP_PKEY *key = NULL;
@@ -213,7 +213,7 @@ int rep_tls_ctx_load(const char *ca_path, const char *cert_path, const char *key
     if (rc < 0) {
         goto done;
     }
-    rc = rep_tls_ctx_new(ca, cert, key, out);
+    rc = tb_tls_ctx_new(ca, cert, key, out);
 done:
     X509_free(ca);
     X509_free(cert);
@@ -221,7 +221,7 @@ done:
     return rc;
 }
 
-void rep_tls_ctx_free(rep_tls_ctx *ctx) {
+void tb_tls_ctx_free(tb_tls_ctx *ctx) {
     if (ctx == NULL) {
         return;
     }
@@ -229,18 +229,18 @@ void rep_tls_ctx_free(rep_tls_ctx *ctx) {
     free(ctx);
 }
 
-const char *rep_tls_ctx_name(const rep_tls_ctx *ctx) {
+const char *tb_tls_ctx_name(const tb_tls_ctx *ctx) {
     return ctx->name;
 }
 
-void rep_tls_ctx_set_log(rep_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg) {
+void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg) {
     ctx->log = log;
     ctx->log_arg = arg;
 }
 
 /* ---- addresses ---- */
 
-static int rep_addr_parse(const char *host, uint16_t port, struct sockaddr_storage *ss, int *len) {
+static int tb_addr_parse(const char *host, uint16_t port, struct sockaddr_storage *ss, int *len) {
     struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
     memset(ss, 0, sizeof *ss);
@@ -262,7 +262,7 @@ static int rep_addr_parse(const char *host, uint16_t port, struct sockaddr_stora
     return TB_ERR_INVALID;
 }
 
-static void rep_addr_text(const struct sockaddr *sa, char *out, size_t n) {
+static void tb_addr_text(const struct sockaddr *sa, char *out, size_t n) {
     char ip[INET6_ADDRSTRLEN] = "?";
     unsigned port = 0;
     if (sa->sa_family == AF_INET) {
@@ -278,31 +278,31 @@ static void rep_addr_text(const struct sockaddr *sa, char *out, size_t n) {
 }
 
 /* Frames are small and latency matters more than packet count. */
-static void rep_socket_nodelay(evutil_socket_t fd) {
+static void tb_socket_nodelay(evutil_socket_t fd) {
     int one = 1;
     if (fd >= 0) {
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
 }
 
-static struct timeval rep_ms_to_tv(uint32_t ms) {
+static struct timeval tb_ms_to_tv(uint32_t ms) {
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
     return tv;
 }
 
 /* ---- links: lifetime ---- */
 
-static void rep_link_timer_cb(evutil_socket_t fd, short what, void *arg);
-static void rep_link_read_cb(struct bufferevent *bev, void *arg);
-static void rep_link_event_cb(struct bufferevent *bev, short what, void *arg);
+static void tb_link_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void tb_link_read_cb(struct bufferevent *bev, void *arg);
+static void tb_link_event_cb(struct bufferevent *bev, short what, void *arg);
 
-static rep_tls_link *rep_link_alloc(struct event_base *base, rep_tls_ctx *ctx,
-                                    const rep_tls_callbacks *cb) {
-    rep_tls_link *link = calloc(1, sizeof *link);
+static tb_tls_link *tb_link_alloc(struct event_base *base, tb_tls_ctx *ctx,
+                                  const tb_tls_callbacks *cb) {
+    tb_tls_link *link = calloc(1, sizeof *link);
     if (link == NULL) {
         return NULL;
     }
-    link->timer = evtimer_new(base, rep_link_timer_cb, link);
+    link->timer = evtimer_new(base, tb_link_timer_cb, link);
     if (link->timer == NULL) {
         free(link);
         return NULL;
@@ -312,25 +312,25 @@ static rep_tls_link *rep_link_alloc(struct event_base *base, rep_tls_ctx *ctx,
     if (cb != NULL) {
         link->cb = *cb;
     }
-    link->backoff_ms = REP_TLS_BACKOFF_MS_MIN;
-    rep_frame_reader_init(&link->reader, PROTO_FRAME_BYTES_MAX);
+    link->backoff_ms = TB_TLS_BACKOFF_MS_MIN;
+    tb_frame_reader_init(&link->reader, PROTO_FRAME_BYTES_MAX);
     return link;
 }
 
 /* Drops the connection, if any: queued output is discarded. */
-static void rep_link_disconnect(rep_tls_link *link) {
+static void tb_link_disconnect(tb_tls_link *link) {
     if (link->bev != NULL) {
         bufferevent_free(link->bev);
         link->bev = NULL;
     }
     evtimer_del(link->timer);
-    rep_frame_reader_reset(&link->reader);
+    tb_frame_reader_reset(&link->reader);
     link->peer[0] = '\0';
-    link->state = REP_LINK_IDLE;
+    link->state = TB_LINK_IDLE;
 }
 
-static void rep_link_unlist(rep_tls_link *link) {
-    rep_tls_listener *l = link->listener;
+static void tb_link_unlist(tb_tls_link *link) {
+    tb_tls_listener *l = link->listener;
     if (l == NULL) {
         return;
     }
@@ -349,120 +349,120 @@ static void rep_link_unlist(rep_tls_link *link) {
     link->next = NULL;
 }
 
-static void rep_link_destroy(rep_tls_link *link) {
+static void tb_link_destroy(tb_tls_link *link) {
     TB_ASSERT(link->depth == 0);
-    rep_link_disconnect(link);
-    rep_link_unlist(link);
+    tb_link_disconnect(link);
+    tb_link_unlist(link);
     event_free(link->timer);
     free(link);
 }
 
 /* Frees now, or marks the link when one of its callbacks is running. */
-static void rep_link_release(rep_tls_link *link) {
+static void tb_link_release(tb_tls_link *link) {
     if (link->depth > 0) {
         link->free_pending = true;
         return;
     }
-    rep_link_destroy(link);
+    tb_link_destroy(link);
 }
 
 /* After a user callback: true when the link was released meanwhile, in which
  * case the caller must not touch it again. */
-static bool rep_link_leave(rep_tls_link *link) {
+static bool tb_link_leave(tb_tls_link *link) {
     TB_ASSERT(link->depth > 0);
     link->depth--;
     if (!link->free_pending) {
         return false;
     }
     if (link->depth == 0) {
-        rep_link_destroy(link);
+        tb_link_destroy(link);
     }
     return true;
 }
 
-static void rep_link_schedule_attempt(rep_tls_link *link, uint32_t delay_ms) {
-    struct timeval tv = rep_ms_to_tv(delay_ms);
+static void tb_link_schedule_attempt(tb_tls_link *link, uint32_t delay_ms) {
+    struct timeval tv = tb_ms_to_tv(delay_ms);
     evtimer_add(link->timer, &tv);
 }
 
 /* Ends the current connection or attempt. Outgoing links report it and wait
  * for their next attempt; accepted links report it only if the caller ever
  * saw them open, then go away. */
-static void rep_link_close(rep_tls_link *link, const char *why) {
-    char reason[REP_REASON_BYTES];
-    bool was_open = link->state == REP_LINK_OPEN;
+static void tb_link_close(tb_tls_link *link, const char *why) {
+    char reason[TB_REASON_BYTES];
+    bool was_open = link->state == TB_LINK_OPEN;
     snprintf(reason, sizeof reason, "%s", why);
-    rep_tls_log(link->ctx, "tls_link: %s%s%s%s: %s", link->where, link->peer[0] ? " (" : "",
-                link->peer, link->peer[0] ? ")" : "", reason);
+    tb_tls_log(link->ctx, "tls_link: %s%s%s%s: %s", link->where, link->peer[0] ? " (" : "",
+               link->peer, link->peer[0] ? ")" : "", reason);
     if (!was_open && link->outgoing) {
         link->stats.attempts_failed++;
     } else if (!was_open && link->listener != NULL) {
         link->listener->stats.handshake_failed++;
     }
-    rep_link_disconnect(link);
+    tb_link_disconnect(link);
     if (link->outgoing) {
-        rep_link_schedule_attempt(link, link->backoff_ms);
-        link->backoff_ms = link->backoff_ms >= REP_TLS_BACKOFF_MS_MAX / 2 ? REP_TLS_BACKOFF_MS_MAX
-                                                                          : link->backoff_ms * 2;
+        tb_link_schedule_attempt(link, link->backoff_ms);
+        link->backoff_ms = link->backoff_ms >= TB_TLS_BACKOFF_MS_MAX / 2 ? TB_TLS_BACKOFF_MS_MAX
+                                                                         : link->backoff_ms * 2;
     }
     if ((was_open || link->outgoing) && link->cb.on_close != NULL) {
         link->depth++;
         link->cb.on_close(link, reason, link->cb.arg);
-        if (rep_link_leave(link)) {
+        if (tb_link_leave(link)) {
             return;
         }
     }
     if (!link->outgoing) {
-        rep_link_release(link);
+        tb_link_release(link);
     }
 }
 
 /* Takes over bev (created around ssl) and waits for the handshake. */
-static void rep_link_start(rep_tls_link *link, struct bufferevent *bev) {
-    struct timeval tv = rep_ms_to_tv(REP_TLS_HANDSHAKE_MS_MAX);
+static void tb_link_start(tb_tls_link *link, struct bufferevent *bev) {
+    struct timeval tv = tb_ms_to_tv(TB_TLS_HANDSHAKE_MS_MAX);
     link->bev = bev;
-    link->state = REP_LINK_HANDSHAKE;
+    link->state = TB_LINK_HANDSHAKE;
     /* Peers and networks drop TCP without a TLS close_notify; that is an
      * ordinary end of the connection here, not an error worth a TLS alert. */
     bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    bufferevent_setcb(bev, rep_link_read_cb, NULL, rep_link_event_cb, link);
+    bufferevent_setcb(bev, tb_link_read_cb, NULL, tb_link_event_cb, link);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     evtimer_add(link->timer, &tv);
 }
 
-static void rep_link_attempt(rep_tls_link *link) {
-    char reason[REP_REASON_BYTES];
+static void tb_link_attempt(tb_tls_link *link) {
+    char reason[TB_REASON_BYTES];
     struct bufferevent *bev = NULL;
     SSL *ssl = SSL_new(link->ctx->ssl);
     if (ssl == NULL) {
-        rep_link_close(link, "cannot create a TLS session");
+        tb_link_close(link, "cannot create a TLS session");
         return;
     }
     bev = bufferevent_openssl_socket_new(link->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                          BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (bev == NULL) {
         SSL_free(ssl);
-        rep_link_close(link, "cannot create a TLS bufferevent");
+        tb_link_close(link, "cannot create a TLS bufferevent");
         return;
     }
-    rep_link_start(link, bev);
+    tb_link_start(link, bev);
     if (bufferevent_socket_connect(bev, (struct sockaddr *)&link->addr, link->addr_len) < 0) {
         snprintf(reason, sizeof reason, "connect: %s",
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        rep_link_close(link, reason);
+        tb_link_close(link, reason);
         return;
     }
-    rep_socket_nodelay(bufferevent_getfd(bev));
+    tb_socket_nodelay(bufferevent_getfd(bev));
 }
 
-static void rep_link_timer_cb(evutil_socket_t fd, short what, void *arg) {
-    rep_tls_link *link = arg;
+static void tb_link_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    tb_tls_link *link = arg;
     (void)fd;
     (void)what;
-    if (link->state == REP_LINK_HANDSHAKE) {
-        rep_link_close(link, "TLS handshake timed out");
-    } else if (link->state == REP_LINK_IDLE && link->outgoing) {
-        rep_link_attempt(link);
+    if (link->state == TB_LINK_HANDSHAKE) {
+        tb_link_close(link, "TLS handshake timed out");
+    } else if (link->state == TB_LINK_IDLE && link->outgoing) {
+        tb_link_attempt(link);
     }
 }
 
@@ -470,36 +470,36 @@ static void rep_link_timer_cb(evutil_socket_t fd, short what, void *arg) {
 
 /* The handshake verified the chain against the cluster CA; what is left is
  * who the peer is, and for outgoing links whether it is who we dialled. */
-static void rep_link_opened(rep_tls_link *link) {
-    char reason[REP_REASON_BYTES];
+static void tb_link_opened(tb_tls_link *link) {
+    char reason[TB_REASON_BYTES];
     SSL *ssl = bufferevent_openssl_get_ssl(link->bev);
     X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK ||
         proto_pki_name(cert, link->peer) < 0) {
         link->peer[0] = '\0';
-        rep_link_close(link, "peer certificate is missing, unverified or has no usable name");
+        tb_link_close(link, "peer certificate is missing, unverified or has no usable name");
         return;
     }
     if (link->outgoing && strcmp(link->peer, link->expected) != 0) {
         snprintf(reason, sizeof reason, "peer is \"%s\", expected \"%s\"", link->peer,
                  link->expected);
-        rep_link_close(link, reason);
+        tb_link_close(link, reason);
         return;
     }
     evtimer_del(link->timer);
-    link->state = REP_LINK_OPEN;
-    link->backoff_ms = REP_TLS_BACKOFF_MS_MIN;
+    link->state = TB_LINK_OPEN;
+    link->backoff_ms = TB_TLS_BACKOFF_MS_MIN;
     link->stats.connects++;
     if (link->cb.on_open != NULL) {
         link->depth++;
         link->cb.on_open(link, link->peer, link->cb.arg);
-        (void)rep_link_leave(link);
+        (void)tb_link_leave(link);
     }
 }
 
-static void rep_link_error_text(struct bufferevent *bev, short what, bool opened, char *out,
-                                size_t n) {
-    char tls[REP_REASON_BYTES / 2];
+static void tb_link_error_text(struct bufferevent *bev, short what, bool opened, char *out,
+                               size_t n) {
+    char tls[TB_REASON_BYTES / 2];
     unsigned long err = bufferevent_get_openssl_error(bev);
     int sock_err = EVUTIL_SOCKET_ERROR();
     /* libevent queues SSL_get_error()'s code itself (library 0) for I/O
@@ -524,33 +524,33 @@ static void rep_link_error_text(struct bufferevent *bev, short what, bool opened
     }
 }
 
-static void rep_link_event_cb(struct bufferevent *bev, short what, void *arg) {
-    char reason[REP_REASON_BYTES];
-    rep_tls_link *link = arg;
+static void tb_link_event_cb(struct bufferevent *bev, short what, void *arg) {
+    char reason[TB_REASON_BYTES];
+    tb_tls_link *link = arg;
     TB_ASSERT(bev == link->bev);
     if (what & BEV_EVENT_CONNECTED) {
-        rep_link_opened(link);
+        tb_link_opened(link);
         return;
     }
-    rep_link_error_text(bev, what, link->state == REP_LINK_OPEN, reason, sizeof reason);
-    rep_link_close(link, reason);
+    tb_link_error_text(bev, what, link->state == TB_LINK_OPEN, reason, sizeof reason);
+    tb_link_close(link, reason);
 }
 
 /* A bad header is refused by the reader before it allocates; the stream
  * cannot be resynchronised after it, so the connection goes. */
-static void rep_link_bad_frame(rep_tls_link *link, int rc) {
-    char reason[REP_REASON_BYTES];
+static void tb_link_bad_frame(tb_tls_link *link, int rc) {
+    char reason[TB_REASON_BYTES];
     const uint8_t *h = link->reader.hdr;
     uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
     snprintf(reason, sizeof reason, "bad frame: %s (announced length %u, maximum %u)",
              tb_strerror(rc), (unsigned)len, (unsigned)link->reader.max);
-    rep_link_close(link, reason);
+    tb_link_close(link, reason);
 }
 
-static void rep_link_read_cb(struct bufferevent *bev, void *arg) {
-    rep_tls_link *link = arg;
+static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
+    tb_tls_link *link = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
-    while (link->state == REP_LINK_OPEN && evbuffer_get_length(in) > 0) {
+    while (link->state == TB_LINK_OPEN && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         const uint8_t *frame = NULL;
         size_t frame_len = 0;
@@ -559,10 +559,10 @@ static void rep_link_read_cb(struct bufferevent *bev, void *arg) {
             break;
         }
         int rc =
-            rep_frame_reader_feed(&link->reader, v.iov_base, v.iov_len, &used, &frame, &frame_len);
+            tb_frame_reader_feed(&link->reader, v.iov_base, v.iov_len, &used, &frame, &frame_len);
         evbuffer_drain(in, used);
         if (rc < 0) {
-            rep_link_bad_frame(link, rc);
+            tb_link_bad_frame(link, rc);
             return;
         }
         if (frame == NULL) {
@@ -572,14 +572,14 @@ static void rep_link_read_cb(struct bufferevent *bev, void *arg) {
         if (link->cb.on_frame != NULL) {
             link->depth++;
             link->cb.on_frame(link, link->peer, frame, frame_len, link->cb.arg);
-            if (rep_link_leave(link)) {
+            if (tb_link_leave(link)) {
                 return;
             }
         }
     }
 }
 
-int rep_tls_send(rep_tls_link *link, const uint8_t *data, size_t len) {
+int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len) {
     uint8_t hdr[PROTO_FRAME_HEADER_BYTES];
     struct evbuffer *out = NULL;
     if (len == 0 || data == NULL) {
@@ -588,12 +588,12 @@ int rep_tls_send(rep_tls_link *link, const uint8_t *data, size_t len) {
     if (len > PROTO_FRAME_BYTES_MAX) {
         return TB_ERR_TOO_LARGE;
     }
-    if (link->state != REP_LINK_OPEN || link->free_pending) {
+    if (link->state != TB_LINK_OPEN || link->free_pending) {
         link->stats.frames_dropped_closed++;
         return TB_ERR_STATE;
     }
     out = bufferevent_get_output(link->bev);
-    if (evbuffer_get_length(out) + PROTO_FRAME_HEADER_BYTES + len > REP_LINK_OUTPUT_BYTES_MAX) {
+    if (evbuffer_get_length(out) + PROTO_FRAME_HEADER_BYTES + len > TB_LINK_OUTPUT_BYTES_MAX) {
         link->stats.frames_dropped_full++;
         return TB_ERR_AGAIN;
     }
@@ -612,23 +612,23 @@ int rep_tls_send(rep_tls_link *link, const uint8_t *data, size_t len) {
 
 /* ---- listeners ---- */
 
-static void rep_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                                   struct sockaddr *sa, int sa_len, void *arg) {
-    rep_tls_listener *l = arg;
-    rep_tls_link *link = NULL;
+static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                                  struct sockaddr *sa, int sa_len, void *arg) {
+    tb_tls_listener *l = arg;
+    tb_tls_link *link = NULL;
     struct bufferevent *bev = NULL;
     SSL *ssl = NULL;
-    char where[REP_ADDR_TEXT_BYTES];
+    char where[TB_ADDR_TEXT_BYTES];
     (void)evl;
     (void)sa_len;
-    rep_addr_text(sa, where, sizeof where);
-    if (l->link_count >= REP_LISTENER_LINKS_MAX) {
+    tb_addr_text(sa, where, sizeof where);
+    if (l->link_count >= TB_LISTENER_LINKS_MAX) {
         l->stats.refused_full++;
-        rep_tls_log(l->ctx, "tls_link: %s: refused, %u connections already (maximum)", where,
-                    (unsigned)l->link_count);
+        tb_tls_log(l->ctx, "tls_link: %s: refused, %u connections already (maximum)", where,
+                   (unsigned)l->link_count);
         goto fail;
     }
-    link = rep_link_alloc(l->base, l->ctx, &l->cb);
+    link = tb_link_alloc(l->base, l->ctx, &l->cb);
     ssl = SSL_new(l->ctx->ssl);
     if (link == NULL || ssl == NULL) {
         goto fail;
@@ -647,26 +647,26 @@ static void rep_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t f
     l->links = link;
     l->link_count++;
     l->stats.accepted++;
-    rep_socket_nodelay(fd);
-    rep_link_start(link, bev);
+    tb_socket_nodelay(fd);
+    tb_link_start(link, bev);
     return;
 fail:
     SSL_free(ssl);
     if (link != NULL) {
-        rep_link_destroy(link);
+        tb_link_destroy(link);
     }
     evutil_closesocket(fd);
 }
 
 /* Accept errors (out of descriptors, mostly) are transient: keep listening. */
-static void rep_listener_error_cb(struct evconnlistener *evl, void *arg) {
-    rep_tls_listener *l = arg;
+static void tb_listener_error_cb(struct evconnlistener *evl, void *arg) {
+    tb_tls_listener *l = arg;
     (void)evl;
-    rep_tls_log(l->ctx, "tls_link: accept on port %u: %s", (unsigned)l->port,
-                evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    tb_tls_log(l->ctx, "tls_link: accept on port %u: %s", (unsigned)l->port,
+               evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
-static uint16_t rep_listener_bound_port(struct evconnlistener *evl) {
+static uint16_t tb_listener_bound_port(struct evconnlistener *evl) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     memset(&ss, 0, sizeof ss);
@@ -682,12 +682,12 @@ static uint16_t rep_listener_bound_port(struct evconnlistener *evl) {
     return 0;
 }
 
-int rep_tls_listen(struct event_base *base, rep_tls_ctx *ctx, const char *host, uint16_t port,
-                   const rep_tls_callbacks *cb, rep_tls_listener **out) {
+int tb_tls_listen(struct event_base *base, tb_tls_ctx *ctx, const char *host, uint16_t port,
+                  const tb_tls_callbacks *cb, tb_tls_listener **out) {
     struct sockaddr_storage ss;
     int ss_len = 0;
-    rep_tls_listener *l = NULL;
-    int rc = rep_addr_parse(host, port, &ss, &ss_len);
+    tb_tls_listener *l = NULL;
+    int rc = tb_addr_parse(host, port, &ss, &ss_len);
     *out = NULL;
     if (rc < 0) {
         return rc;
@@ -704,30 +704,30 @@ int rep_tls_listen(struct event_base *base, rep_tls_ctx *ctx, const char *host, 
     /* REUSEABLE: a restarted replica must get its port back while old
      * connections sit in TIME_WAIT. */
     l->evl =
-        evconnlistener_new_bind(base, rep_listener_accept_cb, l,
+        evconnlistener_new_bind(base, tb_listener_accept_cb, l,
                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-                                REP_LISTEN_BACKLOG, (struct sockaddr *)&ss, ss_len);
+                                TB_LISTEN_BACKLOG, (struct sockaddr *)&ss, ss_len);
     if (l->evl == NULL) {
-        rep_tls_log(ctx, "tls_link: cannot listen on %s port %u: %s", host, (unsigned)port,
-                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        tb_tls_log(ctx, "tls_link: cannot listen on %s port %u: %s", host, (unsigned)port,
+                   evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         free(l);
         return TB_ERR_IO;
     }
-    evconnlistener_set_error_cb(l->evl, rep_listener_error_cb);
-    l->port = rep_listener_bound_port(l->evl);
+    evconnlistener_set_error_cb(l->evl, tb_listener_error_cb);
+    l->port = tb_listener_bound_port(l->evl);
     *out = l;
     return 0;
 }
 
-uint16_t rep_tls_listener_port(const rep_tls_listener *l) {
+uint16_t tb_tls_listener_port(const tb_tls_listener *l) {
     return l->port;
 }
 
-rep_tls_listener_stats rep_tls_listener_get_stats(const rep_tls_listener *l) {
+tb_tls_listener_stats tb_tls_listener_get_stats(const tb_tls_listener *l) {
     return l->stats;
 }
 
-void rep_tls_listener_free(rep_tls_listener *l) {
+void tb_tls_listener_free(tb_tls_listener *l) {
     if (l == NULL) {
         return;
     }
@@ -735,22 +735,21 @@ void rep_tls_listener_free(rep_tls_listener *l) {
     l->evl = NULL;
     /* Always take the head afresh: an on_close below may free other links. */
     while (l->links != NULL) {
-        rep_tls_link *link = l->links;
-        rep_link_unlist(link);
-        rep_link_close(link, "listener closed");
+        tb_tls_link *link = l->links;
+        tb_link_unlist(link);
+        tb_link_close(link, "listener closed");
     }
     free(l);
 }
 
 /* ---- outgoing links and accessors ---- */
 
-int rep_tls_connect(struct event_base *base, rep_tls_ctx *ctx, const char *host, uint16_t port,
-                    const char *expected_peer_name, const rep_tls_callbacks *cb,
-                    rep_tls_link **out) {
-    rep_tls_link *link = NULL;
+int tb_tls_connect(struct event_base *base, tb_tls_ctx *ctx, const char *host, uint16_t port,
+                   const char *expected_peer_name, const tb_tls_callbacks *cb, tb_tls_link **out) {
+    tb_tls_link *link = NULL;
     struct sockaddr_storage ss;
     int ss_len = 0;
-    int rc = rep_addr_parse(host, port, &ss, &ss_len);
+    int rc = tb_addr_parse(host, port, &ss, &ss_len);
     *out = NULL;
     if (rc < 0) {
         return rc;
@@ -759,44 +758,44 @@ int rep_tls_connect(struct event_base *base, rep_tls_ctx *ctx, const char *host,
         strlen(expected_peer_name) >= PROTO_NAME_BYTES_MAX) {
         return TB_ERR_INVALID;
     }
-    link = rep_link_alloc(base, ctx, cb);
+    link = tb_link_alloc(base, ctx, cb);
     if (link == NULL) {
         return TB_ERR_NOMEM;
     }
     link->outgoing = true;
     link->addr = ss;
     link->addr_len = ss_len;
-    rep_addr_text((struct sockaddr *)&ss, link->where, sizeof link->where);
+    tb_addr_text((struct sockaddr *)&ss, link->where, sizeof link->where);
     snprintf(link->expected, sizeof link->expected, "%s", expected_peer_name);
     /* The first attempt runs from the loop, so callbacks never fire inside
      * this call. */
-    rep_link_schedule_attempt(link, 0);
+    tb_link_schedule_attempt(link, 0);
     *out = link;
     return 0;
 }
 
-bool rep_tls_link_is_open(const rep_tls_link *link) {
-    return link->state == REP_LINK_OPEN && !link->free_pending;
+bool tb_tls_link_is_open(const tb_tls_link *link) {
+    return link->state == TB_LINK_OPEN && !link->free_pending;
 }
 
-const char *rep_tls_link_peer(const rep_tls_link *link) {
+const char *tb_tls_link_peer(const tb_tls_link *link) {
     return link->peer;
 }
 
-size_t rep_tls_link_output_bytes(const rep_tls_link *link) {
+size_t tb_tls_link_output_bytes(const tb_tls_link *link) {
     if (link->bev == NULL) {
         return 0;
     }
     return evbuffer_get_length(bufferevent_get_output(link->bev));
 }
 
-rep_tls_link_stats rep_tls_link_get_stats(const rep_tls_link *link) {
+tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link) {
     return link->stats;
 }
 
-void rep_tls_link_free(rep_tls_link *link) {
+void tb_tls_link_free(tb_tls_link *link) {
     if (link == NULL) {
         return;
     }
-    rep_link_release(link);
+    tb_link_release(link);
 }

@@ -11,8 +11,8 @@
  * The process must ignore SIGPIPE (the daemon's main calls
  * signal(SIGPIPE, SIG_IGN)): OpenSSL writes to sockets with write(), and a
  * peer that vanishes mid-write would otherwise kill the process. */
-#ifndef REP_TLS_LINK_H
-#define REP_TLS_LINK_H
+#ifndef TB_LINK_H
+#define TB_LINK_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,36 +22,36 @@
 #include <openssl/x509.h>
 
 #include "proto/frame.h"
-#include "replica/frame_reader.h"
+#include "client/frame_reader.h"
 
 struct event_base;
 
 enum {
     /* Bytes queued for one link and not yet handed to the kernel. One largest
      * frame always fits into an empty buffer; beyond that the peer is not
-     * keeping up and rep_tls_send pushes back with TB_ERR_AGAIN. */
-    REP_LINK_OUTPUT_BYTES_MAX = PROTO_FRAME_BYTES_MAX + PROTO_FRAME_HEADER_BYTES,
+     * keeping up and tb_tls_send pushes back with TB_ERR_AGAIN. */
+    TB_LINK_OUTPUT_BYTES_MAX = PROTO_FRAME_BYTES_MAX + PROTO_FRAME_HEADER_BYTES,
     /* A connection that has not finished its TLS handshake by then is closed,
      * so half-open connections cannot pin memory and descriptors. */
-    REP_TLS_HANDSHAKE_MS_MAX = 10000,
+    TB_TLS_HANDSHAKE_MS_MAX = 10000,
     /* Reconnection backoff of outgoing links: first delay, doubling to max. */
-    REP_TLS_BACKOFF_MS_MIN = 100,
-    REP_TLS_BACKOFF_MS_MAX = 5000,
+    TB_TLS_BACKOFF_MS_MIN = 100,
+    TB_TLS_BACKOFF_MS_MAX = 5000,
     /* Connections one listener holds at once (handshaking or open); further
      * ones are closed on accept and counted. */
-    REP_LISTENER_LINKS_MAX = 1024,
+    TB_LISTENER_LINKS_MAX = 1024,
     /* Log lines per second per context; the rest are counted and reported. */
-    REP_TLS_LOG_PER_SEC_MAX = 20,
+    TB_TLS_LOG_PER_SEC_MAX = 20,
 };
 
-typedef struct rep_tls_ctx rep_tls_ctx;
-typedef struct rep_tls_link rep_tls_link;
-typedef struct rep_tls_listener rep_tls_listener;
+typedef struct tb_tls_ctx tb_tls_ctx;
+typedef struct tb_tls_link tb_tls_link;
+typedef struct tb_tls_listener tb_tls_listener;
 
 /* Called on the event_base's thread. peer_name is the peer certificate's
- * common name, valid during the call. A callback may call rep_tls_send on any
- * link, rep_tls_link_free on any link (including this one) and
- * rep_tls_listener_free; the link is then freed once the callback returns.
+ * common name, valid during the call. A callback may call tb_tls_send on any
+ * link, tb_tls_link_free on any link (including this one) and
+ * tb_tls_listener_free; the link is then freed once the callback returns.
  *
  * on_open:  the handshake succeeded (and, for outgoing links, the peer has
  *           the expected name). Outgoing links reset their backoff here.
@@ -62,78 +62,77 @@ typedef struct rep_tls_listener rep_tls_listener;
  *           Outgoing links: after every failed attempt or ended connection
  *           (even without on_open); the link stays and retries after backoff.
  * Any callback may be NULL. */
-typedef struct rep_tls_callbacks {
-    void (*on_open)(rep_tls_link *link, const char *peer_name, void *arg);
-    void (*on_frame)(rep_tls_link *link, const char *peer_name, const uint8_t *data, size_t len,
+typedef struct tb_tls_callbacks {
+    void (*on_open)(tb_tls_link *link, const char *peer_name, void *arg);
+    void (*on_frame)(tb_tls_link *link, const char *peer_name, const uint8_t *data, size_t len,
                      void *arg);
-    void (*on_close)(rep_tls_link *link, const char *reason, void *arg);
+    void (*on_close)(tb_tls_link *link, const char *reason, void *arg);
     void *arg;
-} rep_tls_callbacks;
+} tb_tls_callbacks;
 
-typedef struct rep_tls_link_stats {
+typedef struct tb_tls_link_stats {
     uint64_t frames_in;
     uint64_t frames_out;
-    uint64_t frames_dropped_full;   /* rep_tls_send returned TB_ERR_AGAIN */
-    uint64_t frames_dropped_closed; /* rep_tls_send while not open */
+    uint64_t frames_dropped_full;   /* tb_tls_send returned TB_ERR_AGAIN */
+    uint64_t frames_dropped_closed; /* tb_tls_send while not open */
     uint64_t connects;              /* handshakes completed */
     uint64_t attempts_failed;       /* outgoing attempts that never opened */
-} rep_tls_link_stats;
+} tb_tls_link_stats;
 
-typedef struct rep_tls_listener_stats {
+typedef struct tb_tls_listener_stats {
     uint64_t accepted;
-    uint64_t refused_full;     /* REP_LISTENER_LINKS_MAX reached */
+    uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
     uint64_t handshake_failed; /* bad or foreign certificate, timeout, I/O error */
-} rep_tls_listener_stats;
+} tb_tls_listener_stats;
 
 /* A TLS 1.3-only context for one identity: trusts ca_cert alone, presents
  * cert/key, requires a certificate from the peer. Takes its own references
  * (the caller still frees its arguments). TB_ERR_INVALID when cert is not
  * issued by ca_cert or does not match key, TB_ERR_CRYPTO on other OpenSSL
  * failures. The context must outlive every link and listener using it. */
-int rep_tls_ctx_new(X509 *ca_cert, X509 *cert, EVP_PKEY *key, rep_tls_ctx **out);
+int tb_tls_ctx_new(X509 *ca_cert, X509 *cert, EVP_PKEY *key, tb_tls_ctx **out);
 /* The same from PEM files (proto_pki_load_*); TB_ERR_IO when one is unreadable. */
-int rep_tls_ctx_load(const char *ca_path, const char *cert_path, const char *key_path,
-                     rep_tls_ctx **out);
-void rep_tls_ctx_free(rep_tls_ctx *ctx);
+int tb_tls_ctx_load(const char *ca_path, const char *cert_path, const char *key_path,
+                    tb_tls_ctx **out);
+void tb_tls_ctx_free(tb_tls_ctx *ctx);
 /* This identity's name (its certificate's common name). */
-const char *rep_tls_ctx_name(const rep_tls_ctx *ctx);
+const char *tb_tls_ctx_name(const tb_tls_ctx *ctx);
 /* Where log lines go (default: stderr); log may be NULL to silence them. */
-void rep_tls_ctx_set_log(rep_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg);
+void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg);
 
 /* Accepts connections on host:port (numeric IPv4 or IPv6 address; port 0
- * picks a free one, see rep_tls_listener_port). Accepted links report
+ * picks a free one, see tb_tls_listener_port). Accepted links report
  * through cb (copied). TB_ERR_INVALID for a bad address, TB_ERR_IO when the
  * port cannot be bound. */
-int rep_tls_listen(struct event_base *base, rep_tls_ctx *ctx, const char *host, uint16_t port,
-                   const rep_tls_callbacks *cb, rep_tls_listener **out);
-uint16_t rep_tls_listener_port(const rep_tls_listener *l);
-rep_tls_listener_stats rep_tls_listener_get_stats(const rep_tls_listener *l);
+int tb_tls_listen(struct event_base *base, tb_tls_ctx *ctx, const char *host, uint16_t port,
+                  const tb_tls_callbacks *cb, tb_tls_listener **out);
+uint16_t tb_tls_listener_port(const tb_tls_listener *l);
+tb_tls_listener_stats tb_tls_listener_get_stats(const tb_tls_listener *l);
 /* Stops accepting and closes every link it accepted: each open one gets
  * on_close("listener closed") and is freed. NULL is allowed. */
-void rep_tls_listener_free(rep_tls_listener *l);
+void tb_tls_listener_free(tb_tls_listener *l);
 
 /* An outgoing link to host:port (numeric address) that must present the
  * certificate name expected_peer_name. The first attempt starts from the
  * event loop; on failure or disconnection it retries after 100 ms doubling
  * to 5 s, reset once a connection opens. TB_ERR_INVALID for a bad address
- * or name. Freed only by rep_tls_link_free. */
-int rep_tls_connect(struct event_base *base, rep_tls_ctx *ctx, const char *host, uint16_t port,
-                    const char *expected_peer_name, const rep_tls_callbacks *cb,
-                    rep_tls_link **out);
+ * or name. Freed only by tb_tls_link_free. */
+int tb_tls_connect(struct event_base *base, tb_tls_ctx *ctx, const char *host, uint16_t port,
+                   const char *expected_peer_name, const tb_tls_callbacks *cb, tb_tls_link **out);
 
 /* Queues data as one frame (a copy is taken). TB_ERR_STATE when the link is
  * not open, TB_ERR_INVALID for len 0, TB_ERR_TOO_LARGE above
  * PROTO_FRAME_BYTES_MAX, TB_ERR_AGAIN when the link's output buffer would
- * exceed REP_LINK_OUTPUT_BYTES_MAX (the frame is dropped and counted). */
-int rep_tls_send(rep_tls_link *link, const uint8_t *data, size_t len);
-bool rep_tls_link_is_open(const rep_tls_link *link);
+ * exceed TB_LINK_OUTPUT_BYTES_MAX (the frame is dropped and counted). */
+int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len);
+bool tb_tls_link_is_open(const tb_tls_link *link);
 /* The peer's name once open, "" before. */
-const char *rep_tls_link_peer(const rep_tls_link *link);
+const char *tb_tls_link_peer(const tb_tls_link *link);
 /* Bytes queued and not yet written to the socket. */
-size_t rep_tls_link_output_bytes(const rep_tls_link *link);
-rep_tls_link_stats rep_tls_link_get_stats(const rep_tls_link *link);
+size_t tb_tls_link_output_bytes(const tb_tls_link *link);
+tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link);
 /* Closes the connection without calling on_close, stops reconnecting, and
  * frees the link (deferred while one of its callbacks runs). NULL is allowed. */
-void rep_tls_link_free(rep_tls_link *link);
+void tb_tls_link_free(tb_tls_link *link);
 
 #endif
