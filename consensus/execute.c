@@ -16,8 +16,7 @@ void try_execute(pbft_node *node) {
         if (sl->seq != next || sl->cc == NULL) {
             return;
         }
-        execute_committed(node, next, sl->cc_view, sl->cc_digest, sl->cc_batch, sl->cc_batch_len,
-                          false);
+        execute_committed(node, next, sl->cc_view, sl->cc_digest, sl->cc_batch, sl->cc_batch_len);
     }
 }
 
@@ -177,9 +176,8 @@ static void report_executed(pbft_node *node, uint64_t seq, uint64_t view, const 
 }
 
 void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8_t *digest,
-                       const uint8_t *batch, size_t batch_len, bool via_transfer) {
+                       const uint8_t *batch, size_t batch_len) {
     PBFT_ASSERT(seq == node->executed + 1);
-    (void)via_transfer;
     Twinbft__Batch *b = NULL;
     if (batch_len > 0) {
         b = twinbft__batch__unpack(NULL, batch_len, batch);

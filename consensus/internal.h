@@ -244,7 +244,7 @@ void slot_progress(pbft_node *node, pbft_slot *sl);
 /* execute.c */
 void try_execute(pbft_node *node);
 void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8_t *digest,
-                       const uint8_t *batch, size_t batch_len, bool via_transfer);
+                       const uint8_t *batch, size_t batch_len);
 
 /* checkpoint.c */
 void take_checkpoint(pbft_node *node);

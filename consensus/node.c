@@ -260,7 +260,7 @@ void replay_future(pbft_node *node) {
 }
 
 static void dispatch_signed(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s,
-                            Twinbft__Body__KindCase want, const uint8_t *raw, size_t raw_len) {
+                            Twinbft__Body__KindCase want) {
     Twinbft__Body *body = NULL;
     if (s == NULL || s->signer != from->replica || verify_signed(node, s, &body) != 0) {
         node->dropped++;
@@ -287,8 +287,6 @@ static void dispatch_signed(pbft_node *node, const pbft_from *from, const Twinbf
         break;
     }
     free(sbytes);
-    (void)raw;
-    (void)raw_len;
     twinbft__body__free_unpacked(body, NULL);
 }
 
@@ -317,13 +315,13 @@ static void dispatch(pbft_node *node, const pbft_from *from, const Twinbft__Mess
         on_commit(node, from, m->commit, data, len);
         break;
     case TWINBFT__MESSAGE__KIND_CHECKPOINT:
-        dispatch_signed(node, from, m->checkpoint, TWINBFT__BODY__KIND_CHECKPOINT, data, len);
+        dispatch_signed(node, from, m->checkpoint, TWINBFT__BODY__KIND_CHECKPOINT);
         break;
     case TWINBFT__MESSAGE__KIND_VIEW_CHANGE:
-        dispatch_signed(node, from, m->view_change, TWINBFT__BODY__KIND_VIEW_CHANGE, data, len);
+        dispatch_signed(node, from, m->view_change, TWINBFT__BODY__KIND_VIEW_CHANGE);
         break;
     case TWINBFT__MESSAGE__KIND_NEW_VIEW:
-        dispatch_signed(node, from, m->new_view, TWINBFT__BODY__KIND_NEW_VIEW, data, len);
+        dispatch_signed(node, from, m->new_view, TWINBFT__BODY__KIND_NEW_VIEW);
         break;
     case TWINBFT__MESSAGE__KIND_FETCH:
         on_fetch(node, from, m->fetch);

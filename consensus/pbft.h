@@ -172,8 +172,6 @@ typedef struct pbft_executed {
     uint64_t time_ms;
     size_t n_requests;      /* requests executed (duplicates skipped) */
     pbft_request *requests; /* valid until advance */
-    bool via_transfer;      /* never set today: transferred state is reported by
-                               pbft_ready.transferred instead */
     void *batch_owner;      /* private */
 } pbft_executed;
 

@@ -111,7 +111,8 @@ static void setup(void) {
     memset(&T, 0, sizeof T);
     T.base = event_base_new();
     ck_assert_int_eq(proto_pki_ca_create("twinbft-test-ca", 1, &T.ca_key, &T.ca_cert), 0);
-    snprintf(T.dir, sizeof T.dir, "/tmp/test_client.XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(T.dir, sizeof T.dir, "%s/test_client.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     ck_assert_ptr_nonnull(mkdtemp(T.dir));
     snprintf(T.ca, sizeof T.ca, "%s/ca.pem", T.dir);
     snprintf(T.cert, sizeof T.cert, "%s/cert.pem", T.dir);
