@@ -98,6 +98,10 @@ typedef struct pbft_app {
      * has digest `expected` (NULL: no check). On error the state is unchanged. */
     int (*restore)(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
                    const uint8_t expected[PROTO_DIGEST_BYTES]);
+    /* Optional (NULL: none is). True iff op belongs in the safety lane: the
+     * primary proposes it without waiting out the batching delay. The
+     * replica decides this from the op; a client's say-so is ignored. */
+    bool (*priority)(void *ctx, const uint8_t *op, size_t len);
 } pbft_app;
 
 /* Planted bugs (tests/sim only; compiled in with PBFT_PLANTED_BUGS). */

@@ -157,7 +157,8 @@ static void pending_put(pbft_node *node, const Twinbft__Request *r) {
     p->number = r->number;
     p->op = dup_bytes(r->op.data, r->op.len);
     p->op_len = r->op.len;
-    p->priority = r->priority;
+    p->priority = node->cfg.app.priority != NULL &&
+                  node->cfg.app.priority(node->cfg.app.ctx, r->op.data, r->op.len);
     p->arrival = ++node->arrivals;
     p->arrival_ms = node->now;
     p->proposed = 0;

@@ -28,6 +28,8 @@ const char *tb_strerror(int code) {
         return "incomplete input";
     case TB_ERR_STATE:
         return "not valid in the current state";
+    case TB_ERR_TIMEOUT:
+        return "timed out";
     default:
         return "unknown error";
     }

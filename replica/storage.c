@@ -155,6 +155,12 @@ static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
     return sm_adapter_restore(((rep_storage *)ctx)->adapter, seq, data, len, expected);
 }
 
+/* E-stops and safe-state actuations skip the batching delay (sm.h). */
+static bool app_priority(void *ctx, const uint8_t *op, size_t len) {
+    (void)ctx;
+    return sm_op_is_priority(op, len);
+}
+
 pbft_app rep_storage_app(rep_storage *s) {
     return (pbft_app){.ctx = s,
                       .execute = app_execute,
@@ -162,7 +168,8 @@ pbft_app rep_storage_app(rep_storage *s) {
                       .checkpoint = app_checkpoint,
                       .release = app_release,
                       .snapshot = app_snapshot,
-                      .restore = app_restore};
+                      .restore = app_restore,
+                      .priority = app_priority};
 }
 
 sm_store *rep_storage_sm(rep_storage *s) {

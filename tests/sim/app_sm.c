@@ -112,7 +112,13 @@ static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
     return rc;
 }
 
+/* The replicas' safety lane, as the daemon decides it (replica/storage.c). */
+static bool app_priority(void *ctx, const uint8_t *op, size_t len) {
+    (void)ctx;
+    return sm_op_is_priority(op, len);
+}
+
 pbft_app sim_smapp_callbacks(sim_smapp *a) {
-    return (pbft_app){a,           app_execute,  app_digest, app_checkpoint,
-                      app_release, app_snapshot, app_restore};
+    return (pbft_app){a,           app_execute,  app_digest,  app_checkpoint,
+                      app_release, app_snapshot, app_restore, app_priority};
 }

@@ -140,8 +140,8 @@ static pbft_config config(uint32_t i) {
     cfg.request_timeout_ms = 100;
     cfg.view_timeout_ms = 200;
     cfg.crypto = (pbft_crypto){&C.ids[i], sign_cb, verify_cb};
-    cfg.app = (pbft_app){&C.apps[i],  app_execute,  app_digest, app_checkpoint,
-                         app_release, app_snapshot, app_restore};
+    cfg.app = (pbft_app){&C.apps[i],  app_execute,  app_digest,  app_checkpoint,
+                         app_release, app_snapshot, app_restore, NULL};
     return cfg;
 }
 
