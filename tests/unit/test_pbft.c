@@ -82,6 +82,13 @@ static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
     return 0;
 }
 
+/* The safety lane: ops whose first byte is 'E' (an e-stop, say) are
+ * priority, by the application's judgement alone. */
+static bool app_priority(void *ctx, const uint8_t *op, size_t len) {
+    (void)ctx;
+    return len > 0 && op[0] == 'E';
+}
+
 /* ---- the cluster ---- */
 typedef struct rec {
     pbft_record_kind kind;
@@ -126,6 +133,10 @@ static bool verify_cb(void *ctx, uint32_t signer, const uint8_t *b, size_t len, 
     return signer < C.n && proto_verify_body(C.pubs[signer], b, len, sig, sig_len);
 }
 
+/* Batching delay of the nodes setup() starts (tests that look at batching
+ * set it first; setup() does not reset it). */
+static uint32_t batch_delay_ms;
+
 static pbft_config config(uint32_t i) {
     pbft_config cfg;
     memset(&cfg, 0, sizeof cfg);
@@ -136,12 +147,12 @@ static pbft_config config(uint32_t i) {
     cfg.cluster_id_len = 4;
     cfg.checkpoint_interval = 4;
     cfg.log_window = 8;
-    cfg.batch_delay_ms = 0;
+    cfg.batch_delay_ms = batch_delay_ms;
     cfg.request_timeout_ms = 100;
     cfg.view_timeout_ms = 200;
     cfg.crypto = (pbft_crypto){&C.ids[i], sign_cb, verify_cb};
     cfg.app = (pbft_app){&C.apps[i],  app_execute,  app_digest,  app_checkpoint,
-                         app_release, app_snapshot, app_restore, NULL};
+                         app_release, app_snapshot, app_restore, app_priority};
     return cfg;
 }
 
@@ -300,11 +311,12 @@ static void tick(uint64_t ms) {
     }
 }
 
-static void submit(const char *client, uint64_t number, uint8_t key) {
+static void submit_flagged(const char *client, uint64_t number, uint8_t key, bool priority) {
     Twinbft__Request r = TWINBFT__REQUEST__INIT;
     r.client = (char *)client;
     r.number = number;
     r.op = (ProtobufCBinaryData){1, &key};
+    r.priority = priority;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_REQUEST;
     m.request = &r;
@@ -319,6 +331,10 @@ static void submit(const char *client, uint64_t number, uint8_t key) {
         }
     }
     free(b);
+}
+
+static void submit(const char *client, uint64_t number, uint8_t key) {
+    submit_flagged(client, number, key, false);
 }
 
 static proto_trust trust(void) {
@@ -484,6 +500,31 @@ START_TEST(test_garbage_dropped) {
 }
 END_TEST
 
+/* The replica, not the client, decides the safety lane: under a long
+ * batching delay an op the application calls priority executes without
+ * waiting, while an ordinary op flagged priority by its client waits out
+ * the delay like any other. */
+START_TEST(test_priority_lane_is_the_replicas_decision) {
+    batch_delay_ms = 1000;
+    setup(4);
+    submit_flagged("bob", 1, 'x', true); /* claims priority, is not */
+    tick(20);
+    ck_assert_uint_eq(C.executed[0], 0);
+    submit("alice", 1, 'E');
+    tick(20);
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_ge(C.executed[i], 1);
+        ck_assert_uint_eq(C.apps[i].v['E' % 8], 1);
+    }
+    tick(1000);
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.apps[i].v['x' % 8], 1);
+    }
+    teardown();
+    batch_delay_ms = 0;
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -495,6 +536,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_crash_restart_state_transfer);
     tcase_add_test(tc, test_n5_quorum_is_four);
     tcase_add_test(tc, test_garbage_dropped);
+    tcase_add_test(tc, test_priority_lane_is_the_replicas_decision);
     suite_add_tcase(s, tc);
     return s;
 }
