@@ -160,8 +160,8 @@ typedef struct tb_replica_status {
     bool in_view_change;
     uint64_t executed;
     uint64_t stable_seq;
-    uint32_t peers; /* replicas it has an open link to */
-    uint64_t peers_mask; /* bit j: linked to replica j */
+    uint32_t peers;                        /* replicas it has an open link to */
+    uint64_t peers_mask;                   /* bit j: linked to replica j */
     uint8_t state_digest[TB_DIGEST_BYTES]; /* of its last own checkpoint ... */
     uint64_t state_digest_seq;             /* ... at this seq */
     uint8_t app_digest[TB_DIGEST_BYTES];   /* the state machine's digest at executed */

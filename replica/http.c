@@ -1,0 +1,219 @@
+/* The replica's status page and Prometheus metrics (see http.h). */
+#include "replica/http.h"
+
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "proto/hex.h"
+#include "proto/tb_err.h"
+
+struct rep_http {
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    rep_http_fill_fn fill;
+    void *ctx;
+};
+
+/* One metric with its HELP and TYPE lines, no labels. */
+static void metric(struct evbuffer *b, const char *name, const char *type, const char *help,
+                   uint64_t v) {
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n%s %" PRIu64 "\n", name, help, name, type,
+                        name, v);
+}
+
+/* A per-peer metric: one sample per other member; offset names a field of
+ * tb_tls_link_stats (all of them uint64_t), SIZE_MAX the link's state. */
+static void peer_metric(struct evbuffer *b, const rep_http_snapshot *s, const char *name,
+                        const char *type, const char *help, size_t offset) {
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    for (uint32_t j = 0; j < s->n; j++) {
+        if (j == s->id) {
+            continue;
+        }
+        uint64_t v = 0;
+        if (offset == SIZE_MAX) {
+            v = s->peer_open[j];
+        } else {
+            memcpy(&v, (const uint8_t *)&s->peer[j] + offset, sizeof v);
+        }
+        evbuffer_add_printf(b, "%s{peer=\"%" PRIu32 "\"} %" PRIu64 "\n", name, j, v);
+    }
+}
+
+static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
+    const pbft_status *st = &s->status;
+    /* Cluster ids are [A-Za-z0-9._-] (rep_cluster_id_valid): no escaping needed. */
+    evbuffer_add_printf(b,
+                        "# HELP twinbft_info This replica's identity.\n# TYPE twinbft_info gauge\n"
+                        "twinbft_info{cluster=\"%s\",replica=\"%" PRIu32 "\",replicas=\"%" PRIu32
+                        "\"} 1\n",
+                        s->cluster_id, s->id, s->n);
+    metric(b, "twinbft_uptime_seconds", "gauge", "Seconds since start.", s->uptime_ms / 1000);
+    metric(b, "twinbft_epoch", "gauge", "Membership epoch.", s->epoch);
+    metric(b, "twinbft_view", "gauge", "Current view.", st->view);
+    metric(b, "twinbft_primary", "gauge", "Replica id of the current view's primary.", st->primary);
+    metric(b, "twinbft_is_primary", "gauge", "1 if this replica is the primary.",
+           st->primary == s->id);
+    metric(b, "twinbft_in_view_change", "gauge", "1 while a view change is in progress.",
+           st->in_view_change);
+    metric(b, "twinbft_executed_seq", "gauge", "Last executed sequence number.", st->executed);
+    metric(b, "twinbft_stable_checkpoint_seq", "gauge", "Last stable checkpoint.", st->stable_seq);
+    metric(b, "twinbft_view_changes_total", "counter", "Views entered since start.",
+           st->view_changes);
+    metric(b, "twinbft_messages_invalid_total", "counter", "Invalid messages dropped.",
+           st->dropped);
+    metric(b, "twinbft_batches_executed_total", "counter", "Batches executed since start.",
+           s->counters.batches_executed);
+    metric(b, "twinbft_requests_executed_total", "counter", "Requests executed since start.",
+           s->counters.requests_executed);
+    metric(b, "twinbft_messages_sent_total", "counter", "Messages handed to links.",
+           s->counters.messages_sent);
+    metric(b, "twinbft_queries_total", "counter", "Read-only queries answered.",
+           s->counters.queries_served);
+    metric(b, "twinbft_pushes_total", "counter", "Commands pushed to subscribers.",
+           s->counters.pushes_sent);
+    metric(b, "twinbft_storage_commits_total", "counter", "Durable LMDB commits.",
+           s->storage.commits);
+    metric(b, "twinbft_storage_records_written_total", "counter", "Consensus records put.",
+           s->storage.records_put);
+    metric(b, "twinbft_storage_bytes_written_total", "counter", "Bytes of consensus records put.",
+           s->storage.bytes_written);
+    metric(b, "twinbft_client_links", "gauge", "Open client links.", s->client_links);
+    metric(b, "twinbft_tls_accepted_total", "counter", "Connections accepted.",
+           s->listener.accepted);
+    metric(b, "twinbft_tls_handshake_failures_total", "counter",
+           "Handshakes failed (foreign or bad certificates, timeouts).",
+           s->listener.handshake_failed);
+    peer_metric(b, s, "twinbft_peer_up", "gauge", "1 if the link to the peer is open.", SIZE_MAX);
+    peer_metric(b, s, "twinbft_peer_frames_out_total", "counter", "Frames sent to the peer.",
+                offsetof(tb_tls_link_stats, frames_out));
+    peer_metric(b, s, "twinbft_peer_frames_in_total", "counter", "Frames received from the peer.",
+                offsetof(tb_tls_link_stats, frames_in));
+    peer_metric(b, s, "twinbft_peer_frames_dropped_full_total", "counter",
+                "Frames dropped because the peer's output queue was full.",
+                offsetof(tb_tls_link_stats, frames_dropped_full));
+    peer_metric(b, s, "twinbft_peer_connects_total", "counter", "Handshakes completed.",
+                offsetof(tb_tls_link_stats, connects));
+}
+
+static void render_page(struct evbuffer *b, const rep_http_snapshot *s) {
+    const pbft_status *st = &s->status;
+    char digest[2 * PROTO_DIGEST_BYTES + 1];
+    proto_hex(s->app_digest, PROTO_DIGEST_BYTES, digest);
+    evbuffer_add_printf(
+        b,
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
+        "<meta http-equiv=\"refresh\" content=\"2\">"
+        "<title>twinbft replica %" PRIu32 "</title></head><body>\n"
+        "<h1>twinbft cluster %s, replica %" PRIu32 " of %" PRIu32 "</h1>\n<table>\n"
+        "<tr><th align=left>role</th><td>%s</td></tr>\n"
+        "<tr><th align=left>view</th><td>%" PRIu64 "%s (primary %" PRIu32 ")</td></tr>\n"
+        "<tr><th align=left>epoch</th><td>%" PRIu64 "</td></tr>\n"
+        "<tr><th align=left>executed</th><td>%" PRIu64 "</td></tr>\n"
+        "<tr><th align=left>stable checkpoint</th><td>%" PRIu64 "</td></tr>\n"
+        "<tr><th align=left>state digest</th><td><code>%s</code></td></tr>\n"
+        "<tr><th align=left>client links</th><td>%" PRIu32 "</td></tr>\n"
+        "<tr><th align=left>uptime</th><td>%" PRIu64 " s</td></tr>\n</table>\n"
+        "<h2>Peers</h2>\n<table>\n<tr><th>replica</th><th>link</th>"
+        "<th>frames out</th><th>frames in</th><th>dropped (full)</th></tr>\n",
+        s->id, s->cluster_id, s->id, s->n, st->primary == s->id ? "primary" : "backup", st->view,
+        st->in_view_change ? ", changing view" : "", st->primary, s->epoch, st->executed,
+        st->stable_seq, digest, s->client_links, s->uptime_ms / 1000);
+    for (uint32_t j = 0; j < s->n; j++) {
+        if (j == s->id) {
+            continue;
+        }
+        evbuffer_add_printf(b,
+                            "<tr><td>%" PRIu32 "</td><td>%s</td><td>%" PRIu64 "</td><td>%" PRIu64
+                            "</td><td>%" PRIu64 "</td></tr>\n",
+                            j, s->peer_open[j] ? "open" : "down", s->peer[j].frames_out,
+                            s->peer[j].frames_in, s->peer[j].frames_dropped_full);
+    }
+    evbuffer_add_printf(b, "</table>\n<p><a href=\"/metrics\">metrics</a></p>\n</body></html>\n");
+}
+
+static void on_request(struct evhttp_request *req, void *arg) {
+    rep_http *h = arg;
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri != NULL ? evhttp_uri_get_path(uri) : NULL;
+    bool metrics = path != NULL && strcmp(path, "/metrics") == 0;
+    if (path == NULL || (!metrics && strcmp(path, "/") != 0)) {
+        evhttp_send_error(req, HTTP_NOTFOUND, "only / and /metrics are served");
+        return;
+    }
+    rep_http_snapshot *s = calloc(1, sizeof *s);
+    struct evbuffer *b = evbuffer_new();
+    if (s == NULL || b == NULL) {
+        free(s);
+        if (b != NULL) {
+            evbuffer_free(b);
+        }
+        evhttp_send_error(req, HTTP_INTERNAL, "out of memory");
+        return;
+    }
+    h->fill(h->ctx, s);
+    if (metrics) {
+        render_metrics(b, s);
+    } else {
+        render_page(b, s);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      metrics ? "text/plain; version=0.0.4" : "text/html; charset=utf-8");
+    evhttp_send_reply(req, HTTP_OK, "OK", b);
+    evbuffer_free(b);
+    free(s);
+}
+
+int rep_http_start(struct event_base *base, const char *host, uint16_t port, rep_http_fill_fn fill,
+                   void *ctx, rep_http **out) {
+    *out = NULL;
+    rep_http *h = calloc(1, sizeof *h);
+    if (h == NULL || (h->http = evhttp_new(base)) == NULL) {
+        free(h);
+        return TB_ERR_NOMEM;
+    }
+    h->fill = fill;
+    h->ctx = ctx;
+    evhttp_set_allowed_methods(h->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+    evhttp_set_max_headers_size(h->http, REP_HTTP_HEADERS_BYTES_MAX);
+    evhttp_set_max_body_size(h->http, 0);
+    evhttp_set_timeout(h->http, REP_HTTP_TIMEOUT_S);
+    evhttp_set_gencb(h->http, on_request, h);
+    h->sock = evhttp_bind_socket_with_handle(h->http, host, port);
+    if (h->sock == NULL) {
+        rep_http_free(h);
+        return TB_ERR_IO;
+    }
+    *out = h;
+    return 0;
+}
+
+uint16_t rep_http_port(const rep_http *h) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(h->sock);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        return 0;
+    }
+    if (ss.ss_family == AF_INET6) {
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void rep_http_free(rep_http *h) {
+    if (h == NULL) {
+        return;
+    }
+    evhttp_free(h->http); /* closes the bound socket and open connections */
+    free(h);
+}
