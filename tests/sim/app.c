@@ -218,6 +218,15 @@ static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
     return 0;
 }
 
+bool sim_app_op_is_priority(const uint8_t *op, size_t len) {
+    return len == SIM_APP_OP_BYTES && op[0] == 'p' && op[1] == 0;
+}
+
+static bool app_priority(void *ctx, const uint8_t *op, size_t len) {
+    (void)ctx;
+    return sim_app_op_is_priority(op, len);
+}
+
 pbft_app sim_app_callbacks(sim_app *app) {
     return (pbft_app){.ctx = app,
                       .execute = app_execute,
@@ -225,7 +234,8 @@ pbft_app sim_app_callbacks(sim_app *app) {
                       .checkpoint = app_checkpoint,
                       .release = app_release,
                       .snapshot = app_snapshot,
-                      .restore = app_restore};
+                      .restore = app_restore,
+                      .priority = app_priority};
 }
 
 void sim_app_init(sim_app *app, const sim_app_image *durable, uint32_t replica, uint32_t instance,

@@ -80,6 +80,8 @@ void sim_app_digest_of(const sim_app_state *s, uint8_t out[PROTO_DIGEST_BYTES]);
 
 /* Ops and results. */
 void sim_app_op_encode(uint8_t kind, uint8_t key, uint64_t arg, uint8_t op[SIM_APP_OP_BYTES]);
+/* The counter app's safety lane (what its replicas put first): puts to key 0. */
+bool sim_app_op_is_priority(const uint8_t *op, size_t len);
 bool sim_app_result_decode(const uint8_t *r, size_t len, uint64_t *value);
 
 #endif

@@ -65,8 +65,8 @@ void client_issue(sim_world *w, sim_client *c) {
         uint64_t arg = inc ? sim_rng_range(&w->rng, 1, 9) : sim_rng_below(&w->rng, 1000);
         sim_app_op_encode(inc ? 'i' : 'p', key, arg, c->op);
         c->op_len = SIM_APP_OP_BYTES;
-        /* The safety lane: now and then a request that skips the batching delay. */
-        c->priority = sim_rng_chance(&w->rng, 100);
+        /* The safety lane, as the replicas decide it (the flag is only a hint). */
+        c->priority = sim_app_op_is_priority(c->op, c->op_len);
     } else {
         /* A random twin-workload op (registry, placement, config, actuation,
          * e-stop, shadow, ACL), drawn from the world's PRNG. */
