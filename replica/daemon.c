@@ -10,25 +10,29 @@
 #include <time.h>
 
 #include <event2/event.h>
+#include <lmdb.h>
 
 #include "client/link.h"
 #include "consensus/pbft.h"
 #include "proto/crypto.h"
+#include "proto/frame.h"
 #include "proto/pki.h"
+#include "proto/tb_assert.h"
 #include "proto/tb_err.h"
+#include "replica/clients.h"
 #include "replica/config.h"
 #include "replica/storage.h"
+#include "statemachine/sm.h"
 
 enum {
-    REP_CLIENT_LINKS_MAX = 4096,        /* distinct client principals connected at once */
     REP_TICK_MS_MAX = 100,              /* the core is ticked at least this often */
     REP_MAP_BYTES = 1024 * 1024 * 1024, /* LMDB map (sparse) */
+    /* One Subscribe is answered with at most this many pushes, and fewer
+     * once this much is queued on the link; the ack then says more = true
+     * and the subscriber asks again from the last one it got. */
+    REP_SUBSCRIBE_PUSHES_MAX = 1024,
+    REP_SUBSCRIBE_OUTPUT_BYTES_MAX = TB_LINK_OUTPUT_BYTES_MAX / 2,
 };
-
-typedef struct client_link {
-    char name[PROTO_NAME_BYTES_MAX];
-    tb_tls_link *link;
-} client_link;
 
 typedef struct daemon {
     rep_daemon_options opt;
@@ -38,8 +42,7 @@ typedef struct daemon {
     tb_tls_ctx *tls;
     tb_tls_listener *listener;
     tb_tls_link *peers[REP_MEMBERS_MAX]; /* our outgoing link to each replica */
-    client_link *clients;                /* incoming client links, by principal */
-    size_t n_clients;
+    rep_clients *clients;                /* incoming client links, by principal */
     proto_key *key;
     proto_pubkey *pubs[REP_MEMBERS_MAX];
     rep_storage *storage;
@@ -84,15 +87,6 @@ static bool verify_cb(void *ctx, uint32_t signer, const uint8_t *body, size_t le
 
 /* ---- clients ---- */
 
-static client_link *client_find(daemon *d, const char *name) {
-    for (size_t i = 0; i < d->n_clients; i++) {
-        if (strcmp(d->clients[i].name, name) == 0) {
-            return &d->clients[i];
-        }
-    }
-    return NULL;
-}
-
 static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
     unsigned v = 0;
     char tail = 0;
@@ -101,6 +95,256 @@ static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
     }
     *id = v;
     return true;
+}
+
+/* ---- served by the daemon itself: queries, status, subscriptions ---- */
+
+static void drive(daemon *d);
+static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len);
+
+/* The field number of a packed Message's first field, which is its kind
+ * (Message is a single oneof), or 0 when the bytes do not start with a
+ * length-delimited field. Lets a Request reach the core undecoded. */
+static uint32_t kind_peek(const uint8_t *data, size_t len) {
+    uint64_t tag = 0;
+    for (size_t i = 0; i < len && i < 5; i++) {
+        tag |= (uint64_t)(data[i] & 0x7f) << (7 * i);
+        if ((data[i] & 0x80) == 0) {
+            return (tag & 7) == 2 ? (uint32_t)(tag >> 3) : 0;
+        }
+    }
+    return 0;
+}
+
+static bool served_here(uint32_t kind) {
+    return kind == TWINBFT__MESSAGE__KIND_QUERY || kind == TWINBFT__MESSAGE__KIND_STATUS_REQUEST ||
+           kind == TWINBFT__MESSAGE__KIND_SUBSCRIBE;
+}
+
+static int send_msg(tb_tls_link *link, const Twinbft__Message *m) {
+    uint8_t *b = NULL;
+    size_t len = 0;
+    int rc = proto_message_pack(m, &b, &len);
+    if (rc == 0) {
+        rc = tb_tls_send(link, b, len);
+        free(b);
+    }
+    return rc;
+}
+
+/* Message.push{reply, to} for one outbox entry. A stored Reply that does
+ * not decode is skipped (logged): it can never be sent. */
+static int send_push(daemon *d, tb_tls_link *link, const rep_push *p) {
+    Twinbft__Reply *r = twinbft__reply__unpack(NULL, p->reply_len, p->reply);
+    if (r == NULL) {
+        logf_(d, 0, "outbox entry (%" PRIu64 ", %u) of %s does not decode: skipped", p->seq,
+              p->index, p->to);
+        return 0;
+    }
+    Twinbft__Push push = TWINBFT__PUSH__INIT;
+    push.reply = r;
+    push.to = (char *)p->to;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_PUSH;
+    m.push = &push;
+    int rc = send_msg(link, &m);
+    twinbft__reply__free_unpacked(r, NULL);
+    return rc;
+}
+
+static bool after_pos(const rep_client_link *c, uint64_t seq, uint32_t index) {
+    return seq > c->pos_seq || (seq == c->pos_seq && index > c->pos_index);
+}
+
+/* After the commit that wrote them is durable and the cycle's messages
+ * are sent: each new command to every live subscription of its addressee.
+ * A live link that cannot take one (its output is full) would get a gap,
+ * so it is closed instead; its subscriber reconnects and subscribes again
+ * from the last command it got. */
+static void push_new(daemon *d) {
+    const rep_push *np = NULL;
+    size_t n = rep_storage_new_pushes(d->storage, &np);
+    for (size_t i = 0; i < n; i++) {
+        rep_client_link *links[REP_PRINCIPAL_LINKS_MAX];
+        size_t k = rep_clients_of(d->clients, np[i].to, links);
+        for (size_t j = 0; j < k; j++) {
+            rep_client_link *c = links[j];
+            if (!c->live || !after_pos(c, np[i].seq, np[i].index)) {
+                continue;
+            }
+            int rc = send_push(d, c->link, &np[i]);
+            if (rc != 0) {
+                logf_(d, 1, "subscriber %s cannot take a push (%s): link closed", c->principal,
+                      tb_strerror(rc));
+                tb_tls_link *link = c->link;
+                rep_clients_remove(d->clients, link);
+                tb_tls_link_free(link);
+                continue;
+            }
+            c->pos_seq = np[i].seq;
+            c->pos_index = np[i].index;
+        }
+    }
+}
+
+static void serve_query(daemon *d, tb_tls_link *link, const char *peer, const Twinbft__Query *q) {
+    MDB_txn *txn = NULL;
+    uint64_t executed = 0;
+    uint8_t *res = NULL;
+    size_t res_len = 0;
+    int rc = rep_storage_read_begin(d->storage, &txn, &executed);
+    if (rc == 0) {
+        rc = sm_query(rep_storage_sm(d->storage), txn, peer, q->query.data, q->query.len, &res,
+                      &res_len);
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        logf_(d, 1, "query %" PRIu64 " of %s not answered: %s", q->id, peer, tb_strerror(rc));
+        free(res);
+        res = NULL;
+        res_len = 0;
+    }
+    Twinbft__QueryReply r = TWINBFT__QUERY_REPLY__INIT;
+    r.id = q->id;
+    r.replica = d->opt.id;
+    r.executed = executed;
+    r.result = (ProtobufCBinaryData){res_len, res};
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_QUERY_REPLY;
+    m.query_reply = &r;
+    (void)send_msg(link, &m); /* full or closed: counted by the link; the client asks again */
+    free(res);
+}
+
+static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequest *q) {
+    pbft_status st;
+    pbft_node_status(d->node, &st);
+    uint32_t peers[REP_MEMBERS_MAX];
+    size_t n_peers = 0;
+    for (uint32_t j = 0; j < d->cluster.n; j++) {
+        if (j != d->opt.id && d->peers[j] != NULL && tb_tls_link_is_open(d->peers[j])) {
+            peers[n_peers++] = j;
+        }
+    }
+    uint8_t app[PROTO_DIGEST_BYTES];
+    int rc = sm_digest(rep_storage_sm(d->storage), NULL, app); /* no write is pending */
+    if (rc != 0) {
+        logf_(d, 1, "status: the state machine's digest: %s", tb_strerror(rc));
+    }
+    Twinbft__StatusReply r = TWINBFT__STATUS_REPLY__INIT;
+    r.id = q->id;
+    r.replica = d->opt.id;
+    r.cluster_id = (ProtobufCBinaryData){strlen(d->cluster.id), (uint8_t *)d->cluster.id};
+    r.epoch = d->cluster.epoch;
+    r.view = st.view;
+    r.primary = st.primary;
+    r.in_view_change = st.in_view_change;
+    r.executed = st.executed;
+    r.stable_seq = st.stable_seq;
+    r.peers = peers;
+    r.n_peers = n_peers;
+    r.state_digest = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, st.state_digest};
+    r.state_digest_seq = st.state_digest_seq;
+    r.app_digest = (ProtobufCBinaryData){rc == 0 ? PROTO_DIGEST_BYTES : 0, app};
+    r.view_changes = st.view_changes;
+    r.dropped = st.dropped;
+    r.clients = rep_clients_count(d->clients);
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
+    m.status_reply = &r;
+    (void)send_msg(link, &m);
+}
+
+typedef struct sub_round {
+    daemon *d;
+    rep_client_link *c;
+    uint32_t sent;
+    bool more;
+} sub_round;
+
+static bool push_kept(void *ctx, const rep_push *p) {
+    sub_round *r = ctx;
+    if (r->sent == REP_SUBSCRIBE_PUSHES_MAX ||
+        tb_tls_link_output_bytes(r->c->link) > REP_SUBSCRIBE_OUTPUT_BYTES_MAX ||
+        send_push(r->d, r->c->link, p) != 0) {
+        r->more = true; /* this one was not sent: the next round starts before it */
+        return false;
+    }
+    r->c->pos_seq = p->seq;
+    r->c->pos_index = p->index;
+    r->sent++;
+    return true;
+}
+
+/* Sends what the outbox kept for the link's principal after the given
+ * position, then SubscribeAck. The link is live (gets new commands as
+ * they execute) only after an ack with more = false went out; new
+ * commands cannot slip in between, as nothing executes meanwhile. */
+static void serve_subscribe(daemon *d, tb_tls_link *link, const char *peer,
+                            const Twinbft__Subscribe *s) {
+    rep_client_link *c = rep_clients_find(d->clients, peer, link);
+    if (c == NULL) {
+        return; /* refused at open */
+    }
+    c->subscribed = true;
+    c->live = false;
+    c->pos_seq = s->after_seq;
+    c->pos_index = s->after_index;
+    sub_round r = {.d = d, .c = c};
+    MDB_txn *txn = NULL;
+    uint64_t executed = 0;
+    int rc = rep_storage_read_begin(d->storage, &txn, &executed);
+    if (rc == 0) {
+        rc = rep_storage_outbox_read(d->storage, txn, peer, s->after_seq, s->after_index, push_kept,
+                                     &r);
+        mdb_txn_abort(txn);
+    }
+    if (rc != 0) {
+        logf_(d, 1, "subscription of %s: the outbox: %s", peer, tb_strerror(rc));
+        r.more = true;
+    }
+    Twinbft__SubscribeAck a = TWINBFT__SUBSCRIBE_ACK__INIT;
+    a.replica = d->opt.id;
+    a.last_seq = r.sent > 0 ? c->pos_seq : 0;
+    a.last_index = r.sent > 0 ? c->pos_index : 0;
+    a.more = r.more;
+    a.executed = executed;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_SUBSCRIBE_ACK;
+    m.subscribe_ack = &a;
+    c->live = send_msg(link, &m) == 0 && !r.more;
+}
+
+/* A Query, StatusRequest or Subscribe from a client: answered from the
+ * committed state, between cycles (nothing of a ready is pending, so a
+ * read transaction sees exactly what was persisted). */
+static void serve(daemon *d, tb_tls_link *link, const char *peer, const uint8_t *data, size_t len) {
+    if (pbft_node_has_ready(d->node)) {
+        drive(d);
+    }
+    if (d->failed != 0) {
+        return; /* the storage failed: nothing is answered from it */
+    }
+    Twinbft__Message *m = proto_message_unpack(data, len);
+    if (m == NULL) {
+        logf_(d, 3, "dropped an undecodable message from %s", peer);
+        return;
+    }
+    switch (m->kind_case) {
+    case TWINBFT__MESSAGE__KIND_QUERY:
+        serve_query(d, link, peer, m->query);
+        break;
+    case TWINBFT__MESSAGE__KIND_STATUS_REQUEST:
+        serve_status(d, link, m->status_request);
+        break;
+    case TWINBFT__MESSAGE__KIND_SUBSCRIBE:
+        serve_subscribe(d, link, peer, m->subscribe);
+        break;
+    default:
+        step_core(d, peer, data, len); /* a later field overrode the first: the core judges it */
+        break;
+    }
+    twinbft__message__free_unpacked(m, NULL);
 }
 
 /* ---- the ready loop ---- */
@@ -115,8 +359,12 @@ static void send_all(daemon *d, const pbft_ready *rd) {
     for (size_t i = 0; i < rd->n_msgs; i++) {
         const pbft_msg *m = &rd->msgs[i];
         if (m->to == PBFT_TO_CLIENT) {
-            client_link *c = client_find(d, m->client);
-            send_to(c ? c->link : NULL, m);
+            /* Every open link of the principal: any of them may be waiting. */
+            rep_client_link *links[REP_PRINCIPAL_LINKS_MAX];
+            size_t n = rep_clients_of(d->clients, m->client, links);
+            for (size_t k = 0; k < n; k++) {
+                send_to(links[k]->link, m);
+            }
         } else if (m->to == PBFT_TO_ALL) {
             for (uint32_t j = 0; j < d->cluster.n; j++) {
                 if (j != d->opt.id) {
@@ -155,6 +403,7 @@ static void drive(daemon *d) {
             return;
         }
         send_all(d, &rd);
+        push_new(d);
         for (size_t i = 0; i < rd.n_stable; i++) {
             logf_(d, 3, "checkpoint %" PRIu64 " stable", rd.stable[i].seq);
         }
@@ -186,34 +435,23 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         logf_(d, 2, "link with %s open", peer);
         return;
     }
-    client_link *c = client_find(d, peer);
-    if (c == NULL) {
-        if (d->n_clients == REP_CLIENT_LINKS_MAX) {
-            logf_(d, 1, "client %s refused: %d client links already", peer, REP_CLIENT_LINKS_MAX);
-            tb_tls_link_free(link);
-            return;
-        }
-        c = &d->clients[d->n_clients++];
-        snprintf(c->name, sizeof c->name, "%s", peer);
+    rep_client_link *c = NULL;
+    int rc = rep_clients_add(d->clients, peer, link, &c);
+    if (rc != 0) {
+        logf_(d, 1, "client %s refused: %s (at most %d client links, %d per principal)", peer,
+              tb_strerror(rc), REP_CLIENT_LINKS_MAX, REP_PRINCIPAL_LINKS_MAX);
+        tb_tls_link_free(link);
     }
-    c->link = link; /* the newest connection of a principal gets its replies */
 }
 
 static void on_close(tb_tls_link *link, const char *reason, void *arg) {
     daemon *d = arg;
-    for (size_t i = 0; i < d->n_clients; i++) {
-        if (d->clients[i].link == link) {
-            d->clients[i] = d->clients[--d->n_clients];
-            return;
-        }
+    if (!rep_clients_remove(d->clients, link)) {
+        logf_(d, 3, "link closed: %s", reason);
     }
-    logf_(d, 3, "link closed: %s", reason);
 }
 
-static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
-                     void *arg) {
-    (void)link;
-    daemon *d = arg;
+static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len) {
     pbft_from from = {.is_client = true, .client = peer};
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
@@ -224,6 +462,17 @@ static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, s
         logf_(d, 3, "dropped a message from %s: %s", peer, tb_strerror(rc));
     }
     drive(d);
+}
+
+static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
+                     void *arg) {
+    daemon *d = arg;
+    uint32_t j = 0;
+    if (!replica_of(d, peer, &j) && served_here(kind_peek(data, len))) {
+        serve(d, link, peer, data, len);
+    } else {
+        step_core(d, peer, data, len); /* Requests are decoded once, by the core */
+    }
 }
 
 /* ---- start-up and shutdown ---- */
@@ -342,9 +591,8 @@ static int start(daemon *d) {
         logf_(d, 0, "cannot read this replica's key %s: %s", key_path, tb_strerror(rc));
         return rc;
     }
-    d->clients = calloc(REP_CLIENT_LINKS_MAX, sizeof *d->clients);
     d->base = event_base_new();
-    if (d->clients == NULL || d->base == NULL) {
+    if (rep_clients_create(&d->clients) != 0 || d->base == NULL) {
         return TB_ERR_NOMEM;
     }
     d->timer = evtimer_new(d->base, on_timer, d);
@@ -388,7 +636,7 @@ static void stop(daemon *d) {
     if (d->base) {
         event_base_free(d->base);
     }
-    free(d->clients);
+    rep_clients_free(d->clients);
 }
 
 int rep_daemon_run(const rep_daemon_options *opt) {

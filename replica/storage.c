@@ -15,6 +15,7 @@
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
 #include "proto/twinbft.pb-c.h"
+#include "replica/outbox.h"
 #include "statemachine/sm_adapter.h"
 
 enum {
@@ -26,17 +27,16 @@ enum {
 /* The order restore feeds them back in: the core applies meta first and
  * checkpoints before the log anyway, and this order makes a log of the
  * feed read the same way. */
-enum rep_db { DB_META, DB_CKPTS, DB_CLIENTS, DB_SLOTS };
-_Static_assert(DB_SLOTS + 1 == REP_STORAGE_DBS, "one named database per enum rep_db");
+enum rep_db { DB_META, DB_CKPTS, DB_CLIENTS, DB_SLOTS, DB_OUTBOX, DB_OUTBOX_SEQ };
+_Static_assert(DB_OUTBOX_SEQ + 1 == REP_STORAGE_DBS, "one named database per enum rep_db");
+_Static_assert(DB_SLOTS + 1 == REP_STORAGE_RECORD_DBS, "the core's records come first");
 
 static const char *const db_names[REP_STORAGE_DBS] = {
-    [DB_META] = "pbft_meta",
-    [DB_CKPTS] = "pbft_ckpts",
-    [DB_CLIENTS] = "pbft_clients",
-    [DB_SLOTS] = "pbft_slots",
+    [DB_META] = "pbft_meta",   [DB_CKPTS] = "pbft_ckpts",  [DB_CLIENTS] = "pbft_clients",
+    [DB_SLOTS] = "pbft_slots", [DB_OUTBOX] = "rep_outbox", [DB_OUTBOX_SEQ] = "rep_outbox_seq",
 };
 
-static const pbft_record_kind db_kinds[REP_STORAGE_DBS] = {
+static const pbft_record_kind db_kinds[REP_STORAGE_RECORD_DBS] = {
     [DB_META] = PBFT_REC_META,
     [DB_CKPTS] = PBFT_REC_CHECKPOINT,
     [DB_CLIENTS] = PBFT_REC_CLIENT,
@@ -49,6 +49,7 @@ struct rep_storage {
     char dir[REP_STORAGE_DIR_BYTES_MAX];
     sm_store *store;
     sm_adapter *adapter;
+    rep_outbox *outbox;
     MDB_dbi dbi[REP_STORAGE_DBS];
     bool failed; /* a persist failed: nothing more may be written */
     rep_storage_stats stats;
@@ -228,6 +229,7 @@ int rep_storage_open(const char *dir, const char *admin_principal, size_t map_by
         goto fail;
     }
     rc = sm_adapter_create(s->store, &s->adapter);
+    rc = rc ? rc : rep_outbox_create(&s->outbox);
     if (rc != 0) {
         goto fail;
     }
@@ -252,6 +254,7 @@ void rep_storage_close(rep_storage *s) {
     if (s->store != NULL) {
         sm_store_close(s->store);
     }
+    rep_outbox_free(s->outbox);
     free(s);
 }
 
@@ -331,6 +334,10 @@ static int write_record(rep_storage *s, MDB_txn *txn, const pbft_record *r) {
     return 0;
 }
 
+static rep_outbox_dbs outbox_dbs(const rep_storage *s) {
+    return (rep_outbox_dbs){s->dbi[DB_OUTBOX], s->dbi[DB_OUTBOX_SEQ]};
+}
+
 int rep_storage_persist(rep_storage *s, const pbft_ready *rd) {
     if (s->failed) {
         return TB_ERR_STATE;
@@ -350,6 +357,16 @@ int rep_storage_persist(rep_storage *s, const pbft_ready *rd) {
             }
         }
     }
+    if (rd->n_executed > 0 || rd->transferred) {
+        /* The commands executed in this cycle, in its commit: pushed after it. */
+        MDB_txn *txn = sm_adapter_txn(s->adapter);
+        rc = txn == NULL ? TB_ERR_IO : rep_outbox_write(s->outbox, txn, outbox_dbs(s), rd);
+        if (rc != 0) {
+            goto fail;
+        }
+    } else {
+        rep_outbox_forget(s->outbox);
+    }
     /* Also when there are no records: what the state machine executed in
      * this cycle must be durable before its replies go out. */
     rc = sm_adapter_commit(s->adapter);
@@ -361,6 +378,7 @@ int rep_storage_persist(rep_storage *s, const pbft_ready *rd) {
     return 0;
 fail:
     sm_adapter_abort(s->adapter);
+    rep_outbox_forget(s->outbox);
     s->failed = true;
     return rc;
 }
@@ -474,7 +492,7 @@ int rep_storage_restore(rep_storage *s, pbft_node *node, uint64_t now_ms) {
      * node, so bad data leaves the node untouched (it holds what it was fed
      * until restore_done). */
     for (int pass = 0; pass < 2; pass++) {
-        for (int db = 0; db < REP_STORAGE_DBS; db++) {
+        for (int db = 0; db < REP_STORAGE_RECORD_DBS; db++) {
             rc = restore_db(s, txn, (enum rep_db)db, pass == 0 ? NULL : node);
             if (rc != 0) {
                 goto fail;
@@ -494,4 +512,44 @@ int rep_storage_restore(rep_storage *s, pbft_node *node, uint64_t now_ms) {
 fail:
     mdb_txn_abort(txn);
     return rc;
+}
+
+/* ---- the outbox and reads between cycles ---- */
+
+size_t rep_storage_new_pushes(const rep_storage *s, const rep_push **out) {
+    return rep_outbox_new(s->outbox, out);
+}
+
+int rep_storage_read_begin(rep_storage *s, MDB_txn **txn, uint64_t *executed) {
+    *executed = 0;
+    int rc = mdb_txn_begin(sm_store_env(s->store), NULL, MDB_RDONLY, txn);
+    if (rc != 0) {
+        *txn = NULL;
+        return lmdb_fail(s, "reading", DB_META, NULL, rc);
+    }
+    MDB_val k = {strlen(META_KEY), (void *)META_KEY}, v;
+    rc = mdb_get(*txn, s->dbi[DB_META], &k, &v);
+    if (rc == 0) {
+        Twinbft__MetaRecord *m = twinbft__meta_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (m == NULL) {
+            mdb_txn_abort(*txn);
+            *txn = NULL;
+            return corrupt(s, DB_META, &k, "the meta record does not decode");
+        }
+        *executed = m->executed;
+        twinbft__meta_record__free_unpacked(m, NULL);
+    } else if (rc != MDB_NOTFOUND) {
+        mdb_txn_abort(*txn);
+        *txn = NULL;
+        return lmdb_fail(s, "reading", DB_META, &k, rc);
+    }
+    /* Between cycles the state machine's bookkeeping is as committed. */
+    uint64_t applied = sm_store_applied(s->store);
+    *executed = applied > *executed ? applied : *executed;
+    return 0;
+}
+
+int rep_storage_outbox_read(rep_storage *s, MDB_txn *txn, const char *to, uint64_t after_seq,
+                            uint32_t after_index, rep_push_visit visit, void *ctx) {
+    return rep_outbox_read(txn, outbox_dbs(s), to, after_seq, after_index, visit, ctx);
 }

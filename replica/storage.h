@@ -8,8 +8,23 @@
  *   pbft_slots    8-byte big-endian seq         SlotRecords
  *   pbft_ckpts    8-byte big-endian seq         CheckpointRecords
  *   pbft_clients  client name (no NUL)          ClientEntries
- * Big-endian keys make LMDB's byte order the numeric order, so restore
- * feeds the log back in seq order.
+ *   rep_outbox    principal 0x00 seq index      the packed Reply of a command
+ *   rep_outbox_seq seq index principal          (empty): the outbox by seq, to prune it
+ * (seq: 8 bytes, index: 4 bytes, both big-endian.) Big-endian keys make
+ * LMDB's byte order the numeric order, so restore feeds the log back in
+ * seq order and a subscriber reads its commands in (seq, index) order.
+ *
+ * The outbox: what the subscriptions of replica/daemon.c push. A request
+ * whose result is addressed to principals (sm_result_addressees: an
+ * approved command's `to`, placement agents) gets one entry per
+ * addressee, whose value is the requester's Reply as the core produced it
+ * (leaf, index, count, path, signed root). Entries are written by the
+ * persist of the ready that executed the request, in the same commit; a
+ * reply the core re-sends for a duplicate request adds nothing. Retention:
+ * an entry is pruned once it is more than REP_PUSH_RETAIN_SEQS below the
+ * executed seq, at most REP_PUSH_PRUNE_PER_COMMIT_MAX per commit (so one
+ * commit's work stays bounded; the rest goes in the following commits).
+ * Batches skipped by a state transfer (a snapshot) leave no entries here.
  *
  * Life of a replica:
  *   rep_storage_open → pbft_node_create with rep_storage_app() as cfg.app
@@ -27,15 +42,23 @@
 #ifndef REP_STORAGE_H
 #define REP_STORAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <lmdb.h>
 
 #include "consensus/pbft.h"
 #include "statemachine/sm.h"
 
 enum {
-    /* The named databases this module adds to the state machine's. */
-    REP_STORAGE_DBS = 4,
+    /* The named databases this module adds to the state machine's; the
+     * first REP_STORAGE_RECORD_DBS hold the core's records. */
+    REP_STORAGE_DBS = 6,
+    REP_STORAGE_RECORD_DBS = 4,
+    /* Outbox retention, in sequence numbers below the executed one. */
+    REP_PUSH_RETAIN_SEQS = 100000,
+    REP_PUSH_PRUNE_PER_COMMIT_MAX = 4096,
     /* Longest client name stored as a key (LMDB's default key limit is 511). */
     REP_STORAGE_CLIENT_KEY_BYTES_MAX = PBFT_CLIENT_NAME_BYTES_MAX,
 };
@@ -93,5 +116,35 @@ int rep_storage_persist(rep_storage *s, const pbft_ready *rd);
 int rep_storage_restore(rep_storage *s, pbft_node *node, uint64_t now_ms);
 
 void rep_storage_stats_get(const rep_storage *s, rep_storage_stats *out);
+
+/* One outbox entry: the command at (seq, index) for principal `to`. */
+typedef struct rep_push {
+    const char *to;
+    uint64_t seq;
+    uint32_t index;
+    const uint8_t *reply; /* packed Reply */
+    size_t reply_len;
+} rep_push;
+
+/* The outbox entries the last successful persist wrote, in (seq, index,
+ * to) order: what to push once that commit's messages are sent. *out is
+ * owned by s, valid until the next persist or close. */
+size_t rep_storage_new_pushes(const rep_storage *s, const rep_push **out);
+
+/* A read transaction on the committed state, between cycles (the ready
+ * is persisted and no step/tick has run since), and the seq that state
+ * reflects: the executed seq committed with it, or the state machine's
+ * last applied seq when that is later (a checkpoint commits state ahead
+ * of the records, see sm_adapter.h). End it with mdb_txn_abort.
+ * TB_ERR_IO, TB_ERR_INVALID (the meta record does not decode). */
+int rep_storage_read_begin(rep_storage *s, MDB_txn **txn, uint64_t *executed);
+
+/* Calls visit for each outbox entry of `to` after (after_seq,
+ * after_index), in (seq, index) order, until it returns false. The entry's
+ * pointers are valid during the call. TB_ERR_IO; TB_ERR_INVALID for a
+ * malformed stored key (with a message). */
+typedef bool (*rep_push_visit)(void *ctx, const rep_push *p);
+int rep_storage_outbox_read(rep_storage *s, MDB_txn *txn, const char *to, uint64_t after_seq,
+                            uint32_t after_index, rep_push_visit visit, void *ctx);
 
 #endif

@@ -52,6 +52,8 @@ static int dispatch(sm_ctx *c, const Twinbft__SmOp *op) {
         return sm_op_shadow_report(c, op->shadow_report);
     case TWINBFT__SM_OP__OP_SHADOW_DESIRE:
         return sm_op_shadow_desire(c, op->shadow_desire);
+    case TWINBFT__SM_OP__OP_QUERY:
+        return sm_op_query(c, op->query);
     default:
         return sm_malformed(c, "op has no operation set");
     }

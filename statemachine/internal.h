@@ -317,6 +317,11 @@ int sm_op_estop_latch(sm_ctx *c, const Twinbft__SmEstopLatch *op);
 int sm_op_estop_reset(sm_ctx *c, const Twinbft__SmEstopReset *op);
 int sm_op_shadow_report(sm_ctx *c, const Twinbft__SmShadowReport *op);
 int sm_op_shadow_desire(sm_ctx *c, const Twinbft__SmShadowDesire *op);
+
+/* ---- queries (query.c) ---- */
+
+/* An ordered query (SmOp.query): the answer as the result's payload. */
+int sm_op_query(sm_ctx *c, const Twinbft__SmQuery *op);
 /* Sets desired[name] = value on the twin's shadow (approved commands). */
 int sm_shadow_desire_one(sm_ctx *c, const char *twin, const char *name, const char *value);
 /* Deletes a twin's shadow, policies, actuator states and e-stop latch. */

@@ -4,7 +4,11 @@
  * twin's history need admin, operator, or ownership of the twin's
  * subtree; the history by sequence range needs admin or operator; a node's
  * placements are readable by admins, operators and the node's agent; an ACL
- * entry is readable by admins and by the principal itself. */
+ * entry is readable by admins and by the principal itself.
+ *
+ * The same queries run through ordering (SmOp.query, sm_op_query) on the
+ * write transaction, with an answer bounded so that the SmResult carrying
+ * it fits SM_RESULT_BYTES_MAX. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +17,8 @@
 typedef struct sm_q {
     sm_ctx c;
     Twinbft__SmQueryResult *out;
-    size_t budget; /* bytes of items still allowed (SM_QUERY_BYTES_MAX) */
+    size_t budget; /* bytes of items still allowed (SM_QUERY_BYTES_MAX, or
+                    * SM_ORDERED_QUERY_BYTES_MAX through ordering) */
 } sm_q;
 
 static size_t limit_of(uint32_t limit) {
@@ -106,8 +111,16 @@ static int q_twin_children(sm_q *q, const Twinbft__SmListQuery *l) {
         }
         char *id =
             sm_arena_strndup(q->c.arena, (const uint8_t *)it.k.mv_data + plen, it.k.mv_size - plen);
-        err = sm_twin_get(&q->c, id, &q->out->twins[q->out->n_twins++]);
+        Twinbft__SmTwin *t = NULL;
+        err = sm_twin_get(&q->c, id, &t);
         err = err == TB_ERR_NOT_FOUND ? TB_ERR_IO : err;
+        size_t size = err == 0 ? twinbft__sm_twin__get_packed_size(t) : 0;
+        if (err == 0 && size > q->budget) {
+            q->out->more = true;
+            break;
+        }
+        q->budget -= size;
+        q->out->twins[q->out->n_twins++] = t;
     }
     sm_iter_close(&it);
     return err;
@@ -340,6 +353,29 @@ static int q_dispatch(sm_q *q, const Twinbft__SmQuery *m) {
     }
 }
 
+/* Answers m as base's principal on base's transaction into res (code,
+ * reason and detail included; a denial carries no partial answer), with
+ * `budget` bytes of items. Allocations go to base's arena. */
+static int answer(const sm_ctx *base, const Twinbft__SmQuery *m, size_t budget,
+                  Twinbft__SmQueryResult *res) {
+    Twinbft__SmResult status = TWINBFT__SM_RESULT__INIT;
+    sm_q q = {.c = *base, .out = res, .budget = budget};
+    q.c.res = &status;
+    int err = 0;
+    q.c.roles = sm_roles_of(&q.c, q.c.principal, &err);
+    if (err == 0) {
+        err = q_dispatch(&q, m);
+    }
+    if (err == 0 && (int)status.code != SM_OK) {
+        Twinbft__SmQueryResult denied = TWINBFT__SM_QUERY_RESULT__INIT;
+        *res = denied;
+    }
+    res->code = status.code;
+    res->reason = status.reason;
+    res->detail = status.detail;
+    return err;
+}
+
 int sm_query(sm_store *s, MDB_txn *txn, const char *principal, const uint8_t *query, size_t len,
              uint8_t **out, size_t *out_len) {
     *out = NULL;
@@ -348,30 +384,18 @@ int sm_query(sm_store *s, MDB_txn *txn, const char *principal, const uint8_t *qu
     sm_arena_init(&arena, SM_QUERY_ARENA_BYTES); /* per call: queries may run on several threads */
     Twinbft__SmResult status = TWINBFT__SM_RESULT__INIT;
     Twinbft__SmQueryResult res = TWINBFT__SM_QUERY_RESULT__INIT;
-    sm_q q = {.c = {.s = s, .txn = txn, .arena = &arena, .principal = principal, .res = &status},
-              .out = &res,
-              .budget = SM_QUERY_BYTES_MAX};
+    sm_ctx c = {.s = s, .txn = txn, .arena = &arena, .principal = principal, .res = &status};
     Twinbft__SmQuery *m =
         len <= SM_OP_BYTES_MAX ? twinbft__sm_query__unpack(&arena.pb, len, query) : NULL;
     int err = 0;
-    if (principal == NULL || !sm_valid_principal(principal)) {
-        sm_malformed(&q.c, "principal is not a valid identity");
-    } else if (m == NULL) {
-        sm_malformed(&q.c, "query does not decode");
+    if (principal != NULL && sm_valid_principal(principal) && m != NULL) {
+        err = answer(&c, m, SM_QUERY_BYTES_MAX, &res);
     } else {
-        q.c.roles = sm_roles_of(&q.c, principal, &err);
-        if (err == 0) {
-            err = q_dispatch(&q, m);
-        }
+        sm_malformed(&c, m == NULL ? "query does not decode" : "principal is not a valid identity");
+        res.code = status.code;
+        res.reason = status.reason;
+        res.detail = status.detail;
     }
-    if (err == 0 && (int)status.code != SM_OK) {
-        /* A denial carries no partial answer. */
-        Twinbft__SmQueryResult denied = TWINBFT__SM_QUERY_RESULT__INIT;
-        res = denied;
-    }
-    res.code = status.code;
-    res.reason = status.reason;
-    res.detail = status.detail;
     if (err == 0) {
         *out_len = twinbft__sm_query_result__get_packed_size(&res);
         *out = malloc(*out_len ? *out_len : 1);
@@ -382,4 +406,42 @@ int sm_query(sm_store *s, MDB_txn *txn, const char *principal, const uint8_t *qu
     }
     sm_arena_free(&arena);
     return err;
+}
+
+/* Drops the last item of the answer's last non-empty list; false when
+ * every list is empty. */
+static bool drop_last_item(Twinbft__SmQueryResult *r) {
+    size_t *lists[] = {&r->n_placements, &r->n_events, &r->n_configs, &r->n_nodes, &r->n_twins};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        if (*lists[i] > 0) {
+            (*lists[i])--;
+            return true;
+        }
+    }
+    return false;
+}
+
+int sm_op_query(sm_ctx *c, const Twinbft__SmQuery *op) {
+    Twinbft__SmQueryResult *res = sm_arena_alloc(c->arena, sizeof *res);
+    twinbft__sm_query_result__init(res);
+    int err = answer(c, op, SM_ORDERED_QUERY_BYTES_MAX, res);
+    if (err != 0) {
+        return err;
+    }
+    c->res->payload_case = TWINBFT__SM_RESULT__PAYLOAD_QUERY;
+    c->res->query = res;
+    /* The budget counts stored bytes, not their framing, and a few lists
+     * (a node's placements) have no budget: trim until the result fits
+     * the ordered result's hard limit; `more` tells the client. */
+    while (twinbft__sm_result__get_packed_size(c->res) > SM_RESULT_BYTES_MAX) {
+        if (!drop_last_item(res)) {
+            /* Cannot happen within sm.h's limits (a shadow is the largest
+             * single answer); refuse rather than break the result limit. */
+            c->res->payload_case = TWINBFT__SM_RESULT__PAYLOAD__NOT_SET;
+            c->res->query = NULL;
+            return sm_deny(c, TWINBFT__SM_REASON__SM_REASON_LIMIT, "answer too large to order");
+        }
+        res->more = true;
+    }
+    return 0;
 }

@@ -44,6 +44,8 @@
  *                                                     twin); safe-state also operators
  *   e-stop latch .................................... admin, operator; owner (twin scope)
  *   e-stop reset .................................... operator only
+ *   query (SmOp.query, ordered) ..................... what sm_query allows (query.c);
+ *                                                     it changes nothing but the history
  *
  * Threading: apply, flush, commit, import, digest and recompute run on one
  * thread at a time. sm_query and sm_export may run on other threads at the
@@ -86,7 +88,17 @@ enum {
     SM_TWIN_POLICIES_MAX = 32, /* actuators per twin */
     SM_QUERY_ITEMS_MAX = 256,
     SM_QUERY_BYTES_MAX = 1024 * 1024, /* soft budget of one query answer */
+    /* The same for a query put through ordering (SmOp.query), whose answer
+     * travels in an SmResult: what SM_RESULT_BYTES_MAX leaves after the
+     * result's own fields. The answer is trimmed further if needed. */
+    SM_ORDERED_QUERY_BYTES_MAX = SM_RESULT_BYTES_MAX - 4 * 1024,
     SM_COMMAND_TTL_MS_DEFAULT = 10 * 1000,
+};
+
+enum {
+    /* Distinct addressees of one result: a placement result lists at most
+     * SM_NODE_REPLICAS_MAX changes in each of added and removed. */
+    SM_RESULT_ADDRESSEES_MAX = 2 * SM_NODE_REPLICAS_MAX,
 };
 
 /* A placement change encodes in at most 448 bytes (ids, agent, numbers). */
@@ -210,6 +222,16 @@ int sm_import(sm_store *s, MDB_txn *txn, uint64_t seq, const uint8_t *data, size
  * tb_err only for a local fault. */
 int sm_query(sm_store *s, MDB_txn *txn, const char *principal, const uint8_t *query, size_t len,
              uint8_t **out, size_t *out_len);
+
+/* The principals a packed SmResult is addressed to, each once, sorted:
+ * an approved actuation's command.to, and the agent of every placement in
+ * a placement result's added and removed lists (empty agents skipped).
+ * Pure: no store needed. TB_ERR_INVALID when the result does not decode,
+ * TB_ERR_TOO_LARGE when there would be more than SM_RESULT_ADDRESSEES_MAX
+ * (out then holds the first ones; cannot happen within sm.h's limits). */
+typedef char sm_principal[SM_PRINCIPAL_BYTES_MAX + 1];
+int sm_result_addressees(const uint8_t *result, size_t len,
+                         sm_principal out[SM_RESULT_ADDRESSEES_MAX], size_t *n);
 
 /* True iff the op may use the replicas' priority lane (no batching delay):
  * an emergency-stop latch or a safe-state actuation. */

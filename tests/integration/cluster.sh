@@ -7,11 +7,18 @@
 # more intents with it back; a client whose certificate comes from another
 # CA is refused; kill -9 of every replica, restart, and more intents with the
 # request numbers going on (so exactly-once state and the log survived); and
-# a clean SIGTERM shutdown of every replica.
-# Usage: cluster.sh BIN_DIR PROBE_BIN
+# then what the daemon serves itself (tb_served): a status request answered
+# by every replica; a subscription by the operator identity that is live
+# while a second link of the same identity asks for status, and receives as
+# certified pushes the two actuations addressed to it; an unordered query
+# answered identically by every replica; a re-subscription from 0 that gets
+# the same commands again from the outbox, also after kill -9 of every
+# replica; and a clean SIGTERM shutdown of every replica.
+# Usage: cluster.sh BIN_DIR PROBE_BIN SERVED_BIN
 set -euo pipefail
 bin="$1"
 probe="$2"
+served="$3"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-it-XXXXXX")"
 pids=()
 cleanup() {
@@ -56,6 +63,50 @@ for i in 0 1 2 3; do kill -9 "${pids[$i]}"; done
 for i in 0 1 2 3; do wait "${pids[$i]}" 2>/dev/null || true; done
 for i in 0 1 2 3; do start "$i"; done
 "$probe" "$work/c/cluster.conf" "$work/c/admin" 2101 50 120
+
+conf="$work/c/cluster.conf"
+echo "== status: every replica answers"
+"$served" "$conf" "$work/c/admin" 60 status
+
+echo "== the operator subscribes from 0 and waits for 2 commands"
+"$served" "$conf" "$work/c/operator" 180 subscribe 0 2 >"$work/sub1.out" 2>&1 &
+sub=$!
+for _ in $(seq 1200); do
+    if (($(grep -c "more=0" "$work/sub1.out" || true) >= 4)); then break; fi
+    sleep 0.1
+done
+if (($(grep -c "more=0" "$work/sub1.out" || true) < 4)); then
+    echo "the subscription did not become live on every replica" >&2
+    cat "$work/sub1.out" >&2
+    exit 1
+fi
+
+echo "== a second link of the same principal (status as operator) while it subscribes"
+"$served" "$conf" "$work/c/operator" 60 status | tee "$work/status2.out"
+if (($(grep -cE "clients=([2-9]|[1-9][0-9])" "$work/status2.out") < 4)); then
+    echo "a replica does not count both links of the operator" >&2
+    exit 1
+fi
+
+echo "== intents: a site, a twin, a policy addressed to the operator, two actuations"
+"$served" "$conf" "$work/c/admin" 120 intents 100000 operator
+wait "$sub"
+cat "$work/sub1.out"
+
+echo "== an unordered query: every replica gives the same answer"
+"$served" "$conf" "$work/c/admin" 60 query probe/2150
+
+echo "== the operator subscribes again from 0: the same commands, from the outbox"
+"$served" "$conf" "$work/c/operator" 60 subscribe 0 2 >"$work/sub2.out"
+diff <(grep ^command "$work/sub1.out") <(grep ^command "$work/sub2.out")
+
+echo "== kill -9 every replica, restart all: the outbox survived"
+for i in 0 1 2 3; do kill -9 "${pids[$i]}"; done
+for i in 0 1 2 3; do wait "${pids[$i]}" 2>/dev/null || true; done
+for i in 0 1 2 3; do start "$i"; done
+"$served" "$conf" "$work/c/operator" 60 subscribe 0 2 >"$work/sub3.out"
+diff <(grep ^command "$work/sub1.out") <(grep ^command "$work/sub3.out")
+grep ^command "$work/sub3.out"
 
 echo "== SIGTERM every replica: each must exit 0"
 for i in 0 1 2 3; do kill -TERM "${pids[$i]}"; done

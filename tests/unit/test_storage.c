@@ -569,11 +569,179 @@ START_TEST(test_persist_applies_records_in_order) {
 }
 END_TEST
 
+/* ---- the outbox ---- */
+
+/* A packed Message holding the Reply at (seq, index) whose result is `result`. */
+static size_t reply_msg(uint64_t seq, uint32_t index, const uint8_t *result, size_t result_len,
+                        uint8_t *out) {
+    Twinbft__ResultLeaf leaf = TWINBFT__RESULT_LEAF__INIT;
+    leaf.client = "bob";
+    leaf.number = seq * 10 + index;
+    leaf.result = (ProtobufCBinaryData){result_len, (uint8_t *)result};
+    uint8_t lb[1024];
+    Twinbft__Reply r = TWINBFT__REPLY__INIT;
+    r.seq = seq;
+    r.index = index;
+    r.count = 2;
+    r.leaf = (ProtobufCBinaryData){twinbft__result_leaf__pack(&leaf, lb), lb};
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_REPLY;
+    m.reply = &r;
+    return twinbft__message__pack(&m, out);
+}
+
+static size_t command_for(const char *to, uint8_t *out) {
+    Twinbft__SmCommand c = TWINBFT__SM_COMMAND__INIT;
+    c.to = (char *)to;
+    c.twin = "m1";
+    c.property = "setpoint";
+    Twinbft__SmResult r = TWINBFT__SM_RESULT__INIT;
+    r.payload_case = TWINBFT__SM_RESULT__PAYLOAD_COMMAND;
+    r.command = &c;
+    return twinbft__sm_result__pack(&r, out);
+}
+
+typedef struct seen {
+    uint64_t seq[16];
+    uint32_t index[16];
+    size_t n;
+} seen;
+
+static bool collect(void *ctx, const rep_push *p) {
+    seen *s = ctx;
+    Twinbft__Reply *r = twinbft__reply__unpack(NULL, p->reply_len, p->reply);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_uint_eq(r->seq, p->seq); /* the value is the Reply of that request */
+    ck_assert_uint_eq(r->index, p->index);
+    twinbft__reply__free_unpacked(r, NULL);
+    ck_assert_uint_lt(s->n, 16);
+    s->seq[s->n] = p->seq;
+    s->index[s->n++] = p->index;
+    return true;
+}
+
+static seen read_box(rep_storage *s, const char *to, uint64_t after_seq, uint32_t after_index,
+                     uint64_t *executed) {
+    MDB_txn *txn = NULL;
+    seen got = {0};
+    uint64_t ex = 0;
+    ck_assert_int_eq(rep_storage_read_begin(s, &txn, &ex), 0);
+    ck_assert_int_eq(rep_storage_outbox_read(s, txn, to, after_seq, after_index, collect, &got), 0);
+    mdb_txn_abort(txn);
+    if (executed != NULL) {
+        *executed = ex;
+    }
+    return got;
+}
+
+static size_t meta_executed(uint64_t executed, uint8_t *out) {
+    Twinbft__MetaRecord m = TWINBFT__META_RECORD__INIT;
+    m.executed = executed;
+    return twinbft__meta_record__pack(&m, out);
+}
+
+/* Proves persist writes an outbox entry per addressee of the replies of batches
+ * executed in its ready (not of a re-sent reply, nor of a result addressed to
+ * nobody), lists them as new pushes in (seq, index, to) order, that they are read
+ * back per addressee in order after an exclusive position and survive a reopen,
+ * and that retention prunes them REP_PUSH_RETAIN_SEQS below the executed seq. */
+START_TEST(test_outbox_written_read_pruned) {
+    char root[512];
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, sizeof root, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/r", root);
+    rep_storage *s = NULL;
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+
+    uint8_t res_plc[256], res_place[512], res_cfg[64], msgs[4][2048], meta[64];
+    size_t plc_len = command_for("plc-7", res_plc);
+    Twinbft__SmPlacement p1 = TWINBFT__SM_PLACEMENT__INIT, p2 = TWINBFT__SM_PLACEMENT__INIT;
+    p1.agent = "plc-7";
+    p2.agent = "agent-1";
+    Twinbft__SmPlacementChange c1 = TWINBFT__SM_PLACEMENT_CHANGE__INIT;
+    Twinbft__SmPlacementChange c2 = TWINBFT__SM_PLACEMENT_CHANGE__INIT;
+    c1.placement = &p1;
+    c2.placement = &p2;
+    Twinbft__SmPlacementChange *added[] = {&c1, &c2};
+    Twinbft__SmPlacementResult pr = TWINBFT__SM_PLACEMENT_RESULT__INIT;
+    pr.added = added;
+    pr.n_added = 2;
+    Twinbft__SmResult place = TWINBFT__SM_RESULT__INIT;
+    place.payload_case = TWINBFT__SM_RESULT__PAYLOAD_PLACEMENT;
+    place.placement = &pr;
+    size_t place_len = twinbft__sm_result__pack(&place, res_place);
+    Twinbft__SmResult cfg = TWINBFT__SM_RESULT__INIT;
+    size_t cfg_len = twinbft__sm_result__pack(&cfg, res_cfg);
+
+    pbft_msg m[4] = {
+        {PBFT_TO_CLIENT, "bob", msgs[0], reply_msg(5, 1, res_place, place_len, msgs[0])},
+        {PBFT_TO_CLIENT, "bob", msgs[1], reply_msg(5, 0, res_plc, plc_len, msgs[1])},
+        {PBFT_TO_CLIENT, "bob", msgs[2], reply_msg(3, 0, res_plc, plc_len, msgs[2])}, /* re-sent */
+        {PBFT_TO_CLIENT, "bob", msgs[3], reply_msg(5, 2, res_cfg, cfg_len, msgs[3])},
+    };
+    pbft_executed ex[1] = {{.seq = 5}};
+    pbft_record rec = {PBFT_REC_META, 0, NULL, false, meta, meta_executed(5, meta)};
+    pbft_ready rd;
+    ready_of(&rd, &rec, 1);
+    rd.msgs = m;
+    rd.n_msgs = 4;
+    rd.executed = ex;
+    rd.n_executed = 1;
+    ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
+    const rep_push *np = NULL;
+    ck_assert_uint_eq(rep_storage_new_pushes(s, &np), 3);
+    ck_assert_str_eq(np[0].to, "plc-7");
+    ck_assert_uint_eq(np[0].index, 0);
+    ck_assert_str_eq(np[1].to, "agent-1");
+    ck_assert_uint_eq(np[1].index, 1);
+    ck_assert_str_eq(np[2].to, "plc-7");
+    ck_assert_uint_eq(np[2].index, 1);
+
+    uint64_t executed = 0;
+    seen got = read_box(s, "plc-7", 0, 0, &executed);
+    ck_assert_uint_eq(executed, 5);
+    ck_assert_uint_eq(got.n, 2);
+    ck_assert(got.seq[0] == 5 && got.index[0] == 0 && got.seq[1] == 5 && got.index[1] == 1);
+    got = read_box(s, "plc-7", 5, 0, NULL);
+    ck_assert(got.n == 1 && got.index[0] == 1);
+    ck_assert_uint_eq(read_box(s, "agent-1", 0, 0, NULL).n, 1);
+    ck_assert_uint_eq(read_box(s, "plc", 0, 0, NULL).n, 0);
+    ck_assert_uint_eq(read_box(s, "bob", 0, 0, NULL).n, 0);
+
+    /* A later batch, after a reopen: the entries are durable and come in order. */
+    rep_storage_close(s);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    m[0] = (pbft_msg){PBFT_TO_CLIENT, "bob", msgs[0], reply_msg(7, 0, res_plc, plc_len, msgs[0])};
+    ex[0].seq = 7;
+    rd.n_msgs = 1;
+    rec.len = meta_executed(7, meta);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
+    got = read_box(s, "plc-7", 0, 0, &executed);
+    ck_assert_uint_eq(executed, 7);
+    ck_assert(got.n == 3 && got.seq[2] == 7);
+
+    /* Retention: seq 5 is now more than REP_PUSH_RETAIN_SEQS below, 7 is not. */
+    ex[0].seq = 6 + REP_PUSH_RETAIN_SEQS;
+    rd.n_msgs = 0;
+    rec.len = meta_executed(ex[0].seq, meta);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
+    ck_assert_uint_eq(rep_storage_new_pushes(s, &np), 0);
+    got = read_box(s, "plc-7", 0, 0, NULL);
+    ck_assert(got.n == 1 && got.seq[0] == 7);
+    ck_assert_uint_eq(read_box(s, "agent-1", 0, 0, NULL).n, 0);
+    rep_storage_close(s);
+    nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+END_TEST
+
 static Suite *storage_suite(void) {
     Suite *s = suite_create("storage");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_persist_applies_records_in_order);
+    tcase_add_test(tc, test_outbox_written_read_pruned);
     tcase_add_test(tc, test_restart_resumes);
     tcase_add_test(tc, test_whole_cluster_restarts);
     tcase_add_test(tc, test_restart_after_state_transfer);

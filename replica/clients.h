@@ -1,0 +1,59 @@
+/* The daemon's table of client links (internal to replica/): a principal
+ * may hold several links at once (a CLI `watch` and an `actuate` under one
+ * identity); replies go to all of them, pushes to the subscribed ones.
+ *
+ * Lookups by principal are a binary search over the principals sorted by
+ * name, then a walk over that principal's few links; removal by link scans
+ * the table (closing a link is rare next to replying). Everything is
+ * allocated by rep_clients_create: nothing grows later.
+ *
+ * Threading: the daemon's event loop thread only. */
+#ifndef REP_CLIENTS_H
+#define REP_CLIENTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/pki.h"
+
+enum {
+    REP_CLIENT_LINKS_MAX = 4096,  /* client links open at once, across principals */
+    REP_PRINCIPAL_LINKS_MAX = 16, /* links one principal holds at once */
+};
+
+struct tb_tls_link;
+
+/* One open client link and its subscription (see daemon.c). */
+typedef struct rep_client_link {
+    struct tb_tls_link *link;
+    const char *principal; /* owned by the table, valid while the link is in it */
+    bool subscribed;       /* a Subscribe arrived on this link */
+    bool live;             /* its last SubscribeAck said more = false: new commands are pushed */
+    uint64_t pos_seq;      /* the (seq, index) it has: nothing at or below is pushed */
+    uint32_t pos_index;
+} rep_client_link;
+
+typedef struct rep_clients rep_clients;
+
+/* TB_ERR_NOMEM only. */
+int rep_clients_create(rep_clients **out);
+void rep_clients_free(rep_clients *c);
+
+/* Adds an open link of `principal`. TB_ERR_TOO_LARGE when the table or the
+ * principal's share of it is full (the caller refuses the link),
+ * TB_ERR_INVALID for a name of PROTO_NAME_BYTES_MAX bytes or more. */
+int rep_clients_add(rep_clients *c, const char *principal, struct tb_tls_link *link,
+                    rep_client_link **out);
+/* Forgets a link; false when it is not in the table. */
+bool rep_clients_remove(rep_clients *c, const struct tb_tls_link *link);
+/* The links of `principal` into out (at most REP_PRINCIPAL_LINKS_MAX),
+ * returning how many (0: none open). Valid until the next add or remove. */
+size_t rep_clients_of(rep_clients *c, const char *principal,
+                      rep_client_link *out[REP_PRINCIPAL_LINKS_MAX]);
+/* The entry of one link of `principal`, or NULL. */
+rep_client_link *rep_clients_find(rep_clients *c, const char *principal,
+                                  const struct tb_tls_link *link);
+size_t rep_clients_count(const rep_clients *c);
+
+#endif
