@@ -21,6 +21,7 @@
 #include "proto/tb_err.h"
 #include "replica/clients.h"
 #include "replica/config.h"
+#include "replica/http.h"
 #include "replica/storage.h"
 #include "statemachine/sm.h"
 
@@ -47,6 +48,9 @@ typedef struct daemon {
     proto_pubkey *pubs[REP_MEMBERS_MAX];
     rep_storage *storage;
     pbft_node *node;
+    rep_http *http;
+    rep_counters counters;
+    uint64_t started_ms;
     int failed;
 } daemon;
 
@@ -70,6 +74,12 @@ static uint64_t now_ms(void) {
     /* Wall clock: backups compare the primary's batch timestamps with it. */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
@@ -183,6 +193,7 @@ static void push_new(daemon *d) {
             }
             c->pos_seq = np[i].seq;
             c->pos_index = np[i].index;
+            d->counters.pushes_sent++;
         }
     }
 }
@@ -213,6 +224,7 @@ static void serve_query(daemon *d, tb_tls_link *link, const char *peer, const Tw
     m.kind_case = TWINBFT__MESSAGE__KIND_QUERY_REPLY;
     m.query_reply = &r;
     (void)send_msg(link, &m); /* full or closed: counted by the link; the client asks again */
+    d->counters.queries_served++;
     free(res);
 }
 
@@ -253,6 +265,7 @@ static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequ
     m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
     m.status_reply = &r;
     (void)send_msg(link, &m);
+    d->counters.status_served++;
 }
 
 typedef struct sub_round {
@@ -273,6 +286,7 @@ static bool push_kept(void *ctx, const rep_push *p) {
     r->c->pos_seq = p->seq;
     r->c->pos_index = p->index;
     r->sent++;
+    r->d->counters.pushes_sent++;
     return true;
 }
 
@@ -404,6 +418,11 @@ static void drive(daemon *d) {
         }
         send_all(d, &rd);
         push_new(d);
+        d->counters.messages_sent += rd.n_msgs;
+        d->counters.batches_executed += rd.n_executed;
+        for (size_t i = 0; i < rd.n_executed; i++) {
+            d->counters.requests_executed += rd.executed[i].n_requests;
+        }
         for (size_t i = 0; i < rd.n_stable; i++) {
             logf_(d, 3, "checkpoint %" PRIu64 " stable", rd.stable[i].seq);
         }
@@ -473,6 +492,50 @@ static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, s
     } else {
         step_core(d, peer, data, len); /* Requests are decoded once, by the core */
     }
+}
+
+/* ---- status page and metrics ---- */
+
+static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
+    daemon *d = ctx;
+    s->id = d->opt.id;
+    s->n = d->cluster.n;
+    s->cluster_id = d->cluster.id;
+    s->epoch = d->cluster.epoch;
+    s->uptime_ms = mono_ms() - d->started_ms;
+    pbft_node_status(d->node, &s->status);
+    rep_storage_stats_get(d->storage, &s->storage);
+    s->counters = d->counters;
+    s->client_links = (uint32_t)rep_clients_count(d->clients);
+    s->listener = tb_tls_listener_get_stats(d->listener);
+    for (uint32_t j = 0; j < d->cluster.n; j++) {
+        if (d->peers[j] != NULL) {
+            s->peer_open[j] = tb_tls_link_is_open(d->peers[j]);
+            s->peer[j] = tb_tls_link_get_stats(d->peers[j]);
+        }
+    }
+    /* Between cycles no write is pending (the event loop runs one thing at
+     * a time), so the digest needs no transaction. */
+    if (sm_digest(rep_storage_sm(d->storage), NULL, s->app_digest) != 0) {
+        memset(s->app_digest, 0, sizeof s->app_digest);
+    }
+}
+
+static int open_http(daemon *d) {
+    const rep_member *me = &d->cluster.members[d->opt.id];
+    if (me->http_port == 0) {
+        return 0; /* the cluster file gives this replica no http address */
+    }
+    int rc = rep_http_start(d->base, me->http_host, me->http_port, fill_snapshot, d, &d->http);
+    if (rc != 0) {
+        logf_(d, 0,
+              "cannot serve HTTP on %s:%u: %s (free the port or change this replica's "
+              "http address in the cluster file)",
+              me->http_host, me->http_port, tb_strerror(rc));
+        return rc;
+    }
+    logf_(d, 2, "status page on http://%s:%u/ (metrics at /metrics)", me->http_host, me->http_port);
+    return 0;
 }
 
 /* ---- start-up and shutdown ---- */
@@ -605,10 +668,12 @@ static int start(daemon *d) {
     rc = load_members(d);
     rc = rc ? rc : open_node(d);
     rc = rc ? rc : open_links(d, key_path);
+    rc = rc ? rc : open_http(d);
     return rc;
 }
 
 static void stop(daemon *d) {
+    rep_http_free(d->http); /* before the links and the node it reads */
     for (uint32_t j = 0; j < REP_MEMBERS_MAX; j++) {
         if (d->peers[j]) {
             tb_tls_link_free(d->peers[j]);
@@ -646,6 +711,7 @@ int rep_daemon_run(const rep_daemon_options *opt) {
         return TB_ERR_NOMEM;
     }
     d->opt = *opt;
+    d->started_ms = mono_ms();
     int rc = start(d);
     if (rc == 0) {
         drive(d);
