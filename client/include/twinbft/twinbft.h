@@ -62,8 +62,12 @@ enum {
      * answers before it is put through ordering. */
     TB_CLIENT_QUERY_WAIT_MS = 1000,
     TB_CLIENT_OP_BYTES_MAX = 64u << 10,
-    /* Certified-but-undelivered and uncertified pushes a subscription holds;
-     * beyond this the oldest uncertified ones are dropped and counted. */
+    /* Commands (certified-but-undelivered and uncertified) a subscription
+     * holds. Beyond this, commands that can no longer be certified are
+     * dropped first; then a further push is refused and counted, and its
+     * replica's stream stops counting towards settling earlier commands
+     * until its link reopens (so a refusal can delay delivery, never skip
+     * a command). */
     TB_SUBSCRIPTION_PENDING_MAX = 4096,
 };
 
@@ -140,9 +144,13 @@ int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb c
 /* ---- read-only queries ---- */
 
 /* status 0: result is a packed SmQueryResult that a quorum of replicas
- * returned identically at `executed` (ordered false), or the ordered
- * fallback's answer (ordered true, executed = its seq). TB_ERR_TIMEOUT
- * otherwise. */
+ * returned identically (ordered false; executed is the (f+1)-th highest
+ * executed sequence among them, so a correct replica had executed at least
+ * that far when it gave this answer), or the ordered fallback's answer
+ * (ordered true, executed = its seq; a query the state machine refused
+ * comes as an SmQueryResult carrying only the refusal's code, reason and
+ * detail). TB_ERR_TIMEOUT when neither arrived within the timeout, which
+ * counts from the call and covers the fallback. */
 typedef void (*tb_query_cb)(int status, const uint8_t *result, size_t len, uint64_t executed,
                             bool ordered, void *arg);
 /* Same rules as tb_client_submit; the ordered fallback uses a request
