@@ -1,175 +1,79 @@
-/* The edge client: one outstanding request, sent to every replica, completed
- * by f+1 matching replies and certified by a quorum of signed ones. */
-#include "client/client.h"
-
+/* libtwinbft: the client object, its links to every replica, and the
+ * dispatch of what comes back over them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/event.h>
-
-#include "client/link.h"
+#include "client/internal.h"
 #include "proto/frame.h"
 #include "proto/tb_assert.h"
-#include "proto/tb_err.h"
 
-_Static_assert(PROTO_MEMBERS_MAX <= PROTO_CERT_REPLIES_MAX,
-               "one reply per member must fit into one certificate assembly");
+uint32_t tb_quorum(const tb_client *c) {
+    return (c->cfg.n + c->cfg.f + 2) / 2;
+}
 
-struct tb_client {
-    struct event_base *base;
-    tb_client_config cfg;
-    proto_trust trust;
-    tb_tls_ctx *tls;
-    tb_tls_link *links[PROTO_MEMBERS_MAX];
-    struct event *retransmit;
-    struct event *deadline;
-    uint64_t number; /* of the outstanding request, or of the next one when idle */
-    bool busy;
-    bool agreed;  /* f+1 matched; waiting for a certificate until the deadline */
-    uint8_t *msg; /* the packed Request message */
-    size_t msg_len;
-    tb_client_cb cb;
-    void *cb_arg;
-    Twinbft__Reply *replies[PROTO_MEMBERS_MAX]; /* by replica id; at most one each */
-    size_t agreed_index;                        /* a reply of the matching f+1 */
-};
+struct timeval tb_ms_timeval(uint32_t ms) {
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    return tv;
+}
 
-static void tb_client_send_all(tb_client *c) {
+void tb_link_send(tb_client *c, uint32_t j, const uint8_t *msg, size_t len) {
+    TB_ASSERT(j < c->cfg.n);
+    if (c->links[j] != NULL && tb_tls_link_is_open(c->links[j])) {
+        (void)tb_tls_send(c->links[j], msg, len); /* retransmission or reopen covers losses */
+    }
+}
+
+void tb_link_send_all(tb_client *c, const uint8_t *msg, size_t len) {
     for (uint32_t j = 0; j < c->cfg.n; j++) {
-        if (c->links[j] != NULL && tb_tls_link_is_open(c->links[j])) {
-            (void)tb_tls_send(c->links[j], c->msg, c->msg_len); /* retransmission covers losses */
-        }
+        tb_link_send(c, j, msg, len);
     }
 }
 
-static void tb_client_clear(tb_client *c) {
-    for (uint32_t j = 0; j < PROTO_MEMBERS_MAX; j++) {
-        if (c->replies[j] != NULL) {
-            twinbft__reply__free_unpacked(c->replies[j], NULL);
-            c->replies[j] = NULL;
-        }
-    }
-    free(c->msg);
-    c->msg = NULL;
-    c->msg_len = 0;
-    if (c->retransmit != NULL) {
-        event_del(c->retransmit);
-    }
-    if (c->deadline != NULL) {
-        event_del(c->deadline);
-    }
-    c->busy = false;
-    c->agreed = false;
+int tb_msg_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len) {
+    return proto_message_pack(m, out, out_len);
 }
 
-/* Ends the outstanding request and reports it; the client is idle (and may be
- * given the next request) while the callback runs. */
-static void tb_client_finish(tb_client *c, int status, const uint8_t *cert, size_t cert_len) {
-    uint8_t *leaf = NULL;
-    size_t leaf_len = 0;
-    uint64_t seq = 0;
-    tb_client_cb cb = c->cb;
-    void *arg = c->cb_arg;
-    if (status == 0) {
-        const Twinbft__Reply *r = c->replies[c->agreed_index];
-        TB_ASSERT(r != NULL);
-        seq = r->seq;
-        leaf_len = r->leaf.len;
-        leaf = malloc(leaf_len > 0 ? leaf_len : 1);
-        if (leaf == NULL) {
-            status = TB_ERR_NOMEM;
-            leaf_len = 0;
-            seq = 0;
-            cert = NULL;
-            cert_len = 0;
-        } else {
-            memcpy(leaf, r->leaf.data, leaf_len);
-        }
-    }
-    tb_client_clear(c);
-    c->number++;
-    cb(status, seq, leaf, leaf_len, cert, cert_len, arg);
-    free(leaf);
-}
-
-static bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
-    return a->seq == b->seq && a->leaf.len == b->leaf.len &&
-           (a->leaf.len == 0 || memcmp(a->leaf.data, b->leaf.data, a->leaf.len) == 0);
-}
-
-/* f+1 replies from distinct replicas with the same (seq, leaf): at least one
- * of them is from a correct replica, so that is the result. */
-static bool tb_client_match(tb_client *c) {
-    for (uint32_t i = 0; i < c->cfg.n; i++) {
-        uint32_t same = 0;
-        if (c->replies[i] == NULL) {
-            continue;
-        }
-        for (uint32_t k = 0; k < c->cfg.n; k++) {
-            same += c->replies[k] != NULL && tb_reply_same(c->replies[k], c->replies[i]);
-        }
-        if (same >= c->cfg.f + 1) {
-            c->agreed_index = i;
-            return true;
-        }
-    }
-    return false;
-}
-
-/* Completes with a certificate when a quorum of the replies agreeing with the
- * f+1 result assembles into one that verifies. */
-static bool tb_client_try_cert(tb_client *c) {
-    const Twinbft__Reply *group[PROTO_MEMBERS_MAX];
-    size_t n = 0;
-    uint8_t *cert = NULL;
-    size_t cert_len = 0;
+static int tb_link_index(const tb_client *c, const tb_tls_link *link) {
     for (uint32_t j = 0; j < c->cfg.n; j++) {
-        if (c->replies[j] != NULL && tb_reply_same(c->replies[j], c->replies[c->agreed_index])) {
-            group[n++] = c->replies[j];
+        if (c->links[j] == link) {
+            return (int)j;
         }
     }
-    if (proto_cert_assemble(&c->trust, group, n, &cert, &cert_len) != 0) {
-        return false;
-    }
-    if (proto_cert_verify(&c->trust, cert, cert_len, 0, NULL) != 0) {
-        free(cert);
-        return false;
-    }
-    tb_client_finish(c, 0, cert, cert_len);
-    free(cert);
-    return true;
+    return -1;
 }
 
-/* A reply counts when it comes over replica j's own link, says it is from j,
- * and carries a leaf for this client's outstanding number. */
-static void tb_client_on_reply(tb_client *c, uint32_t j, Twinbft__Message *m) {
-    Twinbft__Reply *r = m->reply;
-    if (r->replica != j || r->leaf.len == 0) {
-        return;
-    }
-    Twinbft__ResultLeaf *leaf = twinbft__result_leaf__unpack(NULL, r->leaf.len, r->leaf.data);
-    bool mine = leaf != NULL && leaf->number == c->number && leaf->client != NULL &&
-                strcmp(leaf->client, tb_tls_ctx_name(c->tls)) == 0;
-    if (leaf != NULL) {
-        twinbft__result_leaf__free_unpacked(leaf, NULL);
-    }
-    if (!mine) {
-        return;
-    }
-    if (c->replies[j] != NULL) {
-        return; /* a retransmitted answer: a replica's first one counts */
-    }
-    c->replies[j] = r;
-    m->reply = NULL;
-    m->kind_case = TWINBFT__MESSAGE__KIND__NOT_SET;
-    if (!c->agreed && tb_client_match(c)) {
-        c->agreed = true;
-        struct timeval tv = {TB_CLIENT_CERT_WAIT_MS / 1000, (TB_CLIENT_CERT_WAIT_MS % 1000) * 1000};
-        event_add(c->deadline, &tv); /* replaces the request's timeout */
-    }
-    if (c->agreed) {
-        (void)tb_client_try_cert(c);
+/* Everything counts only from replica j's own link; each handler also checks
+ * that the message says it is from j. */
+static void tb_client_dispatch(tb_client *c, uint32_t j, Twinbft__Message *m) {
+    switch (m->kind_case) {
+    case TWINBFT__MESSAGE__KIND_REPLY:
+        if (c->op.ordering && m->reply != NULL) {
+            tb_op_on_reply(c, j, m);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_QUERY_REPLY:
+        if (c->op.kind == TB_OP_QUERY && !c->op.ordering && m->query_reply != NULL) {
+            tb_query_on_answer(c, j, m);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_STATUS_REPLY:
+        if (c->status.busy && m->status_reply != NULL) {
+            tb_status_on_reply(c, j, m->status_reply);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_PUSH:
+        if (c->sub.active && m->push != NULL) {
+            tb_sub_on_push(c, j, m);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_SUBSCRIBE_ACK:
+        if (c->sub.active && m->subscribe_ack != NULL) {
+            tb_sub_on_ack(c, j, m->subscribe_ack);
+        }
+        break;
+    default:
+        break; /* nothing else is for a client */
     }
 }
 
@@ -177,52 +81,64 @@ static void tb_client_on_frame(tb_tls_link *link, const char *peer, const uint8_
                                void *arg) {
     tb_client *c = arg;
     (void)peer;
-    if (!c->busy) {
+    int j = tb_link_index(c, link);
+    if (j < 0) {
         return;
     }
-    for (uint32_t j = 0; j < c->cfg.n; j++) {
-        if (c->links[j] == link) {
-            Twinbft__Message *m = proto_message_unpack(data, len);
-            if (m != NULL && m->kind_case == TWINBFT__MESSAGE__KIND_REPLY && m->reply != NULL) {
-                tb_client_on_reply(c, j, m);
-            }
-            if (m != NULL) {
-                twinbft__message__free_unpacked(m, NULL);
-            }
-            return;
-        }
+    Twinbft__Message *m = proto_message_unpack(data, len);
+    if (m == NULL) {
+        return; /* malformed: dropped */
     }
+    tb_client_dispatch(c, (uint32_t)j, m);
+    twinbft__message__free_unpacked(m, NULL);
 }
 
+/* A replica that just (re)connected gets what is outstanding, and the
+ * subscription restarts its stream there. */
 static void tb_client_on_open(tb_tls_link *link, const char *peer, void *arg) {
     tb_client *c = arg;
     (void)peer;
-    if (c->busy) {
-        (void)tb_tls_send(link, c->msg, c->msg_len); /* a replica that just (re)connected */
+    int j = tb_link_index(c, link);
+    if (j < 0) {
+        return;
+    }
+    if (c->op.kind != TB_OP_NONE && c->op.msg != NULL) {
+        tb_link_send(c, (uint32_t)j, c->op.msg, c->op.msg_len);
+    }
+    if (c->status.busy) {
+        tb_status_on_open(c, (uint32_t)j);
+    }
+    if (c->sub.active) {
+        tb_sub_on_open(c, (uint32_t)j);
     }
 }
 
 static void tb_client_on_retransmit(evutil_socket_t fd, short what, void *arg) {
-    (void)fd, (void)what;
-    tb_client_send_all(arg);
-}
-
-static void tb_client_on_deadline(evutil_socket_t fd, short what, void *arg) {
     tb_client *c = arg;
     (void)fd, (void)what;
-    if (c->busy) {
-        tb_client_finish(c, c->agreed ? 0 : TB_ERR_QUORUM, NULL, 0);
+    if (c->op.msg != NULL) {
+        tb_link_send_all(c, c->op.msg, c->op.msg_len);
     }
 }
 
+static void tb_client_on_deadline(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    tb_op_on_deadline(arg);
+}
+
+static void tb_client_on_query_wait(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    tb_query_on_wait(arg);
+}
+
 static int tb_client_check_config(const tb_client_config *cfg) {
-    if (cfg->n == 0 || cfg->n > PROTO_MEMBERS_MAX || 3 * cfg->f + 1 > cfg->n ||
-        cfg->cluster_id_len > PROTO_CLUSTER_ID_BYTES_MAX || cfg->first_number == 0 ||
+    if (cfg->n == 0 || cfg->n > TB_MEMBERS_MAX || 3 * cfg->f + 1 > cfg->n ||
+        cfg->cluster_id_len > TB_CLUSTER_ID_BYTES_MAX || cfg->first_number == 0 ||
         cfg->ca_path == NULL || cfg->cert_path == NULL || cfg->key_path == NULL) {
         return TB_ERR_INVALID;
     }
     for (uint32_t j = 0; j < cfg->n; j++) {
-        if (memchr(cfg->members[j].host, '\0', TB_CLIENT_HOST_BYTES) == NULL ||
+        if (memchr(cfg->members[j].host, '\0', TB_HOST_BYTES) == NULL ||
             cfg->members[j].port == 0) {
             return TB_ERR_INVALID;
         }
@@ -247,9 +163,22 @@ static int tb_client_connect_all(tb_client *c) {
     return 0;
 }
 
+static int tb_client_events(tb_client *c) {
+    c->retransmit = event_new(c->base, -1, EV_PERSIST, tb_client_on_retransmit, c);
+    c->deadline = evtimer_new(c->base, tb_client_on_deadline, c);
+    c->query_wait = evtimer_new(c->base, tb_client_on_query_wait, c);
+    if (c->retransmit == NULL || c->deadline == NULL || c->query_wait == NULL) {
+        return TB_ERR_NOMEM;
+    }
+    return tb_status_init(c);
+}
+
 int tb_client_new(struct event_base *base, const tb_client_config *cfg, tb_client **out) {
     tb_client *c = NULL;
     int rc = TB_ERR_INVALID;
+    if (out == NULL) {
+        return TB_ERR_INVALID;
+    }
     *out = NULL;
     if (base == NULL || cfg == NULL || tb_client_check_config(cfg) != 0) {
         return TB_ERR_INVALID;
@@ -265,38 +194,35 @@ int tb_client_new(struct event_base *base, const tb_client_config *cfg, tb_clien
         c->cfg.timeout_ms = TB_CLIENT_TIMEOUT_MS_DEFAULT;
     }
     c->number = cfg->first_number;
+    c->next_id = 1;
     memcpy(c->trust.cluster_id, cfg->cluster_id, cfg->cluster_id_len);
     c->trust.cluster_id_len = cfg->cluster_id_len;
     c->trust.epoch = cfg->epoch;
     c->trust.n = cfg->n;
     c->trust.f = cfg->f;
-    c->retransmit = event_new(base, -1, EV_PERSIST, tb_client_on_retransmit, c);
-    c->deadline = evtimer_new(base, tb_client_on_deadline, c);
-    if (c->retransmit == NULL || c->deadline == NULL) {
-        rc = TB_ERR_NOMEM;
-        goto fail;
+    rc = tb_client_events(c);
+    if (rc == 0) {
+        rc = tb_tls_ctx_load(cfg->ca_path, cfg->cert_path, cfg->key_path, &c->tls);
     }
-    rc = tb_tls_ctx_load(cfg->ca_path, cfg->cert_path, cfg->key_path, &c->tls);
-    if (rc != 0) {
-        goto fail;
+    if (rc == 0) {
+        rc = tb_client_connect_all(c);
     }
-    rc = tb_client_connect_all(c);
     if (rc != 0) {
-        goto fail;
+        tb_client_free(c);
+        return rc;
     }
     *out = c;
     return 0;
-fail:
-    tb_client_free(c);
-    return rc;
 }
 
 void tb_client_free(tb_client *c) {
     if (c == NULL) {
         return;
     }
-    tb_client_clear(c);
-    for (uint32_t j = 0; j < PROTO_MEMBERS_MAX; j++) {
+    tb_op_clear(c);
+    tb_status_free(c);
+    tb_sub_free(c);
+    for (uint32_t j = 0; j < TB_MEMBERS_MAX; j++) {
         tb_tls_link_free(c->links[j]);
         proto_pubkey_free(c->trust.keys[j]);
     }
@@ -305,6 +231,9 @@ void tb_client_free(tb_client *c) {
     }
     if (c->deadline != NULL) {
         event_free(c->deadline);
+    }
+    if (c->query_wait != NULL) {
+        event_free(c->query_wait);
     }
     tb_tls_ctx_free(c->tls);
     free(c);
@@ -318,37 +247,10 @@ uint64_t tb_client_next_number(const tb_client *c) {
     return c->number;
 }
 
-int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, bool priority, tb_client_cb cb,
-                     void *arg) {
-    if (c->busy) {
-        return TB_ERR_STATE;
+uint32_t tb_client_connected(const tb_client *c) {
+    uint32_t open = 0;
+    for (uint32_t j = 0; j < c->cfg.n; j++) {
+        open += c->links[j] != NULL && tb_tls_link_is_open(c->links[j]);
     }
-    if (op == NULL || len == 0 || cb == NULL) {
-        return TB_ERR_INVALID;
-    }
-    if (len > TB_CLIENT_OP_BYTES_MAX) {
-        return TB_ERR_TOO_LARGE;
-    }
-    Twinbft__Request r = TWINBFT__REQUEST__INIT;
-    r.client = (char *)tb_tls_ctx_name(c->tls);
-    r.number = c->number;
-    r.op = (ProtobufCBinaryData){len, (uint8_t *)op};
-    r.priority = priority;
-    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
-    m.kind_case = TWINBFT__MESSAGE__KIND_REQUEST;
-    m.request = &r;
-    int rc = proto_message_pack(&m, &c->msg, &c->msg_len);
-    if (rc != 0) {
-        return rc;
-    }
-    c->busy = true;
-    c->cb = cb;
-    c->cb_arg = arg;
-    struct timeval every = {TB_CLIENT_RETRANSMIT_MS / 1000,
-                            (TB_CLIENT_RETRANSMIT_MS % 1000) * 1000};
-    struct timeval limit = {c->cfg.timeout_ms / 1000, (c->cfg.timeout_ms % 1000) * 1000};
-    event_add(c->retransmit, &every);
-    event_add(c->deadline, &limit);
-    tb_client_send_all(c);
-    return 0;
+    return open;
 }

@@ -1,7 +1,9 @@
-/* The edge client against in-process fake replicas that answer over real
- * mutual-TLS links with signed single-leaf replies: f+1 matching replies
- * complete a request, a quorum also yields a certificate that verifies, and
- * too few replies time out. */
+/* libtwinbft against in-process fake replicas that answer over real
+ * mutual-TLS links with signed replies: intents (f+1 matching replies, a
+ * quorum certificate, timeouts), read-only queries (a quorum of equal
+ * answers, the ordered fallback), status, and subscriptions (order, waiting
+ * for an earlier pending command, dropping a dead one, resuming across
+ * reconnects without duplicates or gaps). */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,23 +12,44 @@
 
 #include <event2/event.h>
 
-#include "client/client.h"
 #include "client/link.h"
 #include "proto/cert.h"
 #include "proto/frame.h"
 #include "proto/merkle.h"
 #include "proto/pki.h"
+#include "proto/sm.pb-c.h"
 #include "proto/tb_err.h"
+#include "twinbft/twinbft.h"
 
-enum { N = 4, F = 1, SEQ = 7 };
+enum {
+    N = 4,
+    F = 1,
+    SEQ = 7,
+    LEAF_BYTES_MAX = 512,
+    BATCH_LEAVES = 4,     /* a pushed command sits in a batch of this many results */
+    CMDS_MAX = 16,        /* commands a test's fakes keep for subscribers */
+    PUSHES_PER_ROUND = 2, /* a fake answers one Subscribe with at most this many */
+    DELIVERED_MAX = 16,
+};
 
 typedef struct fake_replica {
     uint32_t id;
-    bool answers;
+    bool answers;             /* Requests */
+    const char *query_answer; /* Queries: NULL means silent */
+    bool status_answers;
     tb_tls_ctx *tls;
     tb_tls_listener *listener;
+    tb_tls_link *link; /* the client's link, once it sent something */
     proto_key *key;
+    bool has[CMDS_MAX];     /* which commands this replica pushes */
+    uint64_t sub_after_seq; /* the last Subscribe it got */
+    uint32_t subscribes;
 } fake_replica;
+
+typedef struct cmd_pos {
+    uint64_t seq;
+    uint32_t index;
+} cmd_pos;
 
 static struct {
     struct event_base *base;
@@ -35,63 +58,237 @@ static struct {
     fake_replica reps[N];
     char dir[64];
     char ca[128], cert[128], key[128];
-    /* what the callback saw */
+    tb_client_config cfg;
+    cmd_pos cmds[CMDS_MAX];
+    uint32_t n_cmds;
+    bool push_from_start; /* fakes also re-push commands up to Subscribe.after */
+    /* what the callbacks saw */
     int calls, status;
     uint64_t seq, number;
     bool had_cert, cert_ok;
+    cmd_pos delivered[DELIVERED_MAX];
+    uint32_t n_delivered;
+    bool delivered_cert_ok;
 } T;
 
 static void quiet(const char *line, void *arg) {
     (void)line, (void)arg;
 }
 
-/* A reply as consensus/execute.c builds it, for a batch holding this request alone. */
-static void fake_answer(fake_replica *r, tb_tls_link *link, const Twinbft__Request *req) {
-    uint8_t leaf[512], hash[PROTO_DIGEST_BYTES], root[PROTO_DIGEST_BYTES], body[512],
-        sig[PROTO_SIG_BYTES];
-    Twinbft__ResultLeaf l = TWINBFT__RESULT_LEAF__INIT;
-    l.client = req->client;
-    l.number = req->number;
-    l.result = req->op; /* an echo service */
-    l.expires_at_ms = UINT64_MAX;
-    size_t leaf_len = twinbft__result_leaf__pack(&l, leaf);
-    proto_merkle_leaf_hash(leaf, leaf_len, hash);
+static int pos_cmp(cmd_pos a, cmd_pos b) {
+    return a.seq != b.seq ? (a.seq < b.seq ? -1 : 1)
+                          : (a.index < b.index   ? -1
+                             : a.index > b.index ? 1
+                                                 : 0);
+}
+
+/* A signed reply for leaf `index` of a batch at seq with these leaves, as
+ * consensus/execute.c builds it. Everything the reply points to lives here. */
+typedef struct reply_buf {
+    uint8_t root[PROTO_DIGEST_BYTES], body[512], sig[PROTO_SIG_BYTES];
+    uint8_t path[PROTO_MERKLE_DEPTH_MAX][PROTO_DIGEST_BYTES];
+    ProtobufCBinaryData path_v[PROTO_MERKLE_DEPTH_MAX];
+    Twinbft__ResultRoot rr;
+    Twinbft__Body b;
+    Twinbft__Signed s;
+    Twinbft__Reply rep;
+} reply_buf;
+
+static void reply_build(reply_buf *rb, const fake_replica *r, uint64_t seq,
+                        uint8_t (*leaves)[LEAF_BYTES_MAX], const size_t *lens, uint32_t count,
+                        uint32_t index) {
+    uint8_t hashes[BATCH_LEAVES][PROTO_DIGEST_BYTES];
+    ck_assert_uint_le(count, BATCH_LEAVES);
+    for (uint32_t k = 0; k < count; k++) {
+        proto_merkle_leaf_hash(leaves[k], lens[k], hashes[k]);
+    }
     proto_merkle *tree = NULL;
-    ck_assert_int_eq(proto_merkle_build((const uint8_t(*)[PROTO_DIGEST_BYTES]) & hash, 1, &tree),
+    size_t path_len = 0;
+    ck_assert_int_eq(proto_merkle_build((const uint8_t(*)[PROTO_DIGEST_BYTES])hashes, count, &tree),
                      0);
-    proto_merkle_root(tree, root);
+    proto_merkle_root(tree, rb->root);
+    ck_assert_int_eq(proto_merkle_path(tree, index, rb->path, &path_len), 0);
     proto_merkle_free(tree);
-    Twinbft__ResultRoot rr = TWINBFT__RESULT_ROOT__INIT;
-    rr.cluster_id = (ProtobufCBinaryData){4, (uint8_t *)"test"};
-    rr.epoch = 1;
-    rr.seq = SEQ;
-    rr.root = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, root};
-    rr.timestamp_ms = 1000;
-    Twinbft__Body b = TWINBFT__BODY__INIT;
-    b.kind_case = TWINBFT__BODY__KIND_RESULT_ROOT;
-    b.result_root = &rr;
-    size_t body_len = twinbft__body__pack(&b, body);
-    ck_assert_int_eq(proto_sign_body(r->key, body, body_len, sig), 0);
-    Twinbft__Signed s = TWINBFT__SIGNED__INIT;
-    s.body = (ProtobufCBinaryData){body_len, body};
-    s.signer = r->id;
-    s.signature = (ProtobufCBinaryData){PROTO_SIG_BYTES, sig};
-    Twinbft__Reply rep = TWINBFT__REPLY__INIT;
-    rep.replica = r->id;
-    rep.view = 0;
-    rep.seq = SEQ;
-    rep.leaf = (ProtobufCBinaryData){leaf_len, leaf};
-    rep.index = 0;
-    rep.count = 1;
-    rep.root = &s;
-    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
-    m.kind_case = TWINBFT__MESSAGE__KIND_REPLY;
-    m.reply = &rep;
+    for (size_t k = 0; k < path_len; k++) {
+        rb->path_v[k] = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, rb->path[k]};
+    }
+    twinbft__result_root__init(&rb->rr);
+    rb->rr.cluster_id = (ProtobufCBinaryData){4, (uint8_t *)"test"};
+    rb->rr.epoch = 1;
+    rb->rr.seq = seq;
+    rb->rr.root = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, rb->root};
+    rb->rr.timestamp_ms = 1000;
+    twinbft__body__init(&rb->b);
+    rb->b.kind_case = TWINBFT__BODY__KIND_RESULT_ROOT;
+    rb->b.result_root = &rb->rr;
+    size_t body_len = twinbft__body__pack(&rb->b, rb->body);
+    ck_assert_int_eq(proto_sign_body(r->key, rb->body, body_len, rb->sig), 0);
+    twinbft__signed__init(&rb->s);
+    rb->s.body = (ProtobufCBinaryData){body_len, rb->body};
+    rb->s.signer = r->id;
+    rb->s.signature = (ProtobufCBinaryData){PROTO_SIG_BYTES, rb->sig};
+    twinbft__reply__init(&rb->rep);
+    rb->rep.replica = r->id;
+    rb->rep.seq = seq;
+    rb->rep.leaf = (ProtobufCBinaryData){lens[index], leaves[index]};
+    rb->rep.index = index;
+    rb->rep.count = count;
+    rb->rep.n_path = path_len;
+    rb->rep.path = rb->path_v;
+    rb->rep.root = &rb->s;
+}
+
+static void fake_send(tb_tls_link *link, Twinbft__Message *m) {
     uint8_t *out = NULL;
     size_t out_len = 0;
-    ck_assert_int_eq(proto_message_pack(&m, &out, &out_len), 0);
+    ck_assert_int_eq(proto_message_pack(m, &out, &out_len), 0);
     (void)tb_tls_send(link, out, out_len);
     free(out);
+}
+
+static size_t pack_leaf(const char *client, uint64_t number, const uint8_t *result, size_t len,
+                        uint8_t out[LEAF_BYTES_MAX]) {
+    Twinbft__ResultLeaf l = TWINBFT__RESULT_LEAF__INIT;
+    l.client = (char *)client;
+    l.number = number;
+    l.result = (ProtobufCBinaryData){len, (uint8_t *)result};
+    l.expires_at_ms = UINT64_MAX;
+    ck_assert_uint_le(twinbft__result_leaf__get_packed_size(&l), LEAF_BYTES_MAX);
+    return twinbft__result_leaf__pack(&l, out);
+}
+
+/* What the fake state machine returns: an ordered query gets an SmResult
+ * whose SmQueryResult says "ordered"; anything else is echoed. */
+static size_t fake_result(const Twinbft__Request *req, uint8_t out[256]) {
+    Twinbft__SmOp *op = twinbft__sm_op__unpack(NULL, req->op.len, req->op.data);
+    size_t len = 0;
+    if (op != NULL && op->op_case == TWINBFT__SM_OP__OP_QUERY) {
+        Twinbft__SmQueryResult qr = TWINBFT__SM_QUERY_RESULT__INIT;
+        qr.detail = "ordered";
+        Twinbft__SmResult r = TWINBFT__SM_RESULT__INIT;
+        r.payload_case = TWINBFT__SM_RESULT__PAYLOAD_QUERY;
+        r.query = &qr;
+        len = twinbft__sm_result__pack(&r, out);
+    } else {
+        ck_assert_uint_le(req->op.len, 256);
+        memcpy(out, req->op.data, req->op.len);
+        len = req->op.len;
+    }
+    if (op != NULL) {
+        twinbft__sm_op__free_unpacked(op, NULL);
+    }
+    return len;
+}
+
+/* A reply for a batch holding this request alone. */
+static void fake_answer(fake_replica *r, tb_tls_link *link, const Twinbft__Request *req) {
+    uint8_t leaf[1][LEAF_BYTES_MAX], result[256];
+    size_t result_len = fake_result(req, result);
+    size_t len = pack_leaf(req->client, req->number, result, result_len, leaf[0]);
+    ck_assert(!req->priority); /* replicas choose the safety lane */
+    reply_buf rb;
+    reply_build(&rb, r, SEQ, leaf, &len, 1, 0);
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_REPLY;
+    m.reply = &rb.rep;
+    fake_send(link, &m);
+}
+
+static void fake_query_answer(fake_replica *r, tb_tls_link *link, const Twinbft__Query *q) {
+    Twinbft__QueryReply a = TWINBFT__QUERY_REPLY__INIT;
+    a.id = q->id;
+    a.replica = r->id;
+    a.executed = 9;
+    a.result = (ProtobufCBinaryData){strlen(r->query_answer), (uint8_t *)r->query_answer};
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_QUERY_REPLY;
+    m.query_reply = &a;
+    fake_send(link, &m);
+}
+
+static void fake_status_answer(fake_replica *r, tb_tls_link *link,
+                               const Twinbft__StatusRequest *s) {
+    uint32_t peers[N - 1];
+    uint32_t n_peers = 0;
+    for (uint32_t j = 0; j < N; j++) {
+        if (j != r->id) {
+            peers[n_peers++] = j;
+        }
+    }
+    Twinbft__StatusReply a = TWINBFT__STATUS_REPLY__INIT;
+    a.id = s->id;
+    a.replica = r->id;
+    a.epoch = 1;
+    a.view = 3;
+    a.primary = 3 % N;
+    a.executed = 100 + r->id;
+    a.n_peers = n_peers;
+    a.peers = peers;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
+    m.status_reply = &a;
+    fake_send(link, &m);
+}
+
+/* Command k as replica r's signed reply, pushed to edge-1. */
+static void fake_push(fake_replica *r, uint32_t k) {
+    uint8_t leaves[BATCH_LEAVES][LEAF_BYTES_MAX];
+    size_t lens[BATCH_LEAVES];
+    cmd_pos p = T.cmds[k];
+    for (uint32_t i = 0; i < BATCH_LEAVES; i++) {
+        char result[64];
+        snprintf(result, sizeof result, "cmd-%llu-%u", (unsigned long long)p.seq, i);
+        lens[i] = pack_leaf("operator", 100 * p.seq + i, (const uint8_t *)result, strlen(result),
+                            leaves[i]);
+    }
+    reply_buf rb;
+    reply_build(&rb, r, p.seq, leaves, lens, BATCH_LEAVES, p.index);
+    Twinbft__Push push = TWINBFT__PUSH__INIT;
+    push.reply = &rb.rep;
+    push.to = "edge-1";
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_PUSH;
+    m.push = &push;
+    fake_send(r->link, &m);
+}
+
+/* Pushes what it keeps after `after` in order, at most PUSHES_PER_ROUND, then
+ * acknowledges with more set when it stopped early. With push_from_start it
+ * first re-pushes what it keeps up to `after`. */
+static void fake_subscribe(fake_replica *r, const Twinbft__Subscribe *s) {
+    cmd_pos after = {s->after_seq, s->after_index};
+    cmd_pos last = {0, 0};
+    uint32_t sent = 0;
+    bool more = false;
+    r->subscribes++;
+    r->sub_after_seq = s->after_seq;
+    for (uint32_t k = 0; k < T.n_cmds; k++) {
+        if (!r->has[k]) {
+            continue;
+        }
+        if (pos_cmp(T.cmds[k], after) <= 0) {
+            if (T.push_from_start) {
+                fake_push(r, k); /* a sloppy replica re-pushes what the client has */
+            }
+            continue;
+        }
+        if (sent == PUSHES_PER_ROUND) {
+            more = true;
+            break;
+        }
+        fake_push(r, k);
+        last = T.cmds[k];
+        sent++;
+    }
+    Twinbft__SubscribeAck a = TWINBFT__SUBSCRIBE_ACK__INIT;
+    a.replica = r->id;
+    a.last_seq = last.seq;
+    a.last_index = last.index;
+    a.more = more;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_SUBSCRIBE_ACK;
+    m.subscribe_ack = &a;
+    fake_send(r->link, &m);
 }
 
 static void fake_on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
@@ -100,61 +297,38 @@ static void fake_on_frame(tb_tls_link *link, const char *peer, const uint8_t *da
     (void)peer;
     Twinbft__Message *m = proto_message_unpack(data, len);
     ck_assert_ptr_nonnull(m);
-    ck_assert_int_eq(m->kind_case, TWINBFT__MESSAGE__KIND_REQUEST);
-    if (r->answers) {
-        fake_answer(r, link, m->request);
+    r->link = link;
+    switch (m->kind_case) {
+    case TWINBFT__MESSAGE__KIND_REQUEST:
+        if (r->answers) {
+            fake_answer(r, link, m->request);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_QUERY:
+        if (r->query_answer != NULL) {
+            fake_query_answer(r, link, m->query);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_STATUS_REQUEST:
+        if (r->status_answers) {
+            fake_status_answer(r, link, m->status_request);
+        }
+        break;
+    case TWINBFT__MESSAGE__KIND_SUBSCRIBE:
+        fake_subscribe(r, m->subscribe);
+        break;
+    default:
+        ck_abort_msg("a client sent message kind %d", (int)m->kind_case);
     }
     twinbft__message__free_unpacked(m, NULL);
 }
 
-static void setup(void) {
-    memset(&T, 0, sizeof T);
-    T.base = event_base_new();
-    ck_assert_int_eq(proto_pki_ca_create("twinbft-test-ca", 1, &T.ca_key, &T.ca_cert), 0);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(T.dir, sizeof T.dir, "%s/test_client.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(T.dir));
-    snprintf(T.ca, sizeof T.ca, "%s/ca.pem", T.dir);
-    snprintf(T.cert, sizeof T.cert, "%s/cert.pem", T.dir);
-    snprintf(T.key, sizeof T.key, "%s/key.pem", T.dir);
-    EVP_PKEY *k = NULL;
-    X509 *c = NULL;
-    ck_assert_int_eq(proto_pki_issue(T.ca_key, T.ca_cert, "edge-1", 1, &k, &c), 0);
-    ck_assert_int_eq(proto_pki_save_cert(T.ca_cert, T.ca), 0);
-    ck_assert_int_eq(proto_pki_save_cert(c, T.cert), 0);
-    ck_assert_int_eq(proto_pki_save_key(k, T.key), 0);
-    EVP_PKEY_free(k);
-    X509_free(c);
-    tb_tls_callbacks cb = {NULL, fake_on_frame, NULL, NULL};
-    for (uint32_t j = 0; j < N; j++) {
-        char name[32];
-        fake_replica *r = &T.reps[j];
-        r->id = j;
-        snprintf(name, sizeof name, "replica-%u", (unsigned)j);
-        ck_assert_int_eq(proto_pki_issue(T.ca_key, T.ca_cert, name, 1, &k, &c), 0);
-        ck_assert_int_eq(tb_tls_ctx_new(T.ca_cert, c, k, &r->tls), 0);
-        EVP_PKEY_free(k);
-        X509_free(c);
-        tb_tls_ctx_set_log(r->tls, quiet, NULL);
-        ck_assert_int_eq(proto_key_generate(&r->key), 0);
-        cb.arg = r;
-        ck_assert_int_eq(tb_tls_listen(T.base, r->tls, "127.0.0.1", 0, &cb, &r->listener), 0);
+static void fake_on_close(tb_tls_link *link, const char *reason, void *arg) {
+    fake_replica *r = arg;
+    (void)reason;
+    if (r->link == link) {
+        r->link = NULL;
     }
-}
-
-static void teardown(void) {
-    for (uint32_t j = 0; j < N; j++) {
-        tb_tls_listener_free(T.reps[j].listener);
-        tb_tls_ctx_free(T.reps[j].tls);
-        proto_key_free(T.reps[j].key);
-    }
-    unlink(T.ca);
-    unlink(T.cert);
-    unlink(T.key);
-    rmdir(T.dir);
-    EVP_PKEY_free(T.ca_key);
-    X509_free(T.ca_cert);
-    event_base_free(T.base);
 }
 
 static void fill_config(tb_client_config *cfg, uint32_t timeout_ms) {
@@ -176,63 +350,113 @@ static void fill_config(tb_client_config *cfg, uint32_t timeout_ms) {
     cfg->timeout_ms = timeout_ms;
 }
 
-static void on_result(int status, uint64_t seq, const uint8_t *leaf, size_t leaf_len,
-                      const uint8_t *cert, size_t cert_len, void *arg) {
-    const tb_client_config *cfg = arg;
+static void setup(void) {
+    memset(&T, 0, sizeof T);
+    T.base = event_base_new();
+    ck_assert_int_eq(proto_pki_ca_create("twinbft-test-ca", 1, &T.ca_key, &T.ca_cert), 0);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(T.dir, sizeof T.dir, "%s/test_client.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(T.dir));
+    snprintf(T.ca, sizeof T.ca, "%s/ca.pem", T.dir);
+    snprintf(T.cert, sizeof T.cert, "%s/cert.pem", T.dir);
+    snprintf(T.key, sizeof T.key, "%s/key.pem", T.dir);
+    EVP_PKEY *k = NULL;
+    X509 *c = NULL;
+    ck_assert_int_eq(proto_pki_issue(T.ca_key, T.ca_cert, "edge-1", 1, &k, &c), 0);
+    ck_assert_int_eq(proto_pki_save_cert(T.ca_cert, T.ca), 0);
+    ck_assert_int_eq(proto_pki_save_cert(c, T.cert), 0);
+    ck_assert_int_eq(proto_pki_save_key(k, T.key), 0);
+    EVP_PKEY_free(k);
+    X509_free(c);
+    tb_tls_callbacks cb = {NULL, fake_on_frame, fake_on_close, NULL};
+    for (uint32_t j = 0; j < N; j++) {
+        char name[32];
+        fake_replica *r = &T.reps[j];
+        r->id = j;
+        r->status_answers = true;
+        snprintf(name, sizeof name, "replica-%u", (unsigned)j);
+        ck_assert_int_eq(proto_pki_issue(T.ca_key, T.ca_cert, name, 1, &k, &c), 0);
+        ck_assert_int_eq(tb_tls_ctx_new(T.ca_cert, c, k, &r->tls), 0);
+        EVP_PKEY_free(k);
+        X509_free(c);
+        tb_tls_ctx_set_log(r->tls, quiet, NULL);
+        ck_assert_int_eq(proto_key_generate(&r->key), 0);
+        cb.arg = r;
+        ck_assert_int_eq(tb_tls_listen(T.base, r->tls, "127.0.0.1", 0, &cb, &r->listener), 0);
+    }
+    fill_config(&T.cfg, 10000);
+}
+
+static void teardown(void) {
+    for (uint32_t j = 0; j < N; j++) {
+        tb_tls_listener_free(T.reps[j].listener);
+        tb_tls_ctx_free(T.reps[j].tls);
+        proto_key_free(T.reps[j].key);
+    }
+    unlink(T.ca);
+    unlink(T.cert);
+    unlink(T.key);
+    rmdir(T.dir);
+    EVP_PKEY_free(T.ca_key);
+    X509_free(T.ca_cert);
+    event_base_free(T.base);
+}
+
+static tb_client *client_new(uint32_t timeout_ms) {
+    tb_client *c = NULL;
+    T.cfg.timeout_ms = timeout_ms;
+    ck_assert_int_eq(tb_client_new(T.base, &T.cfg, &c), 0);
+    return c;
+}
+
+/* ---- intents ---- */
+
+static void on_result(int status, const tb_result *r, void *arg) {
+    (void)arg;
     T.calls++;
     T.status = status;
-    T.seq = seq;
-    T.had_cert = cert != NULL;
-    if (leaf != NULL) {
-        Twinbft__ResultLeaf *l = twinbft__result_leaf__unpack(NULL, leaf_len, leaf);
+    T.had_cert = r != NULL && r->cert != NULL;
+    if (r != NULL) {
+        T.seq = r->seq;
+        Twinbft__ResultLeaf *l = twinbft__result_leaf__unpack(NULL, r->leaf_len, r->leaf);
         ck_assert_ptr_nonnull(l);
         T.number = l->number;
+        ck_assert_uint_eq(r->result_len, l->result.len);
+        ck_assert_mem_eq(r->result, l->result.data, l->result.len);
         twinbft__result_leaf__free_unpacked(l, NULL);
     }
-    if (cert != NULL) {
-        proto_trust t = {.epoch = 1, .n = N, .f = F, .cluster_id_len = 4};
-        memcpy(t.cluster_id, "test", 4);
-        for (uint32_t j = 0; j < N; j++) {
-            ck_assert_int_eq(proto_pubkey_from_raw(cfg->members[j].pubkey, &t.keys[j]), 0);
-        }
-        T.cert_ok = proto_cert_verify(&t, cert, cert_len, 0, NULL) == 0;
-        for (uint32_t j = 0; j < N; j++) {
-            proto_pubkey_free(t.keys[j]);
-        }
+    if (T.had_cert) {
+        T.cert_ok = tb_cert_verify(&T.cfg, r->cert, r->cert_len, 0, NULL) == 0;
     }
     event_base_loopexit(T.base, NULL);
 }
 
 /* Runs one request with the first `answering` replicas answering. */
-static void run_one(tb_client *c, tb_client_config *cfg, uint32_t answering) {
+static void run_one(tb_client *c, uint32_t answering) {
     for (uint32_t j = 0; j < N; j++) {
         T.reps[j].answers = j < answering;
     }
     T.calls = 0;
-    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"hello", 5, false, on_result, cfg), 0);
-    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"again", 5, false, on_result, cfg),
+    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"hello", 5, on_result, NULL), 0);
+    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"again", 5, on_result, NULL),
                      TB_ERR_STATE);
-    struct timeval limit = {20, 0};
-    event_base_loopexit(T.base, &limit);
+    ck_assert_int_eq(tb_client_query(c, (const uint8_t *)"", 1, NULL, NULL), TB_ERR_STATE);
     event_base_dispatch(T.base);
     ck_assert_int_eq(T.calls, 1);
 }
 
 /* All replicas answer: the result arrives with a certificate that verifies. */
 START_TEST(test_quorum_gives_certificate) {
-    tb_client_config cfg;
-    tb_client *c = NULL;
-    fill_config(&cfg, 10000);
-    ck_assert_int_eq(tb_client_new(T.base, &cfg, &c), 0);
+    tb_client *c = client_new(10000);
     ck_assert_str_eq(tb_client_name(c), "edge-1");
-    run_one(c, &cfg, N);
+    run_one(c, N);
     ck_assert_int_eq(T.status, 0);
     ck_assert_uint_eq(T.seq, SEQ);
     ck_assert_uint_eq(T.number, 41);
     ck_assert(T.had_cert && T.cert_ok);
     /* The next request carries the next number. */
     ck_assert_uint_eq(tb_client_next_number(c), 42);
-    run_one(c, &cfg, N);
+    run_one(c, N);
     ck_assert_int_eq(T.status, 0);
     ck_assert_uint_eq(T.number, 42);
     tb_client_free(c);
@@ -241,11 +465,8 @@ END_TEST
 
 /* f+1 replies but no quorum: the result stands, without a certificate. */
 START_TEST(test_f_plus_one_without_certificate) {
-    tb_client_config cfg;
-    tb_client *c = NULL;
-    fill_config(&cfg, 10000);
-    ck_assert_int_eq(tb_client_new(T.base, &cfg, &c), 0);
-    run_one(c, &cfg, F + 1);
+    tb_client *c = client_new(10000);
+    run_one(c, F + 1);
     ck_assert_int_eq(T.status, 0);
     ck_assert_uint_eq(T.number, 41);
     ck_assert(!T.had_cert);
@@ -253,16 +474,278 @@ START_TEST(test_f_plus_one_without_certificate) {
 }
 END_TEST
 
-/* f replies cannot complete a request: it times out, and the number still advances. */
+/* f replies cannot complete a request: it times out with TB_ERR_TIMEOUT, and
+ * the number still advances. */
 START_TEST(test_too_few_replies_time_out) {
-    tb_client_config cfg;
-    tb_client *c = NULL;
-    fill_config(&cfg, 1500);
-    ck_assert_int_eq(tb_client_new(T.base, &cfg, &c), 0);
-    run_one(c, &cfg, F);
-    ck_assert_int_eq(T.status, TB_ERR_QUORUM);
+    tb_client *c = client_new(1500);
+    run_one(c, F);
+    ck_assert_int_eq(T.status, TB_ERR_TIMEOUT);
     ck_assert(!T.had_cert);
     ck_assert_uint_eq(tb_client_next_number(c), 42);
+    tb_client_free(c);
+}
+END_TEST
+
+/* The blocking wrapper hands back an owned copy with a certificate that
+ * tb_cert_verify accepts and whose info names the request. */
+START_TEST(test_submit_wait_and_verify) {
+    tb_client *c = client_new(10000);
+    for (uint32_t j = 0; j < N; j++) {
+        T.reps[j].answers = true;
+    }
+    ck_assert_int_eq(tb_client_connect_wait(c, 10000), 0);
+    ck_assert_uint_ge(tb_client_connected(c), 1);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_submit_wait(c, (const uint8_t *)"hello", 5, &o), 0);
+    ck_assert_uint_eq(o.seq, SEQ);
+    ck_assert_uint_eq(o.data_len, 5);
+    ck_assert_mem_eq(o.data, "hello", 5);
+    ck_assert_ptr_nonnull(o.cert);
+    tb_cert_info info;
+    ck_assert_int_eq(tb_cert_verify(&T.cfg, o.cert, o.cert_len, 0, &info), 0);
+    ck_assert_uint_eq(info.seq, SEQ);
+    ck_assert_uint_eq(info.index, 0);
+    ck_assert_uint_eq(info.number, 41);
+    ck_assert_str_eq(info.client, "edge-1");
+    ck_assert_uint_eq(info.result_len, 5);
+    tb_cert_info_clear(&info);
+    o.cert[o.cert_len / 2] ^= 1;
+    ck_assert_int_ne(tb_cert_verify(&T.cfg, o.cert, o.cert_len, 0, &info), 0);
+    ck_assert_ptr_null(info.client);
+    ck_assert_int_eq(tb_cert_verify(&T.cfg, (const uint8_t *)"junk", 4, 0, NULL), TB_ERR_INVALID);
+    tb_owned_clear(&o);
+    tb_client_free(c);
+}
+END_TEST
+
+/* ---- queries ---- */
+
+/* A packed SmQuery (config_get "k"). */
+static size_t sm_query(uint8_t out[64]) {
+    Twinbft__SmQuery q = TWINBFT__SM_QUERY__INIT;
+    q.q_case = TWINBFT__SM_QUERY__Q_CONFIG_GET;
+    q.config_get = "k";
+    return twinbft__sm_query__pack(&q, out);
+}
+
+/* Three of four replicas return the same bytes: that is the answer, unordered,
+ * and no request number is used. */
+START_TEST(test_query_agreed_by_quorum) {
+    uint8_t q[64];
+    size_t q_len = sm_query(q);
+    T.reps[0].query_answer = T.reps[1].query_answer = T.reps[2].query_answer = "same";
+    T.reps[3].query_answer = "other";
+    tb_client *c = client_new(10000);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_query_wait(c, q, q_len, &o), 0);
+    ck_assert(!o.ordered);
+    ck_assert_uint_eq(o.seq, 9);
+    ck_assert_uint_eq(o.data_len, 4);
+    ck_assert_mem_eq(o.data, "same", 4);
+    ck_assert_uint_eq(tb_client_next_number(c), 41);
+    tb_owned_clear(&o);
+    tb_client_free(c);
+}
+END_TEST
+
+/* Two against two can never make a quorum: the query is ordered as SmOp.query
+ * and answered with the SmQueryResult inside the ordered SmResult. */
+START_TEST(test_query_disagreement_falls_back_to_ordering) {
+    uint8_t q[64];
+    size_t q_len = sm_query(q);
+    T.reps[0].query_answer = T.reps[1].query_answer = "a";
+    T.reps[2].query_answer = T.reps[3].query_answer = "b";
+    for (uint32_t j = 0; j < N; j++) {
+        T.reps[j].answers = true;
+    }
+    tb_client *c = client_new(10000);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_query_wait(c, q, q_len, &o), 0);
+    ck_assert(o.ordered);
+    ck_assert_uint_eq(o.seq, SEQ);
+    Twinbft__SmQueryResult *qr = twinbft__sm_query_result__unpack(NULL, o.data_len, o.data);
+    ck_assert_ptr_nonnull(qr);
+    ck_assert_str_eq(qr->detail, "ordered");
+    twinbft__sm_query_result__free_unpacked(qr, NULL);
+    ck_assert_uint_eq(tb_client_next_number(c), 42);
+    tb_owned_clear(&o);
+    /* Not an SmQuery at all: refused before anything is sent. */
+    ck_assert_int_eq(tb_client_query_wait(c, (const uint8_t *)"\xff", 1, &o), TB_ERR_INVALID);
+    tb_client_free(c);
+}
+END_TEST
+
+/* Nobody answers the query or its ordered fallback: TB_ERR_TIMEOUT. */
+START_TEST(test_query_times_out) {
+    uint8_t q[64];
+    size_t q_len = sm_query(q);
+    tb_client *c = client_new(1500);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_query_wait(c, q, q_len, &o), TB_ERR_TIMEOUT);
+    tb_client_free(c);
+}
+END_TEST
+
+/* ---- status ---- */
+
+/* One replica stays silent: the others' entries are filled, its entry says
+ * unanswered, and the call still completes (status 0) at the timeout. */
+START_TEST(test_status_with_one_silent) {
+    T.reps[3].status_answers = false;
+    tb_client *c = client_new(1500);
+    tb_replica_status st[N];
+    ck_assert_int_eq(tb_client_status_wait(c, st), 0);
+    for (uint32_t j = 0; j < 3; j++) {
+        ck_assert(st[j].answered);
+        ck_assert_uint_eq(st[j].id, j);
+        ck_assert_uint_eq(st[j].view, 3);
+        ck_assert_uint_eq(st[j].executed, 100 + j);
+        ck_assert_uint_eq(st[j].peers, N - 1);
+        ck_assert_uint_eq(st[j].peers_mask, 0xfu & ~(1u << j));
+    }
+    ck_assert(!st[3].answered);
+    ck_assert_uint_eq(st[3].executed, 0);
+    tb_client_free(c);
+}
+END_TEST
+
+/* ---- subscriptions ---- */
+
+static void on_command(const tb_command *cmd, void *arg) {
+    (void)arg;
+    ck_assert_uint_lt(T.n_delivered, DELIVERED_MAX);
+    T.delivered[T.n_delivered++] = (cmd_pos){cmd->seq, cmd->index};
+    char want[64];
+    snprintf(want, sizeof want, "cmd-%llu-%u", (unsigned long long)cmd->seq, cmd->index);
+    T.delivered_cert_ok = T.delivered_cert_ok && cmd->result_len == strlen(want) &&
+                          memcmp(cmd->result, want, cmd->result_len) == 0 &&
+                          tb_cert_verify(&T.cfg, cmd->cert, cmd->cert_len, 0, NULL) == 0;
+}
+
+static void add_cmd(uint64_t seq, uint32_t index, const char *holders) {
+    ck_assert_uint_lt(T.n_cmds, CMDS_MAX);
+    T.cmds[T.n_cmds] = (cmd_pos){seq, index};
+    for (const char *h = holders; *h != '\0'; h++) {
+        T.reps[*h - '0'].has[T.n_cmds] = true;
+    }
+    T.n_cmds++;
+}
+
+static void run_until_delivered(tb_client *c, uint32_t count) {
+    (void)c;
+    while (T.n_delivered < count) {
+        ck_assert_int_eq(event_base_loop(T.base, EVLOOP_ONCE), 0);
+    }
+}
+
+/* A barrier: a status round trip with every replica. Each link is ordered,
+ * so once every replica's status reply is in, everything it pushed before
+ * has been handled. */
+static void barrier(tb_client *c) {
+    tb_replica_status st[N];
+    ck_assert_int_eq(tb_client_status_wait(c, st), 0);
+    for (uint32_t j = 0; j < N; j++) {
+        ck_assert(st[j].answered);
+    }
+}
+
+static void expect_delivered(const cmd_pos *want, uint32_t n) {
+    ck_assert_uint_eq(T.n_delivered, n);
+    for (uint32_t i = 0; i < n; i++) {
+        ck_assert_uint_eq(T.delivered[i].seq, want[i].seq);
+        ck_assert_uint_eq(T.delivered[i].index, want[i].index);
+    }
+    ck_assert(T.delivered_cert_ok);
+}
+
+/* Commands every replica keeps arrive in (seq, index) order, each once, with
+ * certificates, across several Subscribe/SubscribeAck(more) rounds. */
+START_TEST(test_subscription_in_order) {
+    add_cmd(5, 0, "0123");
+    add_cmd(5, 2, "0123");
+    add_cmd(6, 1, "0123");
+    add_cmd(8, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), TB_ERR_STATE);
+    run_until_delivered(c, 4);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {5, 2}, {6, 1}, {8, 0}};
+    expect_delivered(want, 4);
+    tb_client_free(c);
+}
+END_TEST
+
+/* A certified later command waits while an earlier one is still pending and
+ * alive (pushed by two replicas, passed over by only one); once the earlier
+ * one is certified both come, in order. */
+START_TEST(test_subscription_waits_for_earlier) {
+    add_cmd(5, 0, "01");  /* two pushes: not certified, not dead */
+    add_cmd(6, 0, "012"); /* certified */
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    barrier(c); /* every replica has answered its Subscribe by now */
+    ck_assert_uint_eq(T.reps[3].subscribes, 1);
+    ck_assert_uint_eq(T.n_delivered, 0);
+    /* Replica 3 catches up and pushes the earlier command too. */
+    T.reps[3].has[0] = true;
+    fake_push(&T.reps[3], 0);
+    run_until_delivered(c, 2);
+    cmd_pos want[] = {{5, 0}, {6, 0}};
+    expect_delivered(want, 2);
+    tb_client_free(c);
+}
+END_TEST
+
+/* A command pushed by one (Byzantine) replica alone is dead once f+1 others
+ * have pushed past it: the later certified command is delivered, the
+ * Byzantine one never is. */
+START_TEST(test_subscription_drops_dead_command) {
+    add_cmd(5, 0, "3");
+    add_cmd(6, 0, "012");
+    add_cmd(7, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, 2);
+    barrier(c);
+    barrier(c);
+    cmd_pos want[] = {{6, 0}, {7, 0}};
+    expect_delivered(want, 2);
+    tb_client_free(c);
+}
+END_TEST
+
+/* Every replica's link closes after two deliveries; on reopen the client
+ * resubscribes after the last delivered command. Replicas that re-push old
+ * commands cause no duplicates, and the new one arrives without a gap. */
+START_TEST(test_subscription_resumes_after_reconnect) {
+    add_cmd(5, 0, "0123");
+    add_cmd(5, 1, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, 2);
+    barrier(c);
+    add_cmd(9, 3, "0123");
+    T.push_from_start = true;
+    for (uint32_t j = 0; j < N; j++) {
+        ck_assert_ptr_nonnull(T.reps[j].link);
+        tb_tls_link_free(T.reps[j].link);
+        T.reps[j].link = NULL;
+    }
+    run_until_delivered(c, 3);
+    barrier(c);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {5, 1}, {9, 3}};
+    expect_delivered(want, 3);
+    for (uint32_t j = 0; j < N; j++) {
+        ck_assert_uint_ge(T.reps[j].subscribes, 2);
+        ck_assert_uint_eq(T.reps[j].sub_after_seq, 5); /* resumed after (5, 1) or later */
+    }
     tb_client_free(c);
 }
 END_TEST
@@ -278,6 +761,7 @@ START_TEST(test_bad_config_refused) {
     cfg.first_number = 0;
     ck_assert_int_eq(tb_client_new(T.base, &cfg, &c), TB_ERR_INVALID);
     ck_assert_ptr_null(c);
+    ck_assert_str_ne(tb_strerror(TB_ERR_TIMEOUT), tb_strerror(TB_ERR_QUORUM));
 }
 END_TEST
 
@@ -289,6 +773,15 @@ static Suite *client_suite(void) {
     tcase_add_test(tc, test_quorum_gives_certificate);
     tcase_add_test(tc, test_f_plus_one_without_certificate);
     tcase_add_test(tc, test_too_few_replies_time_out);
+    tcase_add_test(tc, test_submit_wait_and_verify);
+    tcase_add_test(tc, test_query_agreed_by_quorum);
+    tcase_add_test(tc, test_query_disagreement_falls_back_to_ordering);
+    tcase_add_test(tc, test_query_times_out);
+    tcase_add_test(tc, test_status_with_one_silent);
+    tcase_add_test(tc, test_subscription_in_order);
+    tcase_add_test(tc, test_subscription_waits_for_earlier);
+    tcase_add_test(tc, test_subscription_drops_dead_command);
+    tcase_add_test(tc, test_subscription_resumes_after_reconnect);
     tcase_add_test(tc, test_bad_config_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -62,8 +62,12 @@ enum {
      * answers before it is put through ordering. */
     TB_CLIENT_QUERY_WAIT_MS = 1000,
     TB_CLIENT_OP_BYTES_MAX = 64u << 10,
-    /* Certified-but-undelivered and uncertified pushes a subscription holds;
-     * beyond this the oldest uncertified ones are dropped and counted. */
+    /* Commands (certified-but-undelivered and uncertified) a subscription
+     * holds. Beyond this, commands that can no longer be certified are
+     * dropped first; then a further push is refused and counted, and its
+     * replica's stream stops counting towards settling earlier commands
+     * until its link reopens (so a refusal can delay delivery, never skip
+     * a command). */
     TB_SUBSCRIPTION_PENDING_MAX = 4096,
 };
 
@@ -160,8 +164,8 @@ typedef struct tb_replica_status {
     bool in_view_change;
     uint64_t executed;
     uint64_t stable_seq;
-    uint32_t peers; /* replicas it has an open link to */
-    uint64_t peers_mask; /* bit j: linked to replica j */
+    uint32_t peers;                        /* replicas it has an open link to */
+    uint64_t peers_mask;                   /* bit j: linked to replica j */
     uint8_t state_digest[TB_DIGEST_BYTES]; /* of its last own checkpoint ... */
     uint64_t state_digest_seq;             /* ... at this seq */
     uint8_t app_digest[TB_DIGEST_BYTES];   /* the state machine's digest at executed */
