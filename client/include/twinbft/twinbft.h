@@ -144,9 +144,13 @@ int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb c
 /* ---- read-only queries ---- */
 
 /* status 0: result is a packed SmQueryResult that a quorum of replicas
- * returned identically at `executed` (ordered false), or the ordered
- * fallback's answer (ordered true, executed = its seq). TB_ERR_TIMEOUT
- * otherwise. */
+ * returned identically (ordered false; executed is the (f+1)-th highest
+ * executed sequence among them, so a correct replica had executed at least
+ * that far when it gave this answer), or the ordered fallback's answer
+ * (ordered true, executed = its seq; a query the state machine refused
+ * comes as an SmQueryResult carrying only the refusal's code, reason and
+ * detail). TB_ERR_TIMEOUT when neither arrived within the timeout, which
+ * counts from the call and covers the fallback. */
 typedef void (*tb_query_cb)(int status, const uint8_t *result, size_t len, uint64_t executed,
                             bool ordered, void *arg);
 /* Same rules as tb_client_submit; the ordered fallback uses a request
