@@ -5,7 +5,7 @@
 
 # Debian packages needed to build, test and lint twinbft (see DESIGN.md, "Build notes").
 TB_PACKAGES=(cmake gcc pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-    libssl-dev liblmdb-dev check libinih-dev clang-format cppcheck)
+    libssl-dev liblmdb-dev check libinih-dev libjson-c-dev clang-format cppcheck)
 
 # The repository root: the parent of the folder holding this file.
 TB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

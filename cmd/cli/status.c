@@ -1,0 +1,102 @@
+/* status: what every replica says about itself, one row each. */
+#include <inttypes.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "cmd/cli/cli.h"
+#include "proto/hex.h"
+
+enum { CLI_DIGEST_SHORT_HEX = 12 };
+
+static json_object *cli_status_json(const rep_member *m, const tb_replica_status *s) {
+    char hex[2 * TB_DIGEST_BYTES + 1], addr[REP_HOST_BYTES_MAX + 8];
+    json_object *o = json_object_new_object();
+    snprintf(addr, sizeof addr, "%s:%u", m->host, (unsigned)m->port);
+    json_object_object_add(o, "id", json_object_new_int64(m->id));
+    json_object_object_add(o, "address", json_object_new_string(addr));
+    json_object_object_add(o, "answered", json_object_new_boolean(s->answered));
+    if (!s->answered) {
+        return o;
+    }
+    json_object_object_add(o, "view", json_object_new_uint64(s->view));
+    json_object_object_add(o, "primary", json_object_new_boolean(s->primary == s->id));
+    json_object_object_add(o, "primary_id", json_object_new_int64(s->primary));
+    json_object_object_add(o, "in_view_change", json_object_new_boolean(s->in_view_change));
+    json_object_object_add(o, "executed", json_object_new_uint64(s->executed));
+    json_object_object_add(o, "stable_checkpoint", json_object_new_uint64(s->stable_seq));
+    json_object_object_add(o, "epoch", json_object_new_uint64(s->epoch));
+    json_object_object_add(o, "peers", json_object_new_int64(s->peers));
+    json_object_object_add(o, "peers_mask", json_object_new_uint64(s->peers_mask));
+    proto_hex(s->app_digest, TB_DIGEST_BYTES, hex);
+    json_object_object_add(o, "app_digest", json_object_new_string(hex));
+    proto_hex(s->state_digest, TB_DIGEST_BYTES, hex);
+    json_object_object_add(o, "state_digest", json_object_new_string(hex));
+    json_object_object_add(o, "state_digest_seq", json_object_new_uint64(s->state_digest_seq));
+    json_object_object_add(o, "view_changes", json_object_new_uint64(s->view_changes));
+    json_object_object_add(o, "dropped", json_object_new_uint64(s->dropped));
+    json_object_object_add(o, "clients", json_object_new_uint64(s->clients));
+    return o;
+}
+
+static void cli_status_row(const rep_member *m, const tb_replica_status *s) {
+    char hex[2 * TB_DIGEST_BYTES + 1], addr[REP_HOST_BYTES_MAX + 8];
+    snprintf(addr, sizeof addr, "%s:%u", m->host, (unsigned)m->port);
+    if (!s->answered) {
+        printf("%-3" PRIu32 " %-21s (no answer)\n", m->id, addr);
+        return;
+    }
+    proto_hex(s->app_digest, TB_DIGEST_BYTES, hex);
+    hex[CLI_DIGEST_SHORT_HEX] = '\0';
+    printf("%-3" PRIu32 " %-21s %-6" PRIu64 " %-7s %-9" PRIu64 " %-7" PRIu64 " %-6" PRIu64
+           " %-6" PRIu32 " %s\n",
+           m->id, addr, s->view, s->primary == s->id ? (s->in_view_change ? "yes*" : "yes") : "no",
+           s->executed, s->stable_seq, s->epoch, s->peers, hex);
+}
+
+static int cli_status(cli_ctx *c) {
+    static tb_replica_status st[TB_MEMBERS_MAX];
+    cli_conn k;
+    uint32_t answered = 0;
+    int rc = cli_conn_open(c, &k, NULL);
+    if (rc == CLI_EXIT_OK && (rc = tb_client_status_wait(k.client, st)) != 0) {
+        rc = cli_fail(c, CLI_EXIT_FAILED, "status failed: %s", tb_strerror(rc));
+    }
+    if (rc != CLI_EXIT_OK) {
+        cli_conn_close(&k);
+        return rc;
+    }
+    json_object *arr = c->g->output == CLI_OUTPUT_JSON ? json_object_new_array() : NULL;
+    if (arr == NULL) {
+        printf("%-3s %-21s %-6s %-7s %-9s %-7s %-6s %-6s %s\n", "ID", "ADDRESS", "VIEW", "PRIMARY",
+               "EXECUTED", "STABLE", "EPOCH", "PEERS", "DIGEST");
+    }
+    for (uint32_t j = 0; j < k.cfg.n; j++) {
+        answered += st[j].answered;
+        if (arr != NULL) {
+            json_object_array_add(arr, cli_status_json(&k.cluster->members[j], &st[j]));
+        } else {
+            cli_status_row(&k.cluster->members[j], &st[j]);
+        }
+    }
+    if (arr != NULL) {
+        cli_json_print(arr);
+    }
+    uint32_t quorum = 2 * k.cfg.f + 1;
+    if (answered < quorum) {
+        rc = cli_fail(c, CLI_EXIT_UNREACHABLE,
+                      "only %" PRIu32 " of %" PRIu32 " replicas answered; a quorum is %" PRIu32,
+                      answered, k.cfg.n, quorum);
+    }
+    cli_conn_close(&k);
+    return rc;
+}
+
+const cli_cmd CLI_STATUS_CMDS[] = {
+    {"status", "", 0, 0, "Show every replica's view, progress, checkpoint and state digest.",
+     "Table: one row per replica (PRIMARY yes* = primary in a view change; DIGEST = the first\n"
+     "12 hex digits of the state machine's digest). -w json: an array of one object per\n"
+     "replica with the full digests. Exit 3 when fewer than a quorum (2f+1) answer.\n",
+     NULL, 0, cli_status},
+    {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
+};

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Proves the CLI drives a real cluster end to end: cluster init, up (four replicas in the
+# background), config put/get, a compare-and-set conflict (exit 1), an approved actuation
+# (site, twin, policy, actuate) whose certificate --cert-out saved verifies offline while a
+# copy with one flipped byte does not, a policy denial (exit 4), status -w json with four
+# answering replicas, the event log, and down stopping every replica.
+#
+#   tests/cli/e2e.sh PATH/TO/twinbft      (twinbft-replica must be next to it)
+set -euo pipefail
+
+twinbft="$1"
+work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-cli-XXXXXX")"
+dir="$work/c"
+cleanup() {
+    # Whatever happened, no replica outlives the test.
+    if [[ -f "$dir/cluster.conf" ]]; then
+        "$twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+    echo "cli_e2e: FAIL: $*" >&2
+    for log in "$dir"/replica-*/log; do
+        [[ -f "$log" ]] && { echo "--- $log" >&2; tail -5 "$log" >&2; }
+    done
+    exit 1
+}
+
+# run CODE ARGS...: twinbft ARGS must exit CODE; its stdout is left in $out.
+run() {
+    local want="$1" rc=0
+    shift
+    out="$("$twinbft" "$@" 2>"$work/err")" || rc=$?
+    [[ $rc == "$want" ]] || fail "twinbft $* exited $rc, want $want: $out $(cat "$work/err")"
+}
+
+# Pick a base port from the PID so that parallel runs rarely collide.
+base=$((30000 + ($$ % 2000) * 10))
+
+echo "== cluster init, up"
+run 0 cluster init --dir "$dir" --replicas 4 --base-port "$base" --cluster-id cli-e2e
+run 0 up --dir "$dir" --timeout 120s --log-level warn
+[[ "$(grep -c "started, pid" <<<"$out")" == 4 ]] || fail "up: $out"
+for i in 0 1 2 3; do [[ -s "$dir/replica-$i/pid" ]] || fail "no pid file for replica $i"; done
+export TWINBFT_CLUSTER="$dir/cluster.conf" TWINBFT_IDENTITY="$dir/admin"
+t=(--timeout 60s)
+
+echo "== config put, get, compare-and-set conflict"
+run 0 config put plant/mode auto "${t[@]}"
+grep -q "^ok" <<<"$out" || fail "config put: $out"
+run 0 config get plant/mode "${t[@]}"
+grep -q "^plant/mode = auto  (version 1," <<<"$out" || fail "config get: $out"
+run 1 config put plant/mode manual --expect-version 0 "${t[@]}"
+grep -q "^conflict: VERSION" <<<"$out" || fail "CAS conflict: $out"
+
+echo "== an approved actuation with its certificate"
+# Policies are the operator's: the bootstrap admin grants itself that role first.
+run 0 acl grant admin admin,operator "${t[@]}"
+run 0 site put plant-a --name "Plant A" "${t[@]}"
+run 0 twin create pump-1 --kind site --site plant-a --owner admin "${t[@]}"
+run 0 policy put pump-1 speed --min 0 --max 3000 --max-step 2000 --role operator "${t[@]}"
+run 0 actuate pump-1 speed 1200 --cert-out "$work/cmd.cert" "${t[@]}"
+grep -qE "^approved: pump-1 speed=1200 \(seq [0-9]+\)" <<<"$out" || fail "actuate: $out"
+seq="$(sed -n 's/^approved: .*(seq \([0-9]*\))$/\1/p' <<<"$out")"
+[[ -s "$work/cmd.cert" ]] || fail "--cert-out wrote nothing"
+
+echo "== verify the certificate, and a copy with one flipped byte"
+run 0 verify "$work/cmd.cert"
+grep -q "^valid: seq $seq " <<<"$out" || fail "verify: $out"
+grep -q "result: approved: pump-1 speed=1200" <<<"$out" || fail "verify result: $out"
+size="$(stat -c %s "$work/cmd.cert")"
+python3 - "$work/cmd.cert" "$work/flipped.cert" "$((size / 2))" <<'PY'
+import sys
+data = bytearray(open(sys.argv[1], "rb").read())
+data[int(sys.argv[3])] ^= 0x01
+open(sys.argv[2], "wb").write(data)
+PY
+rc=0
+"$twinbft" verify "$work/flipped.cert" >"$work/out" 2>&1 || rc=$?
+((rc != 0)) || fail "a certificate with a flipped byte verified: $(cat "$work/out")"
+grep -q "invalid" "$work/out" || fail "flipped verify message: $(cat "$work/out")"
+
+echo "== a denial exits 4 with its reason"
+run 4 actuate pump-1 speed 5000 "${t[@]}"
+grep -q "^denied: RANGE" <<<"$out" || fail "denial: $out"
+
+echo "== status -w json: four replicas answer"
+run 0 status -w json "${t[@]}"
+python3 - "$out" <<'PY' || fail "status json: $out"
+import json, sys
+rows = json.loads(sys.argv[1])
+assert len(rows) == 4, rows
+assert all(r["answered"] for r in rows), rows
+assert sorted(r["id"] for r in rows) == [0, 1, 2, 3], rows
+assert sum(1 for r in rows if r["primary"]) >= 1, rows
+assert all(len(r["app_digest"]) == 64 for r in rows), rows
+PY
+
+echo "== log"
+run 0 log "${t[@]}"
+grep -qE "^$seq +[0-9]+ .* admin +pump-1 +actuate +approved: pump-1 speed=1200" <<<"$out" ||
+    fail "log has no actuation row at seq $seq: $out"
+grep -qE " config_put +ok" <<<"$out" || fail "log has no config_put: $out"
+grep -qE " config_put +conflict: VERSION" <<<"$out" || fail "log has no CAS conflict: $out"
+
+echo "== down"
+run 0 down --dir "$dir" --timeout 30s
+[[ "$(grep -c ": stopped (SIGTERM)" <<<"$out")" == 4 ]] || fail "down: $out"
+for i in 0 1 2 3; do [[ ! -e "$dir/replica-$i/pid" ]] || fail "pid file $i left behind"; done
+echo "cli_e2e: ok"
