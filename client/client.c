@@ -205,6 +205,7 @@ int tb_client_new(struct event_base *base, const tb_client_config *cfg, tb_clien
         rc = tb_tls_ctx_load(cfg->ca_path, cfg->cert_path, cfg->key_path, &c->tls);
     }
     if (rc == 0) {
+        tb_tls_ctx_set_log(c->tls, cfg->log, cfg->log_arg);
         rc = tb_client_connect_all(c);
     }
     if (rc != 0) {

@@ -137,8 +137,9 @@ struct pbft_node {
     uint64_t vc_deadline; /* in view change: when to give up on this view */
     uint64_t vc_timeout;  /* current (doubling) view-change timeout */
     uint64_t view_changes;
-    pbft_vote *vcs; /* [n] latest valid VIEW-CHANGE per replica (view in .view) */
-    uint8_t *nv;    /* packed Signed NEW-VIEW of the current view, for resends */
+    pbft_vote *vcs;      /* [n] latest valid VIEW-CHANGE per replica (view in .view) */
+    uint64_t *seen_view; /* [n] highest view of signed normal-case traffic from each replica */
+    uint8_t *nv;         /* packed Signed NEW-VIEW of the current view, for resends */
     size_t nv_len;
 
     /* Log: slots for h < seq <= h + L, indexed by seq % L. */
@@ -261,6 +262,7 @@ void state_digest(const uint8_t app[PROTO_DIGEST_BYTES], const uint8_t clients[P
 /* view_change.c */
 void start_view_change(pbft_node *node, uint64_t view);
 void nudge_primary(pbft_node *node, uint64_t view);
+void note_later_view(pbft_node *node, uint32_t from, uint64_t view);
 void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
                     const uint8_t *sbytes, size_t slen);
 void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body);

@@ -60,6 +60,7 @@ int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out) {
     node->now = now_ms;
     node->vc_timeout = cfg->view_timeout_ms;
     node->vcs = xcalloc(node->n, sizeof *node->vcs);
+    node->seen_view = xcalloc(node->n, sizeof *node->seen_view);
     node->slots = xcalloc(cfg->log_window, sizeof *node->slots);
     for (uint32_t i = 0; i < cfg->log_window; i++) {
         node->slots[i].prepares = xcalloc(node->n, sizeof(pbft_vote));
@@ -134,6 +135,7 @@ void pbft_node_free(pbft_node *node) {
         free(node->h_proof[i]);
     }
     free(node->vcs);
+    free(node->seen_view);
     free(node->h_proof);
     free(node->h_proof_len);
     free(node->nv);

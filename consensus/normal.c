@@ -350,6 +350,7 @@ void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePr
     if (vf < 0 || (vf > 0 && sf < 0)) {
         buffer_future(node, from, raw, raw_len);
         nudge_primary(node, view);
+        note_later_view(node, s->signer, view);
         goto done;
     }
     if (vf == 0 || sf == 0) {
@@ -433,6 +434,7 @@ static void on_vote(pbft_node *node, const pbft_from *from, const Twinbft__Signe
     if (vf < 0 || (vf > 0 && sf < 0)) {
         buffer_future(node, from, raw, raw_len);
         nudge_primary(node, view);
+        note_later_view(node, s->signer, view);
         goto done;
     }
     if (vf == 0 || sf == 0) {

@@ -245,6 +245,43 @@ void nudge_primary(pbft_node *node, uint64_t view) {
                        own->sbytes, own->slen);
 }
 
+/* A replica that missed a whole view change (it was down, or cut off)
+ * sees signed pre-prepares, prepares and commits of a later view but no
+ * VIEW-CHANGEs to join (PBFT 4.5.2's f+1 rule needs those). Such traffic
+ * from f+1 replicas means at least one correct replica is in that view:
+ * move to the smallest view f+1 of them have reached, so that our
+ * VIEW-CHANGE makes its primary resend the NEW-VIEW (on_view_change).
+ * Faulty replicas alone (f) cannot move anyone. */
+void note_later_view(pbft_node *node, uint32_t from, uint64_t view) {
+    if (from >= node->n || from == node->cfg.self || view <= node->view) {
+        return;
+    }
+    if (view > node->seen_view[from]) {
+        node->seen_view[from] = view;
+    }
+    uint64_t top[PBFT_REPLICAS_MAX];
+    uint32_t count = 0;
+    for (uint32_t i = 0; i < node->n; i++) {
+        if (i != node->cfg.self && node->seen_view[i] > node->view) {
+            top[count++] = node->seen_view[i];
+        }
+    }
+    if (count < node->f + 1) {
+        return;
+    }
+    /* The (f+1)-th largest: f+1 replicas have reached at least this view. */
+    for (uint32_t k = 0; k <= node->f; k++) {
+        for (uint32_t i = k + 1; i < count; i++) {
+            if (top[i] > top[k]) {
+                uint64_t t = top[k];
+                top[k] = top[i];
+                top[i] = t;
+            }
+        }
+    }
+    start_view_change(node, top[node->f]);
+}
+
 void start_view_change(pbft_node *node, uint64_t view) {
     if (view < node->view || (view == node->view && node->in_vc)) {
         return;

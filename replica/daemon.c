@@ -572,6 +572,12 @@ static int load_members(daemon *d) {
     return rc;
 }
 
+/* The links' own lines (handshake failures, closed connections; already
+ * rate-limited by the link layer) go through the daemon's levelled log. */
+static void link_log(const char *line, void *arg) {
+    logf_(arg, 2, "%s", line);
+}
+
 static int open_links(daemon *d, const char *key_path) {
     const rep_member *me = &d->cluster.members[d->opt.id];
     int rc = tb_tls_ctx_load(d->cluster.ca_path, me->cert_path, key_path, &d->tls);
@@ -579,6 +585,7 @@ static int open_links(daemon *d, const char *key_path) {
         logf_(d, 0, "TLS identity from %s and %s: %s", me->cert_path, key_path, tb_strerror(rc));
         return rc;
     }
+    tb_tls_ctx_set_log(d->tls, link_log, d);
     tb_tls_callbacks cb = {on_open, on_frame, on_close, d};
     rc = tb_tls_listen(d->base, d->tls, me->host, me->port, &cb, &d->listener);
     if (rc != 0) {

@@ -260,9 +260,9 @@ static int cli_up_start(const cli_ctx *c, const char *dir, const char *conf, con
         }
         pid_t old = cli_pid_read(r->pid_path);
         if (cli_pid_alive(old)) {
-            rc = cli_fail(c, CLI_EXIT_FAILED,
-                          "replica %" PRIu32 " is already running (pid %d, %s); not starting it", i,
-                          (int)old, r->pid_path);
+            /* up brings the cluster up: a running replica is already there,
+             * so `up` after a crash restarts exactly the ones that died. */
+            printf("replica %" PRIu32 ": already running, pid %d\n", i, (int)old);
             continue;
         }
         int src = cli_spawn(c, bin, conf, r, level);
@@ -375,11 +375,13 @@ static const cli_flag cli_down_flags[] = {
 };
 
 const cli_cmd CLI_UP_CMDS[] = {
-    {"up", "", 0, 0, "Start the local replicas of DIR/cluster.conf in the background.",
+    {"up", "", 0, 0,
+     "Start the local replicas of DIR/cluster.conf that are not running, in the background.",
      "Replica i runs detached (its own session) with data in DIR/replica-i/data, pid in\n"
      "DIR/replica-i/pid and output in DIR/replica-i/log. twinbft-replica is taken from\n"
      "next to this executable, else from PATH. A replica whose pid file names a live\n"
-     "process is not started (exit 1). Waits up to --timeout for each to accept TCP\n"
+     "process is left running (so `up` after a crash restarts the ones that died).\n"
+     "Waits up to --timeout for each started one to accept TCP\n"
      "connections; a replica that dies meanwhile is reported with its log's tail (exit 1),\n"
      "one that is still not listening exits 3.\n",
      cli_up_flags, 0, cli_up},

@@ -525,6 +525,36 @@ START_TEST(test_priority_lane_is_the_replicas_decision) {
 }
 END_TEST
 
+/* A primary that is killed, misses the whole view change and comes back
+ * in its old view joins the new one from the traffic of f+1 replicas (and
+ * the NEW-VIEW its VIEW-CHANGE makes the new primary resend) instead of
+ * staying behind as the self-appointed primary of a dead view. */
+START_TEST(test_restarted_primary_joins_the_new_view) {
+    setup(4);
+    crash(0);
+    submit("erin", 1, 4);
+    deliver_all();
+    tick(2000);
+    uint64_t view = status(1).view;
+    ck_assert_uint_ge(view, 1);
+    ck_assert_uint_eq(C.executed[1], 1);
+    start(0);
+    ck_assert_uint_eq(status(0).view, 0);
+    for (uint64_t k = 2; k <= 4; k++) {
+        submit("erin", k, 4);
+        deliver_all();
+        tick(200);
+    }
+    pbft_status st = status(0);
+    ck_assert_uint_eq(st.view, view);
+    ck_assert(!st.in_view_change);
+    ck_assert_uint_ne(st.primary, 0);
+    ck_assert_uint_eq(C.executed[0], 4);
+    ck_assert_uint_eq(C.apps[0].v[4], 4);
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -537,6 +567,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_n5_quorum_is_four);
     tcase_add_test(tc, test_garbage_dropped);
     tcase_add_test(tc, test_priority_lane_is_the_replicas_decision);
+    tcase_add_test(tc, test_restarted_primary_joins_the_new_view);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -92,6 +92,11 @@ typedef struct tb_client_config {
     const char *key_path;
     uint64_t first_number; /* > 0; the number of the first request */
     uint32_t timeout_ms;   /* per request or query; 0 means TB_CLIENT_TIMEOUT_MS_DEFAULT */
+    /* Where the client's links report connection trouble (a refused or
+     * failed handshake, a closed connection), one line at a time, at most a
+     * few per second; NULL keeps them silent. */
+    void (*log)(const char *line, void *arg);
+    void *log_arg;
 } tb_client_config;
 
 typedef struct tb_client tb_client;
