@@ -36,8 +36,9 @@ run() {
     [[ $rc == "$want" ]] || fail "twinbft $* exited $rc, want $want: $out $(cat "$work/err")"
 }
 
-# Pick a base port from the PID so that parallel runs rarely collide.
-base=$((30000 + ($$ % 2000) * 10))
+# Pick a base port from the PID so that parallel runs rarely collide, below the kernel's
+# ephemeral range (32768 and up) so that no outgoing connection can hold one.
+base=$((20000 + ($$ % 1000) * 10))
 
 echo "== cluster init, up"
 run 0 cluster init --dir "$dir" --replicas 4 --base-port "$base" --cluster-id cli-e2e

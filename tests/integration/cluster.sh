@@ -27,8 +27,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Pick a base port from the PID so that parallel runs rarely collide.
-base=$((20000 + ($$ % 2000) * 10))
+# Pick a base port from the PID so that parallel runs rarely collide, below the kernel's
+# ephemeral range (32768 and up) so that no outgoing connection can hold one.
+base=$((10000 + ($$ % 1000) * 10))
 "$bin/twinbft" cluster init --dir "$work/c" --replicas 4 --base-port "$base" >/dev/null
 
 start() {
