@@ -3,9 +3,11 @@
 
 # shellcheck disable=SC2034 # TB_PACKAGES and TB_ROOT are used by the scripts sourcing this.
 
-# Debian packages needed to build, test and lint twinbft (see DESIGN.md, "Build notes").
+# Debian packages needed to build, test and lint twinbft (see DESIGN.md, "Build notes");
+# python3 only reads JSON and flips bytes in the CLI tests.
 TB_PACKAGES=(cmake gcc pkg-config libevent-dev libprotobuf-c-dev protobuf-c-compiler
-    libssl-dev liblmdb-dev check libinih-dev libjson-c-dev clang-format cppcheck)
+    libssl-dev liblmdb-dev check libinih-dev libjson-c-dev clang-format cppcheck
+    python3)
 
 # The repository root: the parent of the folder holding this file.
 TB_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

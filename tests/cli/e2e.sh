@@ -3,7 +3,8 @@
 # background), config put/get, a compare-and-set conflict (exit 1), an approved actuation
 # (site, twin, policy, actuate) whose certificate --cert-out saved verifies offline while a
 # copy with one flipped byte does not, a policy denial (exit 4), status -w json with four
-# answering replicas, the event log, and down stopping every replica.
+# answering replicas, the event log, kill -9 of every replica then up again with every
+# certified decision still in the log, and down stopping every replica.
 #
 #   tests/cli/e2e.sh PATH/TO/twinbft      (twinbft-replica must be next to it)
 set -euo pipefail
@@ -105,6 +106,29 @@ grep -qE "^$seq +[0-9]+ .* admin +pump-1 +actuate +approved: pump-1 speed=1200" 
     fail "log has no actuation row at seq $seq: $out"
 grep -qE " config_put +ok" <<<"$out" || fail "log has no config_put: $out"
 grep -qE " config_put +conflict: VERSION" <<<"$out" || fail "log has no CAS conflict: $out"
+
+echo "== kill -9 of every replica: every decision a client saw certified is still in log"
+seqs=("$seq")
+for i in $(seq 1 10); do
+    run 0 config put "survive/$i" "v$i" --cert-out "$work/s$i.cert" "${t[@]}"
+    run 0 verify "$work/s$i.cert"
+    seqs+=("$(sed -n 's/^valid: seq \([0-9]*\) .*/\1/p' <<<"$out")")
+done
+pids=()
+for i in 0 1 2 3; do pids+=("$(cat "$dir/replica-$i/pid")"); done
+kill -9 "${pids[@]}"
+for p in "${pids[@]}"; do
+    while kill -0 "$p" 2>/dev/null; do sleep 0.05; done
+done
+run 0 up --dir "$dir" --timeout 120s --log-level warn
+[[ "$(grep -c "started, pid" <<<"$out")" == 4 ]] || fail "up after kill -9: $out"
+run 0 log -w json "${t[@]}"
+for s in "${seqs[@]}"; do
+    [[ -n "$s" ]] || fail "a certified command had no seq"
+    grep -q "\"seq\":$s," <<<"$out" || fail "certified seq $s is missing from log after restart"
+done
+run 0 config get survive/10 "${t[@]}"
+grep -q "^survive/10 = v10 " <<<"$out" || fail "state after restart: $out"
 
 echo "== down"
 run 0 down --dir "$dir" --timeout 30s
