@@ -118,13 +118,7 @@ void take_checkpoint(pbft_node *node) {
     uint8_t *sb = NULL;
     size_t slen = 0;
     PBFT_ASSERT(out_sign(node, &body, &sb, &slen) == 0);
-    Twinbft__Signed *s = twinbft__signed__unpack(NULL, slen, sb);
-    PBFT_ASSERT(s != NULL);
-    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
-    m.kind_case = TWINBFT__MESSAGE__KIND_CHECKPOINT;
-    m.checkpoint = s;
-    out_msg(node, PBFT_TO_ALL, NULL, &m);
-    twinbft__signed__free_unpacked(s, NULL);
+    out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_CHECKPOINT, sb, slen);
     vote_set(&c->votes[node->cfg.self], 0, d, sb, slen);
     check_stable(node, c);
 }

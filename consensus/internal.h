@@ -7,6 +7,7 @@
  *   execute.c     in-order execution, replies, certificates of results
  *   checkpoint.c  checkpoints, stability, garbage collection (PBFT 4.3)
  *   view_change.c view change and new view (PBFT 4.4)
+ *   retransmit.c  resending to a peer whose link came back
  *   transfer.c    state transfer (PBFT 6.2, simplified to whole snapshots) */
 #ifndef PBFT_INTERNAL_H
 #define PBFT_INTERNAL_H
@@ -189,6 +190,11 @@ struct pbft_node {
 
 /* out.c */
 void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Message *m);
+/* A packed Signed of ours (sb) as a Message of that kind (prepare, commit,
+ * checkpoint, view change, new view) to `to`. */
+void out_signed(pbft_node *node, uint32_t to, Twinbft__Message__KindCase kind, const uint8_t *sb,
+                size_t slen);
+void send_pre_prepare(pbft_node *node, uint32_t to, const pbft_slot *sl);
 void out_record(pbft_node *node, pbft_record_kind kind, uint64_t seq, const char *client, bool del,
                 uint8_t *data, size_t len); /* takes data */
 int out_sign(pbft_node *node, const Twinbft__Body *body, uint8_t **sbytes, size_t *slen);

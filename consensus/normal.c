@@ -126,22 +126,7 @@ static uint8_t *sign_phase(pbft_node *node, Twinbft__Body__KindCase kind, uint64
     return sb;
 }
 
-static void send_signed(pbft_node *node, Twinbft__Message__KindCase kind, const uint8_t *sb,
-                        size_t slen) {
-    Twinbft__Signed *s = twinbft__signed__unpack(NULL, slen, sb);
-    PBFT_ASSERT(s != NULL);
-    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
-    m.kind_case = kind;
-    if (kind == TWINBFT__MESSAGE__KIND_PREPARE) {
-        m.prepare = s;
-    } else {
-        m.commit = s;
-    }
-    out_msg(node, PBFT_TO_ALL, NULL, &m);
-    twinbft__signed__free_unpacked(s, NULL);
-}
-
-static void send_pre_prepare(pbft_node *node, const pbft_slot *sl) {
+void send_pre_prepare(pbft_node *node, uint32_t to, const pbft_slot *sl) {
     Twinbft__Signed *s = twinbft__signed__unpack(NULL, sl->pp_len, sl->pp);
     PBFT_ASSERT(s != NULL);
     Twinbft__PrePrepareMsg pm = TWINBFT__PRE_PREPARE_MSG__INIT;
@@ -150,7 +135,7 @@ static void send_pre_prepare(pbft_node *node, const pbft_slot *sl) {
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_PRE_PREPARE;
     m.pre_prepare = &pm;
-    out_msg(node, PBFT_TO_ALL, NULL, &m);
+    out_msg(node, to, NULL, &m);
     twinbft__signed__free_unpacked(s, NULL);
 }
 
@@ -183,7 +168,7 @@ void maybe_propose(pbft_node *node) {
         accept_pre_prepare(node, sl, node->view, digest, sb, slen, batch, blen);
         sl->ts = ts;
         free(batch);
-        send_pre_prepare(node, sl);
+        send_pre_prepare(node, PBFT_TO_ALL, sl);
         node->next_seq++;
         slot_progress(node, sl);
     }
@@ -267,7 +252,7 @@ static void send_prepare(pbft_node *node, pbft_slot *sl) {
     size_t slen = 0;
     uint8_t *sb =
         sign_phase(node, TWINBFT__BODY__KIND_PREPARE, sl->pp_view, sl->seq, sl->digest, &slen);
-    send_signed(node, TWINBFT__MESSAGE__KIND_PREPARE, sb, slen);
+    out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_PREPARE, sb, slen);
     vote_set(&sl->prepares[node->cfg.self], sl->pp_view, sl->digest, sb, slen);
 }
 
@@ -543,7 +528,7 @@ void slot_progress(pbft_node *node, pbft_slot *sl) {
         size_t slen = 0;
         uint8_t *sb =
             sign_phase(node, TWINBFT__BODY__KIND_COMMIT, sl->pp_view, sl->seq, sl->digest, &slen);
-        send_signed(node, TWINBFT__MESSAGE__KIND_COMMIT, sb, slen);
+        out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_COMMIT, sb, slen);
         vote_set(&sl->commits[node->cfg.self], sl->pp_view, sl->digest, sb, slen);
     }
     if (sl->prepared && sl->cc == NULL &&

@@ -49,6 +49,35 @@ void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Me
                    .len = len};
 }
 
+void out_signed(pbft_node *node, uint32_t to, Twinbft__Message__KindCase kind, const uint8_t *sb,
+                size_t slen) {
+    Twinbft__Signed *s = twinbft__signed__unpack(NULL, slen, sb);
+    PBFT_ASSERT(s != NULL); /* we packed it ourselves */
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = kind;
+    switch (kind) {
+    case TWINBFT__MESSAGE__KIND_PREPARE:
+        m.prepare = s;
+        break;
+    case TWINBFT__MESSAGE__KIND_COMMIT:
+        m.commit = s;
+        break;
+    case TWINBFT__MESSAGE__KIND_CHECKPOINT:
+        m.checkpoint = s;
+        break;
+    case TWINBFT__MESSAGE__KIND_VIEW_CHANGE:
+        m.view_change = s;
+        break;
+    case TWINBFT__MESSAGE__KIND_NEW_VIEW:
+        m.new_view = s;
+        break;
+    default:
+        PBFT_ASSERT(!"out_signed: not a Signed message kind");
+    }
+    out_msg(node, to, NULL, &m);
+    twinbft__signed__free_unpacked(s, NULL);
+}
+
 void out_record(pbft_node *node, pbft_record_kind kind, uint64_t seq, const char *client, bool del,
                 uint8_t *data, size_t len) {
     pbft_out *o = &node->out;

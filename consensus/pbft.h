@@ -228,6 +228,12 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms);
  * why it was dropped (for logging). */
 int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len);
 
+/* The host's link to replica `peer` has just opened (again): messages sent
+ * to it while it was down were lost, so the node resends what the peer
+ * still needs from it (see consensus/retransmit.c). Goes into the next
+ * ready like any output. */
+void pbft_node_peer_connected(pbft_node *node, uint32_t peer);
+
 /* Advance time. Fires batching, request and view-change timers. */
 void pbft_node_tick(pbft_node *node, uint64_t now_ms);
 /* Earliest time at which tick has something to do (UINT64_MAX: none). */

@@ -196,21 +196,6 @@ static uint8_t *build_vc(pbft_node *node, size_t *slen) {
     return sb;
 }
 
-static void send_packed_signed(pbft_node *node, uint32_t to, Twinbft__Message__KindCase kind,
-                               const uint8_t *sb, size_t slen) {
-    Twinbft__Signed *s = twinbft__signed__unpack(NULL, slen, sb);
-    PBFT_ASSERT(s != NULL);
-    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
-    m.kind_case = kind;
-    if (kind == TWINBFT__MESSAGE__KIND_VIEW_CHANGE) {
-        m.view_change = s;
-    } else {
-        m.new_view = s;
-    }
-    out_msg(node, to, NULL, &m);
-    twinbft__signed__free_unpacked(s, NULL);
-}
-
 static void try_new_view(pbft_node *node);
 
 /* Leaves the current view's normal operation: what was only pre-prepared or
@@ -241,8 +226,8 @@ void nudge_primary(pbft_node *node, uint64_t view) {
     }
     node->nudged = true;
     pbft_vote *own = &node->vcs[node->cfg.self];
-    send_packed_signed(node, primary_of(node, view), TWINBFT__MESSAGE__KIND_VIEW_CHANGE,
-                       own->sbytes, own->slen);
+    out_signed(node, primary_of(node, view), TWINBFT__MESSAGE__KIND_VIEW_CHANGE, own->sbytes,
+               own->slen);
 }
 
 /* A replica that missed a whole view change (it was down, or cut off)
@@ -298,7 +283,7 @@ void start_view_change(pbft_node *node, uint64_t view) {
     meta_dirty(node); /* durable before the VIEW-CHANGE that promises it */
     size_t slen = 0;
     uint8_t *sb = build_vc(node, &slen);
-    send_packed_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_VIEW_CHANGE, sb, slen);
+    out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_VIEW_CHANGE, sb, slen);
     vote_set(&node->vcs[node->cfg.self], view, NULL, sb, slen);
     try_new_view(node);
 }
@@ -368,7 +353,7 @@ static void try_new_view(pbft_node *node) {
         uint8_t *sb = NULL;
         size_t slen = 0;
         PBFT_ASSERT(out_sign(node, &body, &sb, &slen) == 0);
-        send_packed_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_NEW_VIEW, sb, slen);
+        out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_NEW_VIEW, sb, slen);
         enter_view(node, node->view, &p, pps);
         node->nv = sb;
         node->nv_len = slen;
@@ -495,7 +480,7 @@ void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Bo
         if (vc->view == node->view && node->nv != NULL &&
             primary_of(node, node->view) == node->cfg.self) {
             /* It missed our NEW-VIEW: send it again. */
-            send_packed_signed(node, from, TWINBFT__MESSAGE__KIND_NEW_VIEW, node->nv, node->nv_len);
+            out_signed(node, from, TWINBFT__MESSAGE__KIND_NEW_VIEW, node->nv, node->nv_len);
         }
         return;
     }

@@ -51,6 +51,8 @@ typedef struct daemon {
     rep_http *http;
     rep_counters counters;
     uint64_t started_ms;
+    uint64_t logged_view; /* the view (and view-change state) last reported in the log */
+    bool logged_in_vc;
     int failed;
 } daemon;
 
@@ -402,6 +404,23 @@ static void arm_timer(daemon *d) {
     evtimer_add(d->timer, &tv);
 }
 
+/* Operators read view changes from the log: one line per transition. */
+static void log_view(daemon *d) {
+    pbft_status st;
+    pbft_node_status(d->node, &st);
+    if (st.view == d->logged_view && st.in_view_change == d->logged_in_vc) {
+        return;
+    }
+    d->logged_view = st.view;
+    d->logged_in_vc = st.in_view_change;
+    if (st.in_view_change) {
+        logf_(d, 2, "changing to view %" PRIu64 " (primary %u)", st.view, st.primary);
+    } else {
+        logf_(d, 2, "in view %" PRIu64 ", primary %u%s, executed %" PRIu64, st.view, st.primary,
+              st.primary == d->opt.id ? " (this replica)" : "", st.executed);
+    }
+}
+
 /* The core's contract: persist (one durable commit), then send, then advance. */
 static void drive(daemon *d) {
     while (d->failed == 0 && pbft_node_has_ready(d->node)) {
@@ -427,6 +446,7 @@ static void drive(daemon *d) {
             logf_(d, 3, "checkpoint %" PRIu64 " stable", rd.stable[i].seq);
         }
         pbft_node_advance(d->node, &rd);
+        log_view(d);
     }
     arm_timer(d);
 }
@@ -452,6 +472,11 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
         logf_(d, 2, "link with %s open", peer);
+        if (link == d->peers[j]) {
+            /* Our own link to j: what we sent while it was down is lost. */
+            pbft_node_peer_connected(d->node, j);
+            drive(d);
+        }
         return;
     }
     rep_client_link *c = NULL;
@@ -632,6 +657,8 @@ static int open_node(daemon *d) {
     pbft_node_status(d->node, &st);
     logf_(d, 2, "replica %u of %u: view %" PRIu64 ", executed %" PRIu64 ", stable %" PRIu64,
           d->opt.id, d->cluster.n, st.view, st.executed, st.stable_seq);
+    d->logged_view = st.view;
+    d->logged_in_vc = st.in_view_change;
     return 0;
 }
 

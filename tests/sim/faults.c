@@ -166,6 +166,9 @@ void faults_partition_end(sim_world *w, uint64_t id) {
     }
     sim_net_partition_remove(&w->net, id);
     say(w, "partition %" PRIu64 " heals", id);
+    for (uint32_t r = 0; r < w->n; r++) {
+        world_links_up(w, r);
+    }
 }
 
 /* ---- crashes ------------------------------------------------------------ */

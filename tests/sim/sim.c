@@ -361,6 +361,28 @@ void world_restart(sim_world *w, sim_replica *r, sim_instance *in) {
         w->crashed_correct--;
     }
     instance_start(w, r, in, true);
+    world_links_up(w, r->id);
+}
+
+/* What the daemon does when its links to and from replica `id` open again
+ * (a restart, a healed partition): each side resends what the other may
+ * have missed (pbft_node_peer_connected). */
+void world_links_up(sim_world *w, uint32_t id) {
+    for (uint32_t j = 0; j < w->n; j++) {
+        if (j == id) {
+            continue;
+        }
+        uint32_t pair[2][2] = {{id, j}, {j, id}};
+        for (uint32_t k = 0; k < 2; k++) {
+            sim_replica *r = &w->replicas[pair[k][0]];
+            for (uint32_t i = 0; i < r->n_inst; i++) {
+                if (r->inst[i].up) {
+                    pbft_node_peer_connected(r->inst[i].node, pair[k][1]);
+                    world_drive(w, r, &r->inst[i]);
+                }
+            }
+        }
+    }
 }
 
 /* ---- events ------------------------------------------------------------- */

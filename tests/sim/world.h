@@ -134,6 +134,7 @@ typedef struct sim_world {
 /* sim.c */
 void world_drive(sim_world *w, sim_replica *r, sim_instance *in);
 void world_crash(sim_world *w, sim_replica *r, sim_instance *in);
+void world_links_up(sim_world *w, uint32_t id);
 void world_restart(sim_world *w, sim_replica *r, sim_instance *in);
 uint64_t world_local_ms(const sim_world *w, const sim_replica *r);
 bool world_is_byzantine(const sim_world *w, uint32_t id);

@@ -555,6 +555,32 @@ START_TEST(test_restarted_primary_joins_the_new_view) {
 }
 END_TEST
 
+/* Messages a link lost while it was down are sent again when it opens: a
+ * primary whose pre-prepare reached nobody gets its request executed as
+ * soon as its links come back, with no timeout and no view change. */
+START_TEST(test_resend_when_links_open) {
+    setup(4);
+    C.mute[0] = true;
+    submit("frank", 1, 6);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[1], 0);
+    C.mute[0] = false;
+    for (uint32_t j = 1; j < 4; j++) {
+        pbft_node_peer_connected(C.node[0], j);
+        drain(0);
+    }
+    deliver_all();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 1);
+        ck_assert_uint_eq(status(i).view, 0);
+    }
+    pbft_node_peer_connected(C.node[0], 0); /* itself: nothing */
+    pbft_node_peer_connected(C.node[0], 9); /* not a member: nothing */
+    ck_assert(!pbft_node_has_ready(C.node[0]));
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -568,6 +594,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_garbage_dropped);
     tcase_add_test(tc, test_priority_lane_is_the_replicas_decision);
     tcase_add_test(tc, test_restarted_primary_joins_the_new_view);
+    tcase_add_test(tc, test_resend_when_links_open);
     suite_add_tcase(s, tc);
     return s;
 }

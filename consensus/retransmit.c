@@ -1,0 +1,61 @@
+/* Retransmission after a link comes back (PBFT 4 assumes messages are
+ * eventually delivered; the links drop what is sent while they are down).
+ *
+ * When the host's link to a peer opens, the node sends that peer again what
+ * the peer may have missed from it and still needs: the pre-prepares (as
+ * primary) and its own prepares and commits for the slots it has not
+ * executed yet, its checkpoint votes that are not stable yet, and, during a
+ * view change, its VIEW-CHANGE (or as the new primary, its NEW-VIEW).
+ * Executed slots are not resent: a peer that missed them catches up by
+ * state transfer. All of it is signed messages we already sent once, so a
+ * duplicate changes nothing at the receiver. */
+#include "consensus/internal.h"
+
+static void resend_slots(pbft_node *node, uint32_t peer) {
+    uint32_t self = node->cfg.self;
+    bool primary = primary_of(node, node->view) == self;
+    for (uint64_t s = node->executed + 1; s <= node->h + node->cfg.log_window; s++) {
+        const pbft_slot *sl = &node->slots[s % node->cfg.log_window];
+        if (sl->seq != s || !sl->has_pp || sl->pp_view != node->view) {
+            continue;
+        }
+        if (primary) {
+            send_pre_prepare(node, peer, sl);
+        }
+        const pbft_vote *p = &sl->prepares[self], *c = &sl->commits[self];
+        if (p->has && p->view == node->view) {
+            out_signed(node, peer, TWINBFT__MESSAGE__KIND_PREPARE, p->sbytes, p->slen);
+        }
+        if (c->has && c->view == node->view) {
+            out_signed(node, peer, TWINBFT__MESSAGE__KIND_COMMIT, c->sbytes, c->slen);
+        }
+    }
+}
+
+static void resend_checkpoints(pbft_node *node, uint32_t peer) {
+    for (size_t i = 0; i < node->n_ckpts; i++) {
+        const pbft_ckpt *c = &node->ckpts[i];
+        const pbft_vote *v = &c->votes[node->cfg.self];
+        if (c->used && c->seq > node->h && v->has) {
+            out_signed(node, peer, TWINBFT__MESSAGE__KIND_CHECKPOINT, v->sbytes, v->slen);
+        }
+    }
+}
+
+void pbft_node_peer_connected(pbft_node *node, uint32_t peer) {
+    if (peer >= node->n || peer == node->cfg.self) {
+        return;
+    }
+    if (node->in_vc) {
+        const pbft_vote *own = &node->vcs[node->cfg.self];
+        if (own->has && own->view == node->view) {
+            out_signed(node, peer, TWINBFT__MESSAGE__KIND_VIEW_CHANGE, own->sbytes, own->slen);
+        }
+    } else {
+        if (node->nv != NULL && primary_of(node, node->view) == node->cfg.self) {
+            out_signed(node, peer, TWINBFT__MESSAGE__KIND_NEW_VIEW, node->nv, node->nv_len);
+        }
+        resend_slots(node, peer);
+    }
+    resend_checkpoints(node, peer);
+}
