@@ -42,6 +42,11 @@ enum {
     TB_LISTENER_LINKS_MAX = 1024,
     /* Log lines per second per context; the rest are counted and reported. */
     TB_TLS_LOG_PER_SEC_MAX = 20,
+    /* TCP keepalive on every link: first probe after this much silence,
+     * then every interval; after that many unanswered the link closes. */
+    TB_TCP_KEEPIDLE_S = 30,
+    TB_TCP_KEEPINTVL_S = 10,
+    TB_TCP_KEEPCNT = 3,
 };
 
 typedef struct tb_tls_ctx tb_tls_ctx;

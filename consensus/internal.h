@@ -140,7 +140,8 @@ struct pbft_node {
     uint64_t view_changes;
     pbft_vote *vcs;      /* [n] latest valid VIEW-CHANGE per replica (view in .view) */
     uint64_t *seen_view; /* [n] highest view of signed normal-case traffic from each replica */
-    uint8_t *nv;         /* packed Signed NEW-VIEW of the current view, for resends */
+    uint8_t *nv;         /* packed Signed NEW-VIEW of the current view, for resends (every replica
+                          * of the view keeps it: the primary may restart and lose it) */
     size_t nv_len;
 
     /* Log: slots for h < seq <= h + L, indexed by seq % L. */
@@ -181,6 +182,8 @@ struct pbft_node {
     uint64_t oversize;         /* outgoing messages too large for a frame */
     size_t *future_bytes;      /* [n] bytes buffered per sender */
     uint64_t *fetch_served_at; /* [n] when we last answered each peer's FETCH */
+    uint64_t *resent_at;       /* [n] when we last resent to each peer (its link opened) */
+    uint64_t *nv_sent_at;      /* [n] when we last answered each peer's late VIEW-CHANGE */
     bool replaying;            /* inside replay_future: do not start another */
     bool replay_pending;       /* view or window moved: replay buffered messages at top level */
 
@@ -190,6 +193,10 @@ struct pbft_node {
 
 /* out.c */
 void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Message *m);
+/* Bulk answers to one peer (a FETCH reply, resends, a NEW-VIEW) at most once
+ * per quarter request timeout, so that a faulty peer cannot make us repeat
+ * them in a loop: true (and *at = now) when one may go out now. */
+bool answer_allowed(const pbft_node *node, uint64_t *at);
 /* A packed Signed of ours (sb) as a Message of that kind (prepare, commit,
  * checkpoint, view change, new view) to `to`. */
 void out_signed(pbft_node *node, uint32_t to, Twinbft__Message__KindCase kind, const uint8_t *sb,
@@ -271,7 +278,8 @@ void nudge_primary(pbft_node *node, uint64_t view);
 void note_later_view(pbft_node *node, uint32_t from, uint64_t view);
 void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
                     const uint8_t *sbytes, size_t slen);
-void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body);
+void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
+                 const uint8_t *sbytes, size_t slen);
 void view_entered_progress(pbft_node *node);
 int validate_prepared_cert(pbft_node *node, const Twinbft__PreparedCert *pc, uint64_t vc_view,
                            uint64_t low, uint64_t *seq, uint64_t *view, uint8_t *digest);

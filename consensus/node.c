@@ -77,6 +77,8 @@ int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out) {
     node->future = xcalloc(PBFT_FUTURE_MSGS_MAX, sizeof *node->future);
     node->future_bytes = xcalloc(node->n, sizeof *node->future_bytes);
     node->fetch_served_at = xcalloc(node->n, sizeof *node->fetch_served_at);
+    node->resent_at = xcalloc(node->n, sizeof *node->resent_at);
+    node->nv_sent_at = xcalloc(node->n, sizeof *node->nv_sent_at);
     node->next_seq = 1;
     proto_lthash_init(&node->clients_hash);
     /* The genesis checkpoint (seq 0) is the empty state; every replica agrees on it. */
@@ -157,6 +159,8 @@ void pbft_node_free(pbft_node *node) {
     free(node->future);
     free(node->future_bytes);
     free(node->fetch_served_at);
+    free(node->resent_at);
+    free(node->nv_sent_at);
     restore_free(node);
     out_clear(&node->out);
     free(node->out.msgs);
@@ -264,7 +268,12 @@ void replay_future(pbft_node *node) {
 static void dispatch_signed(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s,
                             Twinbft__Body__KindCase want) {
     Twinbft__Body *body = NULL;
-    if (s == NULL || s->signer != from->replica || verify_signed(node, s, &body) != 0) {
+    /* A NEW-VIEW proves itself (its primary's signature over q VIEW-CHANGEs),
+     * so any replica may relay it: the only way a replica that missed a view
+     * change gets it once the new primary has restarted and forgotten it. */
+    bool relayable = want == TWINBFT__BODY__KIND_NEW_VIEW;
+    if (s == NULL || (s->signer != from->replica && !relayable) ||
+        verify_signed(node, s, &body) != 0) {
         node->dropped++;
         return;
     }
@@ -283,7 +292,7 @@ static void dispatch_signed(pbft_node *node, const pbft_from *from, const Twinbf
         on_view_change(node, s, body, sbytes, slen);
         break;
     case TWINBFT__BODY__KIND_NEW_VIEW:
-        on_new_view(node, s, body);
+        on_new_view(node, s, body, sbytes, slen);
         break;
     default:
         break;

@@ -53,13 +53,20 @@ uint64_t batch_deadline(const pbft_node *node) {
     return prio ? node->now : oldest + node->cfg.batch_delay_ms;
 }
 
-static int cmp_arrival(const void *a, const void *b) {
+/* The safety lane first (an e-stop must not wait behind full batches of
+ * routine work), then arrival order. Only the primary sorts; backups follow
+ * the batch as proposed, so this is no matter of determinism. */
+static int cmp_lane_arrival(const void *a, const void *b) {
     const pbft_pending *x = *(pbft_pending *const *)a, *y = *(pbft_pending *const *)b;
+    if (x->priority != y->priority) {
+        return x->priority ? -1 : 1;
+    }
     return x->arrival < y->arrival ? -1 : x->arrival > y->arrival;
 }
 
-/* Picks up to batch_requests_max unproposed requests, oldest first, within
- * PBFT_BATCH_BYTES_MAX, and packs them with the agreed timestamp. */
+/* Picks up to batch_requests_max unproposed requests, priority ones first,
+ * then oldest first, within PBFT_BATCH_BYTES_MAX, and packs them with the
+ * agreed timestamp. */
 static uint8_t *build_batch(pbft_node *node, uint64_t ts, size_t *len) {
     pbft_pending **pick = malloc((node->n_pending ? node->n_pending : 1) * sizeof *pick);
     PBFT_ASSERT(pick != NULL);
@@ -69,7 +76,7 @@ static uint8_t *build_batch(pbft_node *node, uint64_t ts, size_t *len) {
             pick[np++] = &node->pending[i];
         }
     }
-    qsort(pick, np, sizeof *pick, cmp_arrival);
+    qsort(pick, np, sizeof *pick, cmp_lane_arrival);
     size_t max = node->cfg.batch_requests_max, bytes = 0, nr = 0;
     Twinbft__Request *reqs = calloc(max, sizeof *reqs);
     Twinbft__Request **rp = calloc(max, sizeof *rp);

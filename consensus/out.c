@@ -49,6 +49,14 @@ void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Me
                    .len = len};
 }
 
+bool answer_allowed(const pbft_node *node, uint64_t *at) {
+    if (*at != 0 && node->now < *at + node->cfg.request_timeout_ms / 4) {
+        return false;
+    }
+    *at = node->now;
+    return true;
+}
+
 void out_signed(pbft_node *node, uint32_t to, Twinbft__Message__KindCase kind, const uint8_t *sb,
                 size_t slen) {
     Twinbft__Signed *s = twinbft__signed__unpack(NULL, slen, sb);

@@ -57,12 +57,10 @@ static uint8_t *snapshot_of(pbft_node *node, size_t *len) {
 void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     /* A correct replica fetches at most once per request timeout; answering
      * more often would let a faulty one make us export snapshots in a loop. */
-    uint64_t *served = &node->fetch_served_at[from->replica];
-    if (*served != 0 && node->now < *served + node->cfg.request_timeout_ms / 4) {
+    if (!answer_allowed(node, &node->fetch_served_at[from->replica])) {
         node->dropped++;
         return;
     }
-    *served = node->now;
     Twinbft__FetchReply r = TWINBFT__FETCH_REPLY__INIT;
     Twinbft__Signed *proof[PBFT_REPLICAS_MAX];
     size_t np = 0, budget = 0;

@@ -478,8 +478,9 @@ void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Bo
     uint32_t from = s->signer;
     if (vc->view < node->view || (vc->view == node->view && !node->in_vc)) {
         if (vc->view == node->view && node->nv != NULL &&
-            primary_of(node, node->view) == node->cfg.self) {
-            /* It missed our NEW-VIEW: send it again. */
+            answer_allowed(node, &node->nv_sent_at[from])) {
+            /* It missed the NEW-VIEW: send it again. Every replica of the
+             * view keeps it, as the primary may have restarted since. */
             out_signed(node, from, TWINBFT__MESSAGE__KIND_NEW_VIEW, node->nv, node->nv_len);
         }
         return;
@@ -550,7 +551,8 @@ static bool nv_pre_prepares_match(pbft_node *node, const Twinbft__NewView *nv, c
     return true;
 }
 
-void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body) {
+void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
+                 const uint8_t *sbytes, size_t slen) {
     const Twinbft__NewView *nv = body->new_view;
     if (s->signer != primary_of(node, nv->view) || nv->view < node->view ||
         (nv->view == node->view && !node->in_vc) || nv->n_view_changes > PBFT_REPLICAS_MAX) {
@@ -567,6 +569,9 @@ void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body 
         plan_compute(node, vcs, n, &p);
         if (nv_pre_prepares_match(node, nv, &p)) {
             enter_view(node, nv->view, &p, nv->pre_prepares);
+            free(node->nv);
+            node->nv = dup_bytes(sbytes, slen); /* for replicas that missed it */
+            node->nv_len = slen;
         } else {
             node->dropped++;
         }

@@ -24,6 +24,7 @@ struct rep_clients {
     principal *sorted[REP_CLIENT_LINKS_MAX]; /* principals with a link, by name */
     size_t n_sorted;
     size_t n_links;
+    uint64_t opened; /* links ever added */
 };
 
 int rep_clients_create(rep_clients **out) {
@@ -92,7 +93,7 @@ int rep_clients_add(rep_clients *c, const char *name, struct tb_tls_link *link,
         c->n_sorted++;
     }
     rep_client_link *l = c->free_slots[--c->n_free];
-    *l = (rep_client_link){.link = link, .principal = p->name};
+    *l = (rep_client_link){.link = link, .principal = p->name, .opened = ++c->opened};
     p->links[p->n++] = l;
     c->n_links++;
     *out = l;
@@ -145,4 +146,21 @@ rep_client_link *rep_clients_find(rep_clients *c, const char *name,
 
 size_t rep_clients_count(const rep_clients *c) {
     return c->n_links;
+}
+
+rep_client_link *rep_clients_victim(rep_clients *c, const char *name) {
+    rep_client_link *links[REP_PRINCIPAL_LINKS_MAX];
+    size_t n = rep_clients_of(c, name, links);
+    if (n < REP_PRINCIPAL_LINKS_MAX) {
+        return NULL;
+    }
+    rep_client_link *best = NULL;
+    for (size_t i = 0; i < n; i++) {
+        rep_client_link *l = links[i];
+        if (best == NULL || (best->subscribed && !l->subscribed) ||
+            (best->subscribed == l->subscribed && l->opened < best->opened)) {
+            best = l;
+        }
+    }
+    return best;
 }

@@ -32,6 +32,7 @@ typedef struct rep_client_link {
     bool live;             /* its last SubscribeAck said more = false: new commands are pushed */
     uint64_t pos_seq;      /* the (seq, index) it has: nothing at or below is pushed */
     uint32_t pos_index;
+    uint64_t opened; /* order of arrival across the table (larger: newer) */
 } rep_client_link;
 
 typedef struct rep_clients rep_clients;
@@ -51,6 +52,11 @@ bool rep_clients_remove(rep_clients *c, const struct tb_tls_link *link);
  * returning how many (0: none open). Valid until the next add or remove. */
 size_t rep_clients_of(rep_clients *c, const char *principal,
                       rep_client_link *out[REP_PRINCIPAL_LINKS_MAX]);
+/* The link of `principal` to give up for a new one when it holds
+ * REP_PRINCIPAL_LINKS_MAX: its oldest unsubscribed link, else its oldest.
+ * Connections that died without a FIN (a device behind NAT) would
+ * otherwise lock the principal out for good. NULL when it has fewer. */
+rep_client_link *rep_clients_victim(rep_clients *c, const char *principal);
 /* The entry of one link of `principal`, or NULL. */
 rep_client_link *rep_clients_find(rep_clients *c, const char *principal,
                                   const struct tb_tls_link *link);

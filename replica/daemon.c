@@ -32,7 +32,13 @@ enum {
      * once this much is queued on the link; the ack then says more = true
      * and the subscriber asks again from the last one it got. */
     REP_SUBSCRIBE_PUSHES_MAX = 1024,
-    REP_SUBSCRIBE_OUTPUT_BYTES_MAX = TB_LINK_OUTPUT_BYTES_MAX / 2,
+    /* Answers (queries, status, subscription rounds) queued on one client
+     * link and not yet taken by the client: beyond this, queries and status
+     * requests on that link are dropped unanswered (the client asks again)
+     * and subscription rounds end early, so that a client pipelining
+     * queries it never reads cannot hold the loop or gigabytes of memory. */
+    REP_CLIENT_OUTPUT_BYTES_MAX = 8 * 1024 * 1024,
+    REP_SUBSCRIBE_OUTPUT_BYTES_MAX = REP_CLIENT_OUTPUT_BYTES_MAX,
 };
 
 typedef struct daemon {
@@ -341,6 +347,12 @@ static void serve(daemon *d, tb_tls_link *link, const char *peer, const uint8_t 
     if (d->failed != 0) {
         return; /* the storage failed: nothing is answered from it */
     }
+    if (tb_tls_link_output_bytes(link) > REP_CLIENT_OUTPUT_BYTES_MAX) {
+        d->counters.answers_shed++;
+        logf_(d, 3, "%s has %zu bytes of answers waiting: request dropped", peer,
+              tb_tls_link_output_bytes(link));
+        return;
+    }
     Twinbft__Message *m = proto_message_unpack(data, len);
     if (m == NULL) {
         logf_(d, 3, "dropped an undecodable message from %s", peer);
@@ -480,10 +492,18 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         return;
     }
     rep_client_link *c = NULL;
+    rep_client_link *victim = rep_clients_victim(d->clients, peer);
+    if (victim != NULL) {
+        logf_(d, 2, "client %s holds %d links: closing its oldest%s for the new one", peer,
+              REP_PRINCIPAL_LINKS_MAX, victim->subscribed ? "" : " unsubscribed one");
+        tb_tls_link *old = victim->link;
+        rep_clients_remove(d->clients, old);
+        tb_tls_link_free(old);
+    }
     int rc = rep_clients_add(d->clients, peer, link, &c);
     if (rc != 0) {
-        logf_(d, 1, "client %s refused: %s (at most %d client links, %d per principal)", peer,
-              tb_strerror(rc), REP_CLIENT_LINKS_MAX, REP_PRINCIPAL_LINKS_MAX);
+        logf_(d, 1, "client %s refused: %s", peer,
+              rc == TB_ERR_INVALID ? "its name is too long" : "the replica's client table is full");
         tb_tls_link_free(link);
     }
 }

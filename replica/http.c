@@ -81,6 +81,11 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            s->counters.queries_served);
     metric(b, "twinbft_pushes_total", "counter", "Commands pushed to subscribers.",
            s->counters.pushes_sent);
+    metric(b, "twinbft_status_requests_total", "counter", "Status requests answered.",
+           s->counters.status_served);
+    metric(b, "twinbft_answers_shed_total", "counter",
+           "Queries and status requests dropped because the client was not reading its answers.",
+           s->counters.answers_shed);
     metric(b, "twinbft_storage_commits_total", "counter", "Durable LMDB commits.",
            s->storage.commits);
     metric(b, "twinbft_storage_records_written_total", "counter", "Consensus records put.",

@@ -35,6 +35,7 @@ typedef struct rep_counters {
     uint64_t queries_served;
     uint64_t pushes_sent;
     uint64_t status_served;
+    uint64_t answers_shed; /* queries and the like dropped: the client was not reading */
 } rep_counters;
 
 typedef struct rep_http_snapshot {

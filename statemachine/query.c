@@ -161,15 +161,26 @@ static int add_event(sm_q *q, const uint8_t *key, size_t max, bool *full) {
     if (err != 0) {
         return err == TB_ERR_NOT_FOUND ? TB_ERR_IO : err; /* the index names live events */
     }
-    if (q->out->n_events == max || v.mv_size > q->budget) {
+    /* An event larger than the whole budget, first in line, goes out
+     * without its op and result; otherwise a pager would ask for it again
+     * and again and never get past it. */
+    bool elide = v.mv_size > q->budget && q->out->n_events == 0;
+    if (q->out->n_events == max || (v.mv_size > q->budget && !elide)) {
         q->out->more = true;
         *full = true;
         return 0;
     }
-    q->budget -= v.mv_size;
     Twinbft__SmEvent *e = twinbft__sm_event__unpack(&q->c.arena->pb, v.mv_size, v.mv_data);
     if (e == NULL) {
         return TB_ERR_IO;
+    }
+    if (elide) {
+        e->op = (ProtobufCBinaryData){0, NULL};
+        e->result = (ProtobufCBinaryData){0, NULL};
+        e->elided = true;
+        q->budget = 0; /* nothing else joins it */
+    } else {
+        q->budget -= v.mv_size;
     }
     q->out->events[q->out->n_events++] = e;
     return 0;

@@ -581,6 +581,62 @@ START_TEST(test_resend_when_links_open) {
 }
 END_TEST
 
+/* The same after the new primary has itself restarted and forgotten its
+ * NEW-VIEW: another replica of the view relays it, so the returning
+ * replica joins instead of climbing views alone (found by review). */
+START_TEST(test_new_view_relayed_after_primary_restart) {
+    setup(4);
+    crash(0);
+    submit("gina", 1, 2);
+    deliver_all();
+    tick(2000);
+    uint64_t view = status(1).view;
+    ck_assert_uint_eq(status(1).primary, 1);
+    crash(1);
+    start(1);
+    start(0);
+    for (uint64_t k = 2; k <= 6; k++) {
+        submit("gina", k, 2);
+        deliver_all();
+        tick(200);
+    }
+    for (uint32_t i = 0; i < 4; i++) {
+        pbft_status st = status(i);
+        ck_assert_uint_eq(st.view, view);
+        ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.executed[i], 6);
+    }
+    teardown();
+}
+END_TEST
+
+/* The safety lane goes first within a batch, not only without delay: an
+ * e-stop that arrives after routine requests is executed before them. */
+START_TEST(test_priority_first_in_batch) {
+    batch_delay_ms = 1000;
+    setup(4);
+    submit("amy", 1, 1);
+    submit("ben", 1, 2);
+    submit("dan", 1, 'E');
+    deliver_all();
+    batch_delay_ms = 0;
+    bool seen = false;
+    for (size_t k = 0; k < C.n_replies; k++) {
+        Twinbft__ResultLeaf *l =
+            twinbft__result_leaf__unpack(NULL, C.replies[k]->leaf.len, C.replies[k]->leaf.data);
+        ck_assert_ptr_nonnull(l);
+        if (strcmp(l->client, "dan") == 0) {
+            ck_assert_uint_eq(C.replies[k]->index, 0);
+            ck_assert_uint_eq(C.replies[k]->count, 3);
+            seen = true;
+        }
+        twinbft__result_leaf__free_unpacked(l, NULL);
+    }
+    ck_assert(seen);
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -595,6 +651,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_priority_lane_is_the_replicas_decision);
     tcase_add_test(tc, test_restarted_primary_joins_the_new_view);
     tcase_add_test(tc, test_resend_when_links_open);
+    tcase_add_test(tc, test_new_view_relayed_after_primary_restart);
+    tcase_add_test(tc, test_priority_first_in_batch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -70,11 +70,36 @@ START_TEST(test_bounds) {
 }
 END_TEST
 
+/* A principal at its bound gives up its oldest unsubscribed link for a new
+ * one (or its oldest link when all are subscribed), so dead connections
+ * cannot lock it out; below the bound there is no victim. */
+START_TEST(test_victim_oldest_unsubscribed) {
+    rep_clients *c = NULL;
+    ck_assert_int_eq(rep_clients_create(&c), 0);
+    rep_client_link *l = NULL;
+    for (int i = 0; i < REP_PRINCIPAL_LINKS_MAX; i++) {
+        ck_assert_ptr_null(rep_clients_victim(c, "dev"));
+        ck_assert_int_eq(rep_clients_add(c, "dev", LINK(i), &l), 0);
+        l->subscribed = i < 3; /* the three oldest watch */
+    }
+    rep_client_link *v = rep_clients_victim(c, "dev");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_ptr_eq(v->link, LINK(3));
+    for (int i = 3; i < REP_PRINCIPAL_LINKS_MAX; i++) {
+        rep_clients_find(c, "dev", LINK(i))->subscribed = true;
+    }
+    ck_assert_ptr_eq(rep_clients_victim(c, "dev")->link, LINK(0));
+    ck_assert_ptr_null(rep_clients_victim(c, "other"));
+    rep_clients_free(c);
+}
+END_TEST
+
 static Suite *clients_suite(void) {
     Suite *s = suite_create("rep_clients");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_links_per_principal);
     tcase_add_test(tc, test_bounds);
+    tcase_add_test(tc, test_victim_oldest_unsubscribed);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -112,6 +112,48 @@ START_TEST(test_ordered_answer_trimmed) {
 }
 END_TEST
 
+/* Proves an event too large for an ordered answer's budget does not stall a pager:
+ * it comes back alone, flagged elided, without its op and result, while the
+ * unordered query still returns it whole (found by review: a principal could plant
+ * such an event and make every ordered history query answer nothing, forever). */
+START_TEST(test_ordered_history_elides_a_huge_event) {
+    smt t;
+    smt_open(&t);
+    smt_plant(&t);
+    static uint8_t junk[62 * 1024];
+    memset(junk, 0xff, sizeof junk); /* undecodable: recorded as it came */
+    smt_apply_bytes(&t, "nobody", junk, sizeof junk);
+    uint64_t big_seq = t.seq;
+    expect_ok(op_cfg_put(&t, "op", "after/huge", "1", false, 0));
+    Twinbft__SmHistoryQuery h = TWINBFT__SM_HISTORY_QUERY__INIT;
+    h.after_seq = big_seq - 1;
+    h.after_index = UINT32_MAX;
+    Twinbft__SmQuery q = TWINBFT__SM_QUERY__INIT;
+    q.q_case = TWINBFT__SM_QUERY__Q_HISTORY;
+    q.history = &h;
+    Twinbft__SmQueryResult *u = smt_query(&t, "op", &q);
+    ck_assert_uint_ge(u->n_events, 2);
+    ck_assert_uint_eq(u->events[0]->op.len, sizeof junk);
+    ck_assert(!u->events[0]->elided);
+    smr *r = op_query(&t, "op", &q);
+    expect_ok(r);
+    ck_assert_uint_eq(r->query->n_events, 1);
+    ck_assert_uint_eq(r->query->events[0]->seq, big_seq);
+    ck_assert(r->query->events[0]->elided);
+    ck_assert_uint_eq(r->query->events[0]->op.len, 0);
+    ck_assert(r->query->more);
+    /* The next page starts after it. */
+    h.after_seq = big_seq;
+    h.after_index = r->query->events[0]->index;
+    r = op_query(&t, "op", &q);
+    ck_assert_uint_ge(r->query->n_events, 1);
+    ck_assert_uint_gt(r->query->events[0]->seq, big_seq);
+    ck_assert(!r->query->events[0]->elided);
+    smt_check_digest(&t);
+    smt_close(&t);
+}
+END_TEST
+
 static Twinbft__SmPlacementChange *change_to(const char *agent, Twinbft__SmPlacement *p,
                                              Twinbft__SmPlacementChange *ch) {
     twinbft__sm_placement__init(p);
@@ -186,6 +228,7 @@ static Suite *ordered_suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_ordered_matches_unordered);
     tcase_add_test(tc, test_ordered_answer_trimmed);
+    tcase_add_test(tc, test_ordered_history_elides_a_huge_event);
     tcase_add_test(tc, test_result_addressees);
     suite_add_tcase(s, tc);
     return s;
