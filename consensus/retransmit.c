@@ -4,7 +4,8 @@
  * When the host's link to a peer opens, the node sends that peer again what
  * the peer may have missed from it and still needs: the pre-prepares (as
  * primary) and its own prepares and commits for the slots it has not
- * executed yet, its checkpoint votes that are not stable yet, and, during a
+ * executed yet, the checkpoint votes it cast since it started that are not
+ * stable yet (a restart forgets its earlier ones), and, during a
  * view change, its VIEW-CHANGE (or as the new primary, its NEW-VIEW).
  * Executed slots are not resent: a peer that missed them catches up by
  * state transfer. All of it is signed messages we already sent once, so a

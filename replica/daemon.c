@@ -316,9 +316,12 @@ static void serve_subscribe(daemon *d, tb_tls_link *link, const char *peer,
     MDB_txn *txn = NULL;
     uint64_t executed = 0;
     int rc = rep_storage_read_begin(d->storage, &txn, &executed);
+    uint64_t horizon = 0;
     if (rc == 0) {
-        rc = rep_storage_outbox_read(d->storage, txn, peer, s->after_seq, s->after_index, push_kept,
-                                     &r);
+        rc = rep_storage_outbox_horizon(d->storage, txn, &horizon);
+        rc = rc ? rc
+                : rep_storage_outbox_read(d->storage, txn, peer, s->after_seq, s->after_index,
+                                          push_kept, &r);
         mdb_txn_abort(txn);
     }
     if (rc != 0) {
@@ -331,6 +334,7 @@ static void serve_subscribe(daemon *d, tb_tls_link *link, const char *peer,
     a.last_index = r.sent > 0 ? c->pos_index : 0;
     a.more = r.more;
     a.executed = executed;
+    a.horizon_seq = horizon;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_SUBSCRIBE_ACK;
     m.subscribe_ack = &a;

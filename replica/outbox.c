@@ -163,8 +163,17 @@ static int prune(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t executed) {
     MDB_val k, v;
     for (int n = 0; rc == 0 && n < REP_PUSH_PRUNE_PER_COMMIT_MAX; n++) {
         rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-        if (rc != 0 || k.mv_size <= POS_BYTES || k.mv_size > BOX_KEY_BYTES_MAX - 1) {
-            break; /* empty, or a malformed key: leave it for an operator */
+        if (rc != 0) {
+            break; /* empty */
+        }
+        if (k.mv_size <= POS_BYTES || k.mv_size > BOX_KEY_BYTES_MAX - 1) {
+            /* Pruning stops here until an operator repairs the store: say so
+             * (once per commit), since the outbox grows meanwhile. */
+            fprintf(stderr,
+                    "storage: the outbox's seq index holds a malformed key (%zu bytes); "
+                    "pruning is stuck until the store is repaired or rebuilt by state transfer\n",
+                    k.mv_size);
+            break;
         }
         uint64_t seq = 0;
         uint32_t index = 0;
@@ -189,6 +198,47 @@ static int prune(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t executed) {
     }
     if (rc != 0 && rc != MDB_NOTFOUND) {
         fprintf(stderr, "storage: pruning the outbox: %s\n", mdb_strerror(rc));
+        return TB_ERR_IO;
+    }
+    return 0;
+}
+
+/* The horizon lives in the box database under a key no principal can have
+ * (principals are never empty): 0x00 "horizon" -> 8-byte big-endian seq. */
+static const uint8_t HORIZON_KEY[] = {0, 'h', 'o', 'r', 'i', 'z', 'o', 'n'};
+
+int rep_outbox_horizon(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t *out) {
+    MDB_val k = {sizeof HORIZON_KEY, (void *)HORIZON_KEY}, v;
+    *out = 0;
+    int rc = mdb_get(txn, dbs.box, &k, &v);
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+    if (rc != 0 || v.mv_size != 8) {
+        fprintf(stderr, "storage: the outbox horizon: %s\n",
+                rc != 0 ? mdb_strerror(rc) : "not 8 bytes (the store is corrupt)");
+        return TB_ERR_IO;
+    }
+    uint32_t unused = 0;
+    uint8_t pos[POS_BYTES] = {0};
+    memcpy(pos, v.mv_data, 8);
+    get_pos(pos, out, &unused);
+    return 0;
+}
+
+/* Raises the horizon to h (never lowers it), in txn. */
+static int horizon_raise(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t h) {
+    uint64_t cur = 0;
+    int rc = rep_outbox_horizon(txn, dbs, &cur);
+    if (rc != 0 || h <= cur) {
+        return rc;
+    }
+    uint8_t pos[POS_BYTES];
+    put_pos(pos, h, 0);
+    MDB_val k = {sizeof HORIZON_KEY, (void *)HORIZON_KEY}, v = {8, pos};
+    rc = mdb_put(txn, dbs.box, &k, &v, 0);
+    if (rc != 0) {
+        fprintf(stderr, "storage: writing the outbox horizon: %s\n", mdb_strerror(rc));
         return TB_ERR_IO;
     }
     return 0;
@@ -227,7 +277,14 @@ int rep_outbox_write(rep_outbox *o, MDB_txn *txn, rep_outbox_dbs dbs, const pbft
         o->out[i] = (rep_push){p->to, p->seq, p->index, o->bytes + p->off, p->len};
         rc = put_entry(txn, dbs, &o->out[i]);
     }
-    return rc != 0 ? rc : prune(txn, dbs, executed);
+    rc = rc != 0 ? rc : prune(txn, dbs, executed);
+    /* Below the horizon the outbox cannot vouch for commands: what state
+     * transfer skipped was never written, what retention reached is gone. */
+    uint64_t horizon = rd->transferred ? rd->transfer_seq : 0;
+    if (executed > REP_PUSH_RETAIN_SEQS && executed - REP_PUSH_RETAIN_SEQS - 1 > horizon) {
+        horizon = executed - REP_PUSH_RETAIN_SEQS - 1;
+    }
+    return rc != 0 ? rc : horizon_raise(txn, dbs, horizon);
 }
 
 size_t rep_outbox_new(const rep_outbox *o, const rep_push **out) {

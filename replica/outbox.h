@@ -27,6 +27,9 @@ int rep_outbox_write(rep_outbox *o, MDB_txn *txn, rep_outbox_dbs dbs, const pbft
 size_t rep_outbox_new(const rep_outbox *o, const rep_push **out);
 void rep_outbox_forget(rep_outbox *o);
 
+/* The seq at and below which the outbox is incomplete (0: complete). */
+int rep_outbox_horizon(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t *out);
+
 int rep_outbox_read(MDB_txn *txn, rep_outbox_dbs dbs, const char *to, uint64_t after_seq,
                     uint32_t after_index, rep_push_visit visit, void *ctx);
 

@@ -549,6 +549,10 @@ int rep_storage_read_begin(rep_storage *s, MDB_txn **txn, uint64_t *executed) {
     return 0;
 }
 
+int rep_storage_outbox_horizon(rep_storage *s, MDB_txn *txn, uint64_t *out) {
+    return rep_outbox_horizon(txn, outbox_dbs(s), out);
+}
+
 int rep_storage_outbox_read(rep_storage *s, MDB_txn *txn, const char *to, uint64_t after_seq,
                             uint32_t after_index, rep_push_visit visit, void *ctx) {
     return rep_outbox_read(txn, outbox_dbs(s), to, after_seq, after_index, visit, ctx);

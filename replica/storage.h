@@ -139,6 +139,12 @@ size_t rep_storage_new_pushes(const rep_storage *s, const rep_push **out);
  * TB_ERR_IO, TB_ERR_INVALID (the meta record does not decode). */
 int rep_storage_read_begin(rep_storage *s, MDB_txn **txn, uint64_t *executed);
 
+/* The outbox's horizon (SubscribeAck.horizon_seq): at and below this seq
+ * it is incomplete, because state transfer skipped those batches or
+ * retention pruned them; 0 when it holds everything since genesis. It only
+ * grows, in the persist commits. TB_ERR_IO. */
+int rep_storage_outbox_horizon(rep_storage *s, MDB_txn *txn, uint64_t *out);
+
 /* Calls visit for each outbox entry of `to` after (after_seq,
  * after_index), in (seq, index) order, until it returns false. The entry's
  * pointers are valid during the call. TB_ERR_IO; TB_ERR_INVALID for a

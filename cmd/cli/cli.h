@@ -118,7 +118,6 @@ int cli_opt_i64(const cli_ctx *c, const char *name, int64_t def, int64_t *out);
 int cli_opt_ms(const cli_ctx *c, const char *name, uint64_t def, uint64_t *out);
 /* Positional argument i parsed the same way (what names it in messages). */
 int cli_arg_u32(const cli_ctx *c, uint32_t i, const char *what, uint32_t hi, uint32_t *out);
-int cli_arg_u64(const cli_ctx *c, uint32_t i, const char *what, uint64_t *out);
 int cli_arg_i64(const cli_ctx *c, uint32_t i, const char *what, int64_t *out);
 
 int cli_parse_duration(const char *s, long *ms);

@@ -176,14 +176,6 @@ int cli_opt_ms(const cli_ctx *c, const char *name, uint64_t def, uint64_t *out) 
     return CLI_EXIT_OK;
 }
 
-int cli_arg_u64(const cli_ctx *c, uint32_t i, const char *what, uint64_t *out) {
-    TB_ASSERT(i < c->argc);
-    if (cli_parse_u64(c->argv[i], 0, UINT64_MAX, out) != 0) {
-        return cli_usage_error(c, "%s \"%s\": expected a whole number", what, c->argv[i]);
-    }
-    return CLI_EXIT_OK;
-}
-
 int cli_arg_u32(const cli_ctx *c, uint32_t i, const char *what, uint32_t hi, uint32_t *out) {
     uint64_t v = 0;
     TB_ASSERT(i < c->argc);
@@ -266,10 +258,10 @@ static int cli_parse_common(cli_ctx *c, int ch, const char *arg) {
         c->g->identity = arg;
         return CLI_EXIT_OK;
     case CLI_OPT_TIMEOUT:
-        if (cli_parse_duration(arg, &ms) != 0) {
+        if (cli_parse_duration(arg, &ms) != 0 || ms == 0) {
             return cli_usage_error(c,
-                                   "--timeout \"%s\": expected a duration such as 500ms, 5s "
-                                   "or 1m (at most 24h)",
+                                   "--timeout \"%s\": expected a duration above zero such as "
+                                   "500ms, 5s or 1m (a bare number is seconds; at most 24h)",
                                    arg);
         }
         c->g->timeout_ms = ms;

@@ -129,6 +129,8 @@ static void cli_init_report(const cli_ctx *c, const char *dir, const char *clust
     printf("To use it:\n");
     printf("  export TWINBFT_CLUSTER=%s/cluster.conf\n", dir);
     printf("  export TWINBFT_IDENTITY=%s/admin\n", dir);
+    printf("Once it is up (twinbft up --dir %s), give the operator identity its role:\n", dir);
+    printf("  twinbft acl grant operator operator\n");
 }
 
 static int cli_init_args(const cli_ctx *c, uint32_t *replicas, uint32_t *base, char *id) {

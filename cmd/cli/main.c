@@ -174,10 +174,10 @@ static int cli_parse_globals(int argc, char **argv, cli_globals *g) {
             g->output = strcmp(optarg, "json") == 0 ? CLI_OUTPUT_JSON : CLI_OUTPUT_TABLE;
             break;
         case 't':
-            if (cli_parse_duration(optarg, &g->timeout_ms) != 0) {
+            if (cli_parse_duration(optarg, &g->timeout_ms) != 0 || g->timeout_ms == 0) {
                 fprintf(stderr,
-                        "twinbft: --timeout \"%s\": expected a duration such as 500ms, "
-                        "5s or 1m (at most 24h)\n",
+                        "twinbft: --timeout \"%s\": expected a duration above zero such as "
+                        "500ms, 5s or 1m (a bare number is seconds; at most 24h)\n",
                         optarg);
                 return CLI_EXIT_USAGE;
             }

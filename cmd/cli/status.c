@@ -82,7 +82,9 @@ static int cli_status(cli_ctx *c) {
     if (arr != NULL) {
         cli_json_print(arr);
     }
-    uint32_t quorum = 2 * k.cfg.f + 1;
+    /* The protocol's quorum, ceil((n+f+1)/2): 2f+1 when n = 3f+1, more
+     * otherwise (n = 5 needs 4). */
+    uint32_t quorum = (k.cfg.n + k.cfg.f + 2) / 2;
     if (answered < quorum) {
         rc = cli_fail(c, CLI_EXIT_UNREACHABLE,
                       "only %" PRIu32 " of %" PRIu32 " replicas answered; a quorum is %" PRIu32,
@@ -96,7 +98,7 @@ const cli_cmd CLI_STATUS_CMDS[] = {
     {"status", "", 0, 0, "Show every replica's view, progress, checkpoint and state digest.",
      "Table: one row per replica (PRIMARY yes* = primary in a view change; DIGEST = the first\n"
      "12 hex digits of the state machine's digest). -w json: an array of one object per\n"
-     "replica with the full digests. Exit 3 when fewer than a quorum (2f+1) answer.\n",
+     "replica with the full digests. Exit 3 when fewer than a quorum (2f+1 for n = 3f+1) answer.\n",
      NULL, 0, cli_status},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
 };

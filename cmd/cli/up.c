@@ -246,7 +246,7 @@ static int cli_load_dir(const cli_ctx *c, const char *dir, char *conf, rep_clust
 }
 
 static int cli_up_start(const cli_ctx *c, const char *dir, const char *conf, const char *bin,
-                        cli_replica *rs, uint32_t n) {
+                        cli_replica *rs, uint32_t n, uint32_t *running) {
     char key[CLI_PATH_BYTES_MAX];
     int rc = CLI_EXIT_OK;
     const char *level = cli_opt(c, "log-level") ? cli_opt(c, "log-level") : "info";
@@ -263,6 +263,7 @@ static int cli_up_start(const cli_ctx *c, const char *dir, const char *conf, con
             /* up brings the cluster up: a running replica is already there,
              * so `up` after a crash restarts exactly the ones that died. */
             printf("replica %" PRIu32 ": already running, pid %d\n", i, (int)old);
+            (*running)++;
             continue;
         }
         int src = cli_spawn(c, bin, conf, r, level);
@@ -289,7 +290,8 @@ static int cli_up(cli_ctx *c) {
         return cli_fail(c, CLI_EXIT_FAILED,
                         "twinbft-replica is neither next to this executable nor in PATH");
     }
-    rc = cli_up_start(c, dir, conf, bin, rs, cl.n);
+    uint32_t running = 0;
+    rc = cli_up_start(c, dir, conf, bin, rs, cl.n, &running);
     uint64_t deadline = cli_now_ms() + (uint64_t)c->g->timeout_ms;
     uint32_t started = 0;
     for (uint32_t i = 0; i < cl.n; i++) {
@@ -305,7 +307,7 @@ static int cli_up(cli_ctx *c) {
                    rs[i].log_path);
         }
     }
-    if (started == 0 && rc == CLI_EXIT_OK) {
+    if (started == 0 && running == 0 && rc == CLI_EXIT_OK) {
         rc = cli_fail(c, CLI_EXIT_FAILED, "no local replica in %s (no replica-N/key.pem)", dir);
     }
     return rc;

@@ -48,7 +48,9 @@ static const char *cli_cert_error(int rc) {
     }
 }
 
-static void cli_verify_print(const cli_ctx *c, const tb_cert_info *info) {
+/* Prints a verified certificate; returns its result's code (SM_CODE_*), or
+ * -1 when the result does not decode. */
+static int cli_verify_print(const cli_ctx *c, const tb_cert_info *info) {
     char line[1024];
     Twinbft__SmResult *res = twinbft__sm_result__unpack(NULL, info->result_len, info->result);
     if (res != NULL) {
@@ -75,9 +77,11 @@ static void cli_verify_print(const cli_ctx *c, const tb_cert_info *info) {
         printf("  validity: %" PRIu64 "..%" PRIu64 " ms (consensus time)\n", info->not_before_ms,
                info->expires_at_ms);
     }
+    int code = res != NULL ? (int)res->code : -1;
     if (res != NULL) {
         twinbft__sm_result__free_unpacked(res, NULL);
     }
+    return code;
 }
 
 static int cli_verify(cli_ctx *c) {
@@ -97,7 +101,14 @@ static int cli_verify(cli_ctx *c) {
     if (rc == CLI_EXIT_OK) {
         int vrc = tb_cert_verify(&k.cfg, buf, len, now_ms, &info);
         if (vrc == 0) {
-            cli_verify_print(c, &info);
+            /* A certified denial is genuine but is not a command to carry out:
+             * `verify F && act` must not act on it. */
+            int code = cli_verify_print(c, &info);
+            if (code != (int)TWINBFT__SM_CODE__SM_CODE_OK) {
+                rc = cli_fail(c, CLI_EXIT_DENIED,
+                              "%s: a genuine certificate, but of a %s result: not a command",
+                              c->argv[0], code < 0 ? "malformed" : "refused");
+            }
         } else {
             rc = cli_fail(c, CLI_EXIT_FAILED, "%s: invalid: %s", c->argv[0], cli_cert_error(vrc));
         }
@@ -116,7 +127,8 @@ static const cli_flag cli_verify_flags[] = {
 const cli_cmd CLI_VERIFY_CMDS[] = {
     {"verify", "FILE", 1, 1, "Check a saved certificate (--cert-out) against the cluster's keys.",
      "Needs only --cluster (the members' certificates); contacts no replica.\n"
-     "Exit 0 valid (prints seq, client and result), 1 invalid (prints why).\n",
+     "Exit 0 valid (prints seq, client and result), 1 invalid (prints why), 4 a genuine\n"
+     "certificate of a denied, conflicting or invalid result (not a command to carry out).\n",
      cli_verify_flags, 0, cli_verify},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
 };

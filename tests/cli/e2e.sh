@@ -46,6 +46,8 @@ run 0 cluster init --dir "$dir" --replicas 4 --base-port "$base" --cluster-id cl
 run 0 up --dir "$dir" --timeout 120s --log-level warn
 [[ "$(grep -c "started, pid" <<<"$out")" == 4 ]] || fail "up: $out"
 for i in 0 1 2 3; do [[ -s "$dir/replica-$i/pid" ]] || fail "no pid file for replica $i"; done
+run 0 up --dir "$dir" --timeout 120s # all running already: nothing to do, and that is fine
+[[ "$(grep -c "already running" <<<"$out")" == 4 ]] || fail "second up: $out"
 export TWINBFT_CLUSTER="$dir/cluster.conf" TWINBFT_IDENTITY="$dir/admin"
 t=(--timeout 60s)
 
@@ -85,8 +87,10 @@ rc=0
 grep -q "invalid" "$work/out" || fail "flipped verify message: $(cat "$work/out")"
 
 echo "== a denial exits 4 with its reason"
-run 4 actuate pump-1 speed 5000 "${t[@]}"
+run 4 actuate pump-1 speed 5000 --cert-out "$work/denied.cert" "${t[@]}"
 grep -q "^denied: RANGE" <<<"$out" || fail "denial: $out"
+# A genuine certificate of a denial is not a command: verify says so with exit 4.
+run 4 verify "$work/denied.cert"
 
 echo "== status -w json: four replicas answer"
 run 0 status -w json "${t[@]}"

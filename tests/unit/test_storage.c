@@ -640,11 +640,21 @@ static size_t meta_executed(uint64_t executed, uint8_t *out) {
     return twinbft__meta_record__pack(&m, out);
 }
 
+static uint64_t horizon_of(rep_storage *s) {
+    MDB_txn *txn = NULL;
+    uint64_t executed = 0, h = UINT64_MAX;
+    ck_assert_int_eq(rep_storage_read_begin(s, &txn, &executed), 0);
+    ck_assert_int_eq(rep_storage_outbox_horizon(s, txn, &h), 0);
+    mdb_txn_abort(txn);
+    return h;
+}
+
 /* Proves persist writes an outbox entry per addressee of the replies of batches
  * executed in its ready (not of a re-sent reply, nor of a result addressed to
  * nobody), lists them as new pushes in (seq, index, to) order, that they are read
  * back per addressee in order after an exclusive position and survive a reopen,
- * and that retention prunes them REP_PUSH_RETAIN_SEQS below the executed seq. */
+ * and that retention prunes them REP_PUSH_RETAIN_SEQS below the executed seq; the
+ * horizon, durable, marks what retention or a state transfer left out. */
 START_TEST(test_outbox_written_read_pruned) {
     char root[512];
     const char *tmp = getenv("TMPDIR");
@@ -731,6 +741,20 @@ START_TEST(test_outbox_written_read_pruned) {
     got = read_box(s, "plc-7", 0, 0, NULL);
     ck_assert(got.n == 1 && got.seq[0] == 7);
     ck_assert_uint_eq(read_box(s, "agent-1", 0, 0, NULL).n, 0);
+    /* The horizon says what retention may have taken: seq 5 and below. */
+    ck_assert_uint_eq(horizon_of(s), 5);
+
+    /* State transfer to a later seq: the outbox cannot vouch below it. */
+    ex[0].seq = 900 + REP_PUSH_RETAIN_SEQS;
+    rd.n_executed = 0;
+    rd.transferred = true;
+    rd.transfer_seq = ex[0].seq;
+    rec.len = meta_executed(ex[0].seq, meta);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
+    ck_assert_uint_eq(horizon_of(s), 900 + REP_PUSH_RETAIN_SEQS);
+    rep_storage_close(s);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    ck_assert_uint_eq(horizon_of(s), 900 + REP_PUSH_RETAIN_SEQS); /* durable */
     rep_storage_close(s);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
