@@ -57,12 +57,33 @@ bool sm_owns(sm_ctx *c, const Twinbft__SmTwin *twin, int *err) {
     return false;
 }
 
+/* "admin or operator": the roles of a mask, by name, for denial details. */
+static void role_names(uint32_t roles, char *out, size_t cap) {
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } names[] = {{SM_ROLE_ADMIN, "admin"},
+                 {SM_ROLE_OPERATOR, "operator"},
+                 {SM_ROLE_OWNER, "owner"},
+                 {SM_ROLE_NODE_AGENT, "node-agent"}};
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if ((roles & names[i].bit) != 0 && used < cap) {
+            int n = snprintf(out + used, cap - used, "%s%s", used ? " or " : "", names[i].name);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
 bool sm_authz(sm_ctx *c, uint32_t roles) {
     if ((c->roles & roles) != 0) {
         return true;
     }
-    sm_deny(c, TWINBFT__SM_REASON__SM_REASON_ROLE, "principal lacks the role (needs one of 0x%x)",
-            (unsigned)roles);
+    char need[64];
+    role_names(roles, need, sizeof need);
+    sm_deny(c, TWINBFT__SM_REASON__SM_REASON_ROLE, "%s lacks the role (needs %s)", c->principal,
+            need);
     return false;
 }
 
