@@ -158,12 +158,24 @@ tb_phase "[7/8] faults: kill -9 the primary mid-run, then restart it"
 primary="$(primary_id)"
 view_before="$(status_field view "$(((primary + 1) % 4))")"
 pid="$(cat "$dir/replica-$primary/pid")"
-say "replica $primary is the primary of view $view_before; kill -9 $pid"
+say "replica $primary is the primary of view $view_before; a writer starts 40 configuration"
+say "writes, and after the 10th the primary is killed (kill -9 $pid)"
+: >"$work/writes"
+(
+    for i in $(seq 1 40); do
+        "$tb" config put "plant-a/recipe/step-$i" "temperature=$((180 + i))" >/dev/null
+        echo "$i" >>"$work/writes"
+    done
+) &
+writer=$!
+while [[ "$(wc -l <"$work/writes")" -lt 10 ]]; do sleep 0.05; done
 kill -9 "$pid"
-for i in $(seq 1 20); do
-    quiet config put "plant-a/recipe/step-$i" "temperature=$((180 + i))"
-done
-say "20 configuration writes completed without the primary"
+say "killed after write $(wc -l <"$work/writes")"
+if ! wait "$writer"; then
+    echo "a write failed after the primary was killed" >&2
+    exit 1
+fi
+say "all 40 writes completed: the ones after the kill waited out the view change"
 "$tb" status | sed 's/^/  /' || true
 new_primary="$(primary_id)"
 view_after="$(status_field view "$new_primary")"
