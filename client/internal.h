@@ -116,9 +116,12 @@ typedef struct tb_subscription {
     tb_sub_item *items; /* sorted by pos, at most TB_SUBSCRIPTION_PENDING_MAX */
     size_t count;
     size_t cap;
-    /* An item was given up although fewer than f+1 replicas vouched that it
-     * does not exist: the next delivery reports gap_before. */
+    /* Items were given up although fewer than f+1 replicas vouched that
+     * they do not exist, the lowest at gap_low and the highest at gap_high:
+     * a delivery above gap_low reports gap_before. */
     bool gap;
+    tb_pos gap_low;
+    tb_pos gap_high;
     uint64_t refused;    /* pushes refused (size, distance, quota, room) */
     uint64_t evicted;    /* items dropped to make room */
     uint64_t generation; /* bumped by every subscribe and unsubscribe */

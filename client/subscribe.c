@@ -13,8 +13,8 @@
  *     correct, correct replicas agree on what is addressed to whom, so it
  *     does not exist;
  *   - unreachable once too few replicas pushed it or may still push it to
- *     make a quorum: given up, and the next delivery says gap_before unless
- *     it was also dead.
+ *     make a quorum: given up, and the next delivery above it says
+ *     gap_before.
  * The lowest certified command is delivered once everything pending below it
  * is dead or given up and f+1 replicas pushed it on streams held up to it:
  * one of those is correct and pushed every earlier command first, so none
@@ -137,6 +137,32 @@ static tb_fate tb_sub_fate(const tb_client *c, const tb_sub_item *it) {
     return may < tb_quorum(c) ? TB_FATE_UNREACHABLE : TB_FATE_ALIVE;
 }
 
+static void tb_sub_note_gap(tb_subscription *s, tb_pos pos) {
+    if (!s->gap || tb_pos_cmp(pos, s->gap_low) < 0) {
+        s->gap_low = pos;
+    }
+    if (!s->gap || tb_pos_cmp(pos, s->gap_high) > 0) {
+        s->gap_high = pos;
+    }
+    s->gap = true;
+}
+
+/* Whether delivering at pos skips a given-up item, and what is left to
+ * report after it: the given-up items above pos are not remembered one by
+ * one, so the next delivery reports one for sure (more often than needed,
+ * never less). */
+static bool tb_sub_take_gap(tb_subscription *s, tb_pos pos) {
+    if (!s->gap || tb_pos_cmp(s->gap_low, pos) >= 0) {
+        return false;
+    }
+    if (tb_pos_cmp(s->gap_high, pos) <= 0) {
+        s->gap = false;
+    } else {
+        s->gap_low = pos;
+    }
+    return true;
+}
+
 /* Drops every uncertified item that is dead or can no longer be certified. */
 static void tb_sub_prune(tb_client *c) {
     tb_subscription *s = &c->sub;
@@ -145,30 +171,53 @@ static void tb_sub_prune(tb_client *c) {
             continue;
         }
         tb_fate fate = tb_sub_fate(c, &s->items[i]);
+        if (fate == TB_FATE_UNREACHABLE) {
+            tb_sub_note_gap(s, s->items[i].pos);
+        }
         if (fate != TB_FATE_ALIVE) {
-            s->gap = s->gap || fate == TB_FATE_UNREACHABLE;
             tb_sub_remove(c, i);
         }
     }
 }
 
-/* Replicas that pushed it on a stream held up to it; with whole set, only
- * those whose outbox reaches back past the last delivered command. */
-static uint32_t tb_sub_vouchers(const tb_client *c, const tb_sub_item *it, bool whole) {
+/* Who vouches for an item: of the replicas that pushed it, those whose
+ * counted stream reaches it (`counted`), of those the ones whose outbox
+ * reaches back past the last delivered command (`whole`), and pushers of
+ * the latter kind whose round is still under way (`soon`). */
+typedef struct tb_vouch {
+    uint32_t counted;
+    uint32_t whole;
+    uint32_t soon;
+} tb_vouch;
+
+static tb_vouch tb_sub_vouch(const tb_client *c, const tb_sub_item *it) {
     uint64_t first_seq = c->sub.delivered.seq > 0 ? c->sub.delivered.seq : 1;
-    uint32_t count = 0;
+    tb_vouch v = {0, 0, 0};
     for (uint32_t j = 0; j < c->cfg.n; j++) {
         const tb_sub_stream *st = &c->sub.streams[j];
-        count += (it->pushed & (1ull << j)) != 0 && tb_pos_cmp(it->pos, tb_sub_counted(st)) <= 0 &&
-                 (!whole || st->horizon < first_seq);
+        if ((it->pushed & (1ull << j)) == 0) {
+            continue;
+        }
+        bool reached = tb_pos_cmp(it->pos, tb_sub_counted(st)) <= 0;
+        bool whole = st->horizon < first_seq;
+        v.counted += reached;
+        v.whole += reached && whole;
+        v.soon += !reached && whole;
     }
-    return count;
+    return v;
 }
 
+/* The lowest item can go once it is certified and f+1 replicas vouch for
+ * it, but not while rounds under way may still show that it skips
+ * nothing (then gap_before would be set needlessly). */
 static bool tb_sub_ready(const tb_client *c) {
     const tb_subscription *s = &c->sub;
-    return s->active && s->count > 0 && s->items[0].cert != NULL &&
-           tb_sub_vouchers(c, &s->items[0], false) >= c->cfg.f + 1;
+    if (!s->active || s->count == 0 || s->items[0].cert == NULL) {
+        return false;
+    }
+    tb_vouch v = tb_sub_vouch(c, &s->items[0]);
+    uint32_t enough = c->cfg.f + 1;
+    return v.counted >= enough && (v.whole >= enough || v.whole + v.soon < enough);
 }
 
 /* Delivers while the lowest pending item is ready (after pruning, every
@@ -184,11 +233,11 @@ static void tb_sub_deliver(tb_client *c) {
     s->delivering = true;
     tb_sub_prune(c);
     while (s->generation == generation && tb_sub_ready(c)) {
-        bool gap = s->gap || tb_sub_vouchers(c, &s->items[0], true) < c->cfg.f + 1;
+        bool whole = tb_sub_vouch(c, &s->items[0]).whole >= c->cfg.f + 1;
+        bool gap = tb_sub_take_gap(s, s->items[0].pos) || !whole;
         tb_sub_item it;
         tb_sub_take_first(c, &it);
         s->delivered = it.pos;
-        s->gap = false;
         tb_command cmd = {
             .seq = it.pos.seq,
             .index = it.pos.index,

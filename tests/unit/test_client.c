@@ -30,7 +30,7 @@ enum {
     BATCH_LEAVES = 4,     /* a pushed command sits in a batch of this many results */
     CMDS_MAX = 16,        /* commands a test's fakes keep for subscribers */
     PUSHES_PER_ROUND = 2, /* a fake answers one Subscribe with at most this many */
-    DELIVERED_MAX = 16,
+    DELIVERED_MAX = TB_SUBSCRIPTION_PENDING_MAX + 16,
 };
 
 typedef struct fake_replica {
@@ -855,6 +855,49 @@ START_TEST(test_subscription_survives_flood_within_reach) {
 }
 END_TEST
 
+/* The table is full: 3072 commands replicas 0 and 1 pushed (replica 2
+ * lags; never evicted, as f+1 pushed them) and replica 3's quota of made-up
+ * ones. Replica 0's next command evicts replica 3's highest instead of being
+ * refused, and once replica 2 catches up every real command is delivered,
+ * in order. */
+START_TEST(test_subscription_full_table_evicts) {
+    enum { OWN = TB_SUBSCRIPTION_PENDING_MAX / N, SHARED = TB_SUBSCRIPTION_PENDING_MAX - OWN };
+    enum { CHUNK = 512 }; /* below every quota: a shared one is solo only briefly */
+    T.executed = 30000;
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    for (uint32_t k = 0; k < SHARED; k += CHUNK) {
+        for (uint32_t j = 0; j < 2; j++) {
+            for (uint32_t i = k; i < k + CHUNK; i++) {
+                fake_push_at(&T.reps[j], (cmd_pos){10 + i, 0});
+            }
+        }
+        barrier(c);
+    }
+    for (uint32_t k = 0; k < OWN; k++) {
+        fake_push_at(&T.reps[3], (cmd_pos){20000 + k, 0});
+    }
+    barrier(c);
+    fake_push_at(&T.reps[0], (cmd_pos){10 + SHARED, 0}); /* the table is full */
+    barrier(c);
+    fake_push_at(&T.reps[1], (cmd_pos){10 + SHARED, 0});
+    for (uint32_t i = 0; i <= SHARED; i++) {
+        fake_push_at(&T.reps[2], (cmd_pos){10 + i, 0});
+    }
+    run_until_delivered(c, SHARED + 1);
+    barrier(c);
+    ck_assert_uint_eq(T.n_delivered, SHARED + 1);
+    for (uint32_t i = 0; i <= SHARED; i++) {
+        ck_assert_uint_eq(T.delivered[i].seq, 10 + i);
+        ck_assert(!T.gap[i]);
+    }
+    ck_assert(T.delivered_cert_ok);
+    tb_client_free(c);
+}
+END_TEST
+
 /* A push of an absurd size is refused before it is stored, and that
  * replica's stream is ignored from then on: the others still deliver. */
 START_TEST(test_subscription_refuses_oversized_push) {
@@ -1107,6 +1150,7 @@ static Suite *client_suite(void) {
     tcase_add_test(tc, test_subscription_resumes_after_reconnect);
     tcase_add_test(tc, test_subscription_survives_far_future_flood);
     tcase_add_test(tc, test_subscription_survives_flood_within_reach);
+    tcase_add_test(tc, test_subscription_full_table_evicts);
     tcase_add_test(tc, test_subscription_refuses_oversized_push);
     tcase_add_test(tc, test_subscription_horizon_reports_gap);
     tcase_add_test(tc, test_subscription_dead_is_not_a_gap);
