@@ -83,23 +83,49 @@ typedef struct tb_sub_item {
     proto_cert_info info; /* ... and what it says */
 } tb_sub_item;
 
+/* What the subscription knows of replica j's stream of pushes. */
+typedef struct tb_sub_stream {
+    /* The client holds every push of j's current stream up to here: j
+     * pushes in order, so j has passed every command at or below head
+     * without pushing it unless it pushed it. Lowered when one of j's
+     * pushes is lost (refused or evicted). */
+    tb_pos head;
+    /* head as of j's last answered Subscribe: while a round is under way its
+     * horizon is not known yet, so only this much of the stream counts. */
+    tb_pos confirmed;
+    /* One of j's pushes was lost, and a Subscribe from head is out to
+     * replay the stream from there: head waits for that round's ack, which
+     * covers everything it pushed (pushes that raced with it included). */
+    bool resync;
+    bool resync_again; /* another push was lost meanwhile: one more round */
+    /* j sent what no correct replica sends (an oversized reply): its pushes
+     * are ignored until its link reopens. */
+    bool frozen;
+    uint32_t subscribes; /* sent on j's current link, not acknowledged yet */
+    uint64_t executed;   /* the highest seq j claimed executed (acks, pushes) */
+    uint64_t horizon;    /* j's latest SubscribeAck.horizon_seq (0 until one) */
+    uint32_t solo;       /* pending items that j alone pushed */
+} tb_sub_stream;
+
 typedef struct tb_subscription {
     bool active;
     tb_command_cb cb;
     void *arg;
     tb_pos delivered; /* the last delivered (or the caller's starting point) */
-    /* Per replica: the highest position it pushed on its current stream.
-     * Replicas push in order, so j has passed everything below head[j]. */
-    tb_pos head[TB_MEMBERS_MAX];
-    /* A push from j was dropped for lack of room: head[j] stops moving
-     * until j's stream restarts, so the dropped one is never taken as
-     * passed over by j. */
-    bool head_frozen[TB_MEMBERS_MAX];
+    tb_sub_stream streams[TB_MEMBERS_MAX];
     tb_sub_item *items; /* sorted by pos, at most TB_SUBSCRIPTION_PENDING_MAX */
     size_t count;
     size_t cap;
-    uint64_t dropped; /* pushes refused for lack of room */
-    bool delivering;  /* inside cb: delivery does not recurse */
+    /* Items were given up although fewer than f+1 replicas vouched that
+     * they do not exist, the lowest at gap_low and the highest at gap_high:
+     * a delivery above gap_low reports gap_before. */
+    bool gap;
+    tb_pos gap_low;
+    tb_pos gap_high;
+    uint64_t refused;    /* pushes refused (size, distance, quota, room) */
+    uint64_t evicted;    /* items dropped to make room */
+    uint64_t generation; /* bumped by every subscribe and unsubscribe */
+    bool delivering;     /* inside cb: delivery does not recurse */
 } tb_subscription;
 
 struct tb_client {
@@ -116,6 +142,9 @@ struct tb_client {
     struct event *query_wait; /* TB_CLIENT_QUERY_WAIT_MS for unordered answers */
     tb_status_call status;
     tb_subscription sub;
+    /* Callbacks of this client running now: a *_wait inside one would run
+     * the base reentrantly, so it is refused. */
+    uint32_t in_callback;
 };
 
 /* quorum q = ceil((n+f+1)/2), as proto/cert.c counts it (2f+1 when n = 3f+1). */
@@ -129,6 +158,10 @@ void tb_link_send_all(tb_client *c, const uint8_t *msg, size_t len);
 int tb_msg_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
 
 /* submit.c: the Request path, shared by intents and the query fallback. */
+/* Checks a new intent's or query's arguments (shared rules of
+ * tb_client_submit and tb_client_query) and makes it the outstanding one. */
+int tb_op_begin(tb_client *c, tb_op_kind kind, const uint8_t *data, size_t len, bool has_cb,
+                void *arg);
 int tb_op_start_request(tb_client *c, const uint8_t *op, size_t len);
 void tb_op_on_reply(tb_client *c, uint32_t j, Twinbft__Message *m);
 void tb_op_on_deadline(tb_client *c);
@@ -147,6 +180,8 @@ void tb_query_finish_timeout(tb_client *c);
 void tb_status_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r);
 void tb_status_on_open(tb_client *c, uint32_t j);
 int tb_status_init(tb_client *c);
+/* Ends the status call without its callback. */
+void tb_status_cancel(tb_client *c);
 void tb_status_free(tb_client *c);
 
 /* subscribe.c */
@@ -154,5 +189,26 @@ void tb_sub_on_open(tb_client *c, uint32_t j);
 void tb_sub_on_push(tb_client *c, uint32_t j, Twinbft__Message *m);
 void tb_sub_on_ack(tb_client *c, uint32_t j, const Twinbft__SubscribeAck *a);
 void tb_sub_free(tb_client *c);
+
+/* sub_table.c: the pending items of a subscription. */
+int tb_pos_cmp(tb_pos a, tb_pos b);
+/* Removes and clears items[i], keeping the rest in order. */
+void tb_sub_remove(tb_client *c, size_t i);
+/* Moves items[0] out into *out (the caller clears it). */
+void tb_sub_take_first(tb_client *c, tb_sub_item *out);
+void tb_sub_item_clear(tb_sub_item *it);
+/* Clears every item (the array stays). */
+void tb_sub_clear_items(tb_client *c);
+/* The item at pos, inserted in order when new (j the replica pushing it);
+ * NULL when a new one is refused: too far ahead, j's quota is used up, or
+ * the table is full and nothing may make room. An eviction lowers the heads
+ * of the evicted item's pushers (see tb_sub_stream_lost). */
+tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos);
+/* Records j's reply r (taken) for it. */
+void tb_sub_item_add(tb_client *c, tb_sub_item *it, uint32_t j, Twinbft__Reply *r);
+
+/* subscribe.c, for sub_table.c: j's push at pos is lost to the client; j's
+ * head drops below it and its stream is replayed from there. */
+void tb_sub_stream_lost(tb_client *c, uint32_t j, tb_pos pos);
 
 #endif

@@ -10,6 +10,14 @@
 #include "client/internal.h"
 #include "proto/tb_assert.h"
 
+/* Reports to the query's callback, counted as inside this client's callbacks. */
+static void tb_query_report(tb_client *c, tb_query_cb cb, int status, const uint8_t *result,
+                            size_t len, uint64_t executed, bool ordered, void *arg) {
+    c->in_callback++;
+    cb(status, result, len, executed, ordered, arg);
+    c->in_callback--;
+}
+
 static bool tb_answer_same(const Twinbft__QueryReply *a, const Twinbft__QueryReply *b) {
     return a->result.len == b->result.len &&
            (a->result.len == 0 || memcmp(a->result.data, b->result.data, a->result.len) == 0);
@@ -42,10 +50,10 @@ static void tb_query_finish_unordered(tb_client *c, const Twinbft__QueryReply *a
     }
     tb_op_clear(c);
     if (result == NULL) {
-        cb(TB_ERR_NOMEM, NULL, 0, 0, false, arg);
+        tb_query_report(c, cb, TB_ERR_NOMEM, NULL, 0, 0, false, arg);
         return;
     }
-    cb(0, result, len, executed[c->cfg.f], false, arg);
+    tb_query_report(c, cb, 0, result, len, executed[c->cfg.f], false, arg);
     free(result);
 }
 
@@ -63,7 +71,7 @@ static void tb_query_order(tb_client *c) {
         tb_query_cb cb = c->op.query_cb;
         void *arg = c->op.arg;
         tb_op_clear(c);
-        cb(rc, NULL, 0, 0, false, arg);
+        tb_query_report(c, cb, rc, NULL, 0, 0, false, arg);
     }
 }
 
@@ -150,7 +158,7 @@ void tb_query_finish_ordered(tb_client *c, const Twinbft__Reply *r) {
     int rc = tb_query_result_of(leaf, &result, &len);
     twinbft__result_leaf__free_unpacked(leaf, NULL);
     tb_op_clear(c);
-    cb(rc, result, len, rc == 0 ? seq : 0, rc == 0, arg);
+    tb_query_report(c, cb, rc, result, len, rc == 0 ? seq : 0, rc == 0, arg);
     free(result);
 }
 
@@ -158,7 +166,7 @@ void tb_query_finish_timeout(tb_client *c) {
     tb_query_cb cb = c->op.query_cb;
     void *arg = c->op.arg;
     tb_op_clear(c);
-    cb(TB_ERR_TIMEOUT, NULL, 0, 0, false, arg);
+    tb_query_report(c, cb, TB_ERR_TIMEOUT, NULL, 0, 0, false, arg);
 }
 
 /* The SmOp{query} the fallback orders; also checks that query is an SmQuery. */
@@ -203,20 +211,13 @@ static int tb_query_send(tb_client *c, const uint8_t *query, size_t len) {
 }
 
 int tb_client_query(tb_client *c, const uint8_t *query, size_t len, tb_query_cb cb, void *arg) {
-    if (c->op.kind != TB_OP_NONE) {
-        return TB_ERR_STATE;
+    int rc = tb_op_begin(c, TB_OP_QUERY, query, len, cb != NULL, arg);
+    if (rc != 0) {
+        return rc;
     }
-    if (query == NULL || len == 0 || cb == NULL) {
-        return TB_ERR_INVALID;
-    }
-    if (len > TB_CLIENT_OP_BYTES_MAX) {
-        return TB_ERR_TOO_LARGE;
-    }
-    c->op.kind = TB_OP_QUERY;
     c->op.query_cb = cb;
-    c->op.arg = arg;
     c->op.query_id = c->next_id++;
-    int rc = tb_query_wrap(query, len, &c->op.sm_op, &c->op.sm_op_len);
+    rc = tb_query_wrap(query, len, &c->op.sm_op, &c->op.sm_op_len);
     if (rc == 0) {
         rc = tb_query_send(c, query, len);
     }

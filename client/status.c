@@ -6,19 +6,27 @@
 #include "client/internal.h"
 #include "proto/tb_assert.h"
 
-static void tb_status_finish(tb_client *c) {
+void tb_status_cancel(tb_client *c) {
     tb_status_call *s = &c->status;
-    tb_replica_status st[TB_MEMBERS_MAX];
-    tb_status_cb cb = s->cb;
-    void *arg = s->arg;
-    memcpy(st, s->st, sizeof st);
     event_del(s->deadline);
     free(s->msg);
     s->msg = NULL;
     s->msg_len = 0;
     s->busy = false;
     s->cb = NULL;
+    s->arg = NULL;
+}
+
+static void tb_status_finish(tb_client *c) {
+    tb_status_call *s = &c->status;
+    tb_replica_status st[TB_MEMBERS_MAX];
+    tb_status_cb cb = s->cb;
+    void *arg = s->arg;
+    memcpy(st, s->st, sizeof st);
+    tb_status_cancel(c);
+    c->in_callback++;
     cb(0, st, c->cfg.n, arg);
+    c->in_callback--;
 }
 
 static void tb_status_on_deadline(evutil_socket_t fd, short what, void *arg) {

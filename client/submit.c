@@ -74,8 +74,10 @@ static void tb_intent_finish(tb_client *c, int status, const uint8_t *cert, size
         TB_ASSERT(leaf != NULL); /* checked when the reply was taken */
     }
     tb_op_clear(c);
+    c->in_callback++;
     if (status != 0) {
         cb(status, NULL, arg);
+        c->in_callback--;
         return;
     }
     tb_result res = {
@@ -89,17 +91,33 @@ static void tb_intent_finish(tb_client *c, int status, const uint8_t *cert, size
         .cert_len = cert != NULL ? cert_len : 0,
     };
     cb(0, &res, arg);
+    c->in_callback--;
     twinbft__result_leaf__free_unpacked(leaf, NULL);
     twinbft__reply__free_unpacked(r, NULL);
 }
 
-static bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
-    return a->seq == b->seq && a->leaf.len == b->leaf.len &&
-           (a->leaf.len == 0 || memcmp(a->leaf.data, b->leaf.data, a->leaf.len) == 0);
+static bool tb_bytes_same(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b) {
+    return a->len == b->len && (a->len == 0 || memcmp(a->data, b->data, a->len) == 0);
 }
 
-/* f+1 replies from distinct replicas with the same (seq, leaf): at least one
- * of them is from a correct replica, so that is the result. */
+/* Whether two replies agree on everything the result reports: seq, index,
+ * count, leaf and path (correct replicas build the same ones). */
+static bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
+    if (a->seq != b->seq || a->index != b->index || a->count != b->count ||
+        a->n_path != b->n_path || !tb_bytes_same(&a->leaf, &b->leaf)) {
+        return false;
+    }
+    for (size_t k = 0; k < a->n_path; k++) {
+        if (!tb_bytes_same(&a->path[k], &b->path[k])) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* f+1 replies from distinct replicas that agree (tb_reply_same): at least
+ * one of them is from a correct replica, so that is the result, and any of
+ * them reports it. */
 static bool tb_op_match(tb_client *c) {
     for (uint32_t i = 0; i < c->cfg.n; i++) {
         uint32_t same = 0;
@@ -185,20 +203,30 @@ void tb_op_on_deadline(tb_client *c) {
     }
 }
 
-int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb cb, void *arg) {
+int tb_op_begin(tb_client *c, tb_op_kind kind, const uint8_t *data, size_t len, bool has_cb,
+                void *arg) {
+    TB_ASSERT(kind != TB_OP_NONE);
     if (c->op.kind != TB_OP_NONE) {
         return TB_ERR_STATE;
     }
-    if (op == NULL || len == 0 || cb == NULL) {
+    if (data == NULL || len == 0 || !has_cb) {
         return TB_ERR_INVALID;
     }
     if (len > TB_CLIENT_OP_BYTES_MAX) {
         return TB_ERR_TOO_LARGE;
     }
-    c->op.kind = TB_OP_INTENT;
-    c->op.submit_cb = cb;
+    c->op.kind = kind;
     c->op.arg = arg;
-    int rc = tb_op_start_request(c, op, len);
+    return 0;
+}
+
+int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb cb, void *arg) {
+    int rc = tb_op_begin(c, TB_OP_INTENT, op, len, cb != NULL, arg);
+    if (rc != 0) {
+        return rc;
+    }
+    c->op.submit_cb = cb;
+    rc = tb_op_start_request(c, op, len);
     if (rc != 0) {
         tb_op_clear(c);
         return rc;

@@ -1,5 +1,9 @@
 /* Blocking wrappers: each starts its asynchronous call and runs the client's
- * event_base one round at a time until that call has reported. */
+ * event_base one round at a time until that call has reported. A waiter
+ * lives on the wrapper's stack, so the call must never outlive it: a
+ * wrapper is refused inside this client's callbacks (the base is running
+ * already and event_base_loop would fail), and a failed loop cancels the
+ * call before returning. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,12 +16,42 @@ typedef struct tb_waiter {
     tb_replica_status *st;
 } tb_waiter;
 
-static void tb_run_until(tb_client *c, const bool *done) {
+/* Runs the base until *done; false when the loop failed first (e.g. it was
+ * entered from a callback of the same base) or had nothing left to run. */
+static bool tb_run_until(tb_client *c, const bool *done) {
     while (!*done) {
         if (event_base_loop(c->base, EVLOOP_ONCE) != 0) {
-            break; /* the base failed or has nothing left to run: no answer can come */
+            return false;
         }
     }
+    return true;
+}
+
+/* A wrapper may start only outside this client's callbacks. */
+static int tb_wait_begin(const tb_client *c, tb_waiter *w, tb_owned *out, tb_replica_status *st) {
+    if (c->in_callback > 0) {
+        return TB_ERR_STATE;
+    }
+    memset(w, 0, sizeof *w);
+    w->out = out;
+    w->st = st;
+    if (out != NULL) {
+        memset(out, 0, sizeof *out);
+    }
+    return 0;
+}
+
+/* Finishes a wrapper whose call `started` returned: runs the base until the
+ * call reports, or cancels it when the loop fails. */
+static int tb_wait_end(tb_client *c, tb_waiter *w, int started, void (*cancel)(tb_client *)) {
+    if (started != 0) {
+        return started;
+    }
+    if (!tb_run_until(c, &w->done)) {
+        cancel(c); /* the callback, with its pointer to *w, must never run */
+        return TB_ERR_IO;
+    }
+    return w->status;
 }
 
 void tb_owned_clear(tb_owned *o) {
@@ -67,14 +101,12 @@ static void tb_wait_on_submit(int status, const tb_result *r, void *arg) {
 }
 
 int tb_client_submit_wait(tb_client *c, const uint8_t *op, size_t len, tb_owned *out) {
-    tb_waiter w = {false, 0, out, NULL};
-    memset(out, 0, sizeof *out);
-    int rc = tb_client_submit(c, op, len, tb_wait_on_submit, &w);
+    tb_waiter w;
+    int rc = tb_wait_begin(c, &w, out, NULL);
     if (rc != 0) {
         return rc;
     }
-    tb_run_until(c, &w.done);
-    return w.done ? w.status : TB_ERR_IO;
+    return tb_wait_end(c, &w, tb_client_submit(c, op, len, tb_wait_on_submit, &w), tb_op_clear);
 }
 
 static void tb_wait_on_query(int status, const uint8_t *result, size_t len, uint64_t executed,
@@ -91,14 +123,12 @@ static void tb_wait_on_query(int status, const uint8_t *result, size_t len, uint
 }
 
 int tb_client_query_wait(tb_client *c, const uint8_t *query, size_t len, tb_owned *out) {
-    tb_waiter w = {false, 0, out, NULL};
-    memset(out, 0, sizeof *out);
-    int rc = tb_client_query(c, query, len, tb_wait_on_query, &w);
+    tb_waiter w;
+    int rc = tb_wait_begin(c, &w, out, NULL);
     if (rc != 0) {
         return rc;
     }
-    tb_run_until(c, &w.done);
-    return w.done ? w.status : TB_ERR_IO;
+    return tb_wait_end(c, &w, tb_client_query(c, query, len, tb_wait_on_query, &w), tb_op_clear);
 }
 
 static void tb_wait_on_status(int status, const tb_replica_status *st, uint32_t n, void *arg) {
@@ -109,13 +139,12 @@ static void tb_wait_on_status(int status, const tb_replica_status *st, uint32_t 
 }
 
 int tb_client_status_wait(tb_client *c, tb_replica_status *st) {
-    tb_waiter w = {false, 0, NULL, st};
-    int rc = tb_client_status(c, tb_wait_on_status, &w);
+    tb_waiter w;
+    int rc = tb_wait_begin(c, &w, NULL, st);
     if (rc != 0) {
         return rc;
     }
-    tb_run_until(c, &w.done);
-    return w.done ? w.status : TB_ERR_IO;
+    return tb_wait_end(c, &w, tb_client_status(c, tb_wait_on_status, &w), tb_status_cancel);
 }
 
 static void tb_wait_on_timer(evutil_socket_t fd, short what, void *arg) {
@@ -124,18 +153,22 @@ static void tb_wait_on_timer(evutil_socket_t fd, short what, void *arg) {
 }
 
 int tb_client_connect_wait(tb_client *c, uint32_t timeout_ms) {
-    bool expired = false;
+    bool expired = false, failed = false;
+    if (c->in_callback > 0) {
+        return TB_ERR_STATE;
+    }
     struct event *timer = evtimer_new(c->base, tb_wait_on_timer, &expired);
     if (timer == NULL) {
         return TB_ERR_NOMEM;
     }
     struct timeval limit = tb_ms_timeval(timeout_ms);
     event_add(timer, &limit);
-    while (tb_client_connected(c) == 0 && !expired) {
-        if (event_base_loop(c->base, EVLOOP_ONCE) != 0) {
-            break;
-        }
+    while (tb_client_connected(c) == 0 && !expired && !failed) {
+        failed = event_base_loop(c->base, EVLOOP_ONCE) != 0;
     }
-    event_free(timer);
-    return tb_client_connected(c) > 0 ? 0 : TB_ERR_TIMEOUT;
+    event_free(timer); /* the timer pointed into this frame: it goes with it */
+    if (tb_client_connected(c) > 0) {
+        return 0;
+    }
+    return failed ? TB_ERR_IO : TB_ERR_TIMEOUT;
 }

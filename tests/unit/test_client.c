@@ -3,7 +3,8 @@
  * quorum certificate, timeouts), read-only queries (a quorum of equal
  * answers, the ordered fallback), status, and subscriptions (order, waiting
  * for an earlier pending command, dropping a dead one, resuming across
- * reconnects without duplicates or gaps). */
+ * reconnects without duplicates or gaps, surviving a Byzantine replica's
+ * flood, horizons and gaps), and the blocking wrappers' rules. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ enum {
     BATCH_LEAVES = 4,     /* a pushed command sits in a batch of this many results */
     CMDS_MAX = 16,        /* commands a test's fakes keep for subscribers */
     PUSHES_PER_ROUND = 2, /* a fake answers one Subscribe with at most this many */
-    DELIVERED_MAX = 16,
+    DELIVERED_MAX = TB_SUBSCRIPTION_PENDING_MAX + 16,
 };
 
 typedef struct fake_replica {
@@ -43,7 +44,15 @@ typedef struct fake_replica {
     proto_key *key;
     bool has[CMDS_MAX];     /* which commands this replica pushes */
     uint64_t sub_after_seq; /* the last Subscribe it got */
+    uint64_t sub_after_seq_min;
     uint32_t subscribes;
+    uint64_t horizon;     /* its SubscribeAck.horizon_seq */
+    bool empty_more_once; /* answers its first Subscribe with nothing but more = true */
+    bool lies_index;      /* Byzantine: replies with a wrong index (same seq and leaf) */
+    /* Byzantine: on its first Subscribe, pushes this many made-up commands
+     * at (flood_seq + k, 0) before anything else. */
+    uint32_t flood;
+    uint64_t flood_seq;
 } fake_replica;
 
 typedef struct cmd_pos {
@@ -62,12 +71,17 @@ static struct {
     cmd_pos cmds[CMDS_MAX];
     uint32_t n_cmds;
     bool push_from_start; /* fakes also re-push commands up to Subscribe.after */
+    uint64_t executed;    /* what the fakes' SubscribeAcks say they executed */
     /* what the callbacks saw */
     int calls, status;
     uint64_t seq, number;
     bool had_cert, cert_ok;
     cmd_pos delivered[DELIVERED_MAX];
+    bool gap[DELIVERED_MAX];
     uint32_t n_delivered;
+    tb_client *client;          /* for callbacks that call back into it */
+    uint32_t unsubscribe_after; /* on_command unsubscribes after this many (0: never) */
+    int nested[4];              /* what *_wait calls inside a callback returned */
     bool delivered_cert_ok;
 } T;
 
@@ -152,6 +166,7 @@ static size_t pack_leaf(const char *client, uint64_t number, const uint8_t *resu
     l.client = (char *)client;
     l.number = number;
     l.result = (ProtobufCBinaryData){len, (uint8_t *)result};
+    l.not_before_ms = 1000 + number; /* a window that says which leaf it is from */
     l.expires_at_ms = UINT64_MAX;
     ck_assert_uint_le(twinbft__result_leaf__get_packed_size(&l), LEAF_BYTES_MAX);
     return twinbft__result_leaf__pack(&l, out);
@@ -188,6 +203,9 @@ static void fake_answer(fake_replica *r, tb_tls_link *link, const Twinbft__Reque
     ck_assert(!req->priority); /* replicas choose the safety lane */
     reply_buf rb;
     reply_build(&rb, r, SEQ, leaf, &len, 1, 0);
+    if (r->lies_index) {
+        rb.rep.index = 5;
+    }
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_REPLY;
     m.reply = &rb.rep;
@@ -230,11 +248,10 @@ static void fake_status_answer(fake_replica *r, tb_tls_link *link,
     fake_send(link, &m);
 }
 
-/* Command k as replica r's signed reply, pushed to edge-1. */
-static void fake_push(fake_replica *r, uint32_t k) {
+/* The command at p as replica r's signed reply, pushed to edge-1. */
+static void fake_push_at(fake_replica *r, cmd_pos p) {
     uint8_t leaves[BATCH_LEAVES][LEAF_BYTES_MAX];
     size_t lens[BATCH_LEAVES];
-    cmd_pos p = T.cmds[k];
     for (uint32_t i = 0; i < BATCH_LEAVES; i++) {
         char result[64];
         snprintf(result, sizeof result, "cmd-%llu-%u", (unsigned long long)p.seq, i);
@@ -252,6 +269,25 @@ static void fake_push(fake_replica *r, uint32_t k) {
     fake_send(r->link, &m);
 }
 
+/* Command k as replica r's signed reply, pushed to edge-1. */
+static void fake_push(fake_replica *r, uint32_t k) {
+    fake_push_at(r, T.cmds[k]);
+}
+
+static void fake_ack(fake_replica *r, cmd_pos last, bool more) {
+    Twinbft__SubscribeAck a = TWINBFT__SUBSCRIBE_ACK__INIT;
+    a.replica = r->id;
+    a.last_seq = last.seq;
+    a.last_index = last.index;
+    a.more = more;
+    a.executed = T.executed;
+    a.horizon_seq = r->horizon;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_SUBSCRIBE_ACK;
+    m.subscribe_ack = &a;
+    fake_send(r->link, &m);
+}
+
 /* Pushes what it keeps after `after` in order, at most PUSHES_PER_ROUND, then
  * acknowledges with more set when it stopped early. With push_from_start it
  * first re-pushes what it keeps up to `after`. */
@@ -262,6 +298,15 @@ static void fake_subscribe(fake_replica *r, const Twinbft__Subscribe *s) {
     bool more = false;
     r->subscribes++;
     r->sub_after_seq = s->after_seq;
+    r->sub_after_seq_min =
+        s->after_seq < r->sub_after_seq_min ? s->after_seq : r->sub_after_seq_min;
+    if (r->empty_more_once && r->subscribes == 1) {
+        fake_ack(r, last, true); /* "more to come", though nothing was sent */
+        return;
+    }
+    for (uint32_t k = 0; r->subscribes == 1 && k < r->flood; k++) {
+        fake_push_at(r, (cmd_pos){r->flood_seq + k, 0});
+    }
     for (uint32_t k = 0; k < T.n_cmds; k++) {
         if (!r->has[k]) {
             continue;
@@ -280,15 +325,7 @@ static void fake_subscribe(fake_replica *r, const Twinbft__Subscribe *s) {
         last = T.cmds[k];
         sent++;
     }
-    Twinbft__SubscribeAck a = TWINBFT__SUBSCRIBE_ACK__INIT;
-    a.replica = r->id;
-    a.last_seq = last.seq;
-    a.last_index = last.index;
-    a.more = more;
-    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
-    m.kind_case = TWINBFT__MESSAGE__KIND_SUBSCRIBE_ACK;
-    m.subscribe_ack = &a;
-    fake_send(r->link, &m);
+    fake_ack(r, last, more);
 }
 
 static void fake_on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
@@ -374,6 +411,7 @@ static void setup(void) {
         fake_replica *r = &T.reps[j];
         r->id = j;
         r->status_answers = true;
+        r->sub_after_seq_min = UINT64_MAX;
         snprintf(name, sizeof name, "replica-%u", (unsigned)j);
         ck_assert_int_eq(proto_pki_issue(T.ca_key, T.ca_cert, name, 1, &k, &c), 0);
         ck_assert_int_eq(tb_tls_ctx_new(T.ca_cert, c, k, &r->tls), 0);
@@ -385,6 +423,7 @@ static void setup(void) {
         ck_assert_int_eq(tb_tls_listen(T.base, r->tls, "127.0.0.1", 0, &cb, &r->listener), 0);
     }
     fill_config(&T.cfg, 10000);
+    T.executed = 10;
 }
 
 static void teardown(void) {
@@ -614,12 +653,18 @@ END_TEST
 static void on_command(const tb_command *cmd, void *arg) {
     (void)arg;
     ck_assert_uint_lt(T.n_delivered, DELIVERED_MAX);
+    T.gap[T.n_delivered] = cmd->gap_before;
     T.delivered[T.n_delivered++] = (cmd_pos){cmd->seq, cmd->index};
     char want[64];
     snprintf(want, sizeof want, "cmd-%llu-%u", (unsigned long long)cmd->seq, cmd->index);
     T.delivered_cert_ok = T.delivered_cert_ok && cmd->result_len == strlen(want) &&
                           memcmp(cmd->result, want, cmd->result_len) == 0 &&
+                          cmd->not_before_ms == 1000 + 100 * cmd->seq + cmd->index &&
+                          cmd->expires_at_ms == UINT64_MAX &&
                           tb_cert_verify(&T.cfg, cmd->cert, cmd->cert_len, 0, NULL) == 0;
+    if (T.unsubscribe_after > 0 && T.n_delivered == T.unsubscribe_after) {
+        tb_client_unsubscribe(T.client);
+    }
 }
 
 static void add_cmd(uint64_t seq, uint32_t index, const char *holders) {
@@ -649,13 +694,20 @@ static void barrier(tb_client *c) {
     }
 }
 
-static void expect_delivered(const cmd_pos *want, uint32_t n) {
+/* Exactly these were delivered, with good certificates and windows, and
+ * (unless the test says otherwise by checking T.gap itself) no gap. */
+static void expect_delivered_gaps(const cmd_pos *want, uint32_t n, bool gaps_allowed) {
     ck_assert_uint_eq(T.n_delivered, n);
     for (uint32_t i = 0; i < n; i++) {
         ck_assert_uint_eq(T.delivered[i].seq, want[i].seq);
         ck_assert_uint_eq(T.delivered[i].index, want[i].index);
+        ck_assert(gaps_allowed || !T.gap[i]);
     }
     ck_assert(T.delivered_cert_ok);
+}
+
+static void expect_delivered(const cmd_pos *want, uint32_t n) {
+    expect_delivered_gaps(want, n, false);
 }
 
 /* Commands every replica keeps arrive in (seq, index) order, each once, with
@@ -750,6 +802,320 @@ START_TEST(test_subscription_resumes_after_reconnect) {
 }
 END_TEST
 
+/* A Byzantine replica pushes TB_SUBSCRIPTION_PENDING_MAX made-up commands far
+ * beyond what the replicas executed: they are refused, and the real command
+ * the correct replicas push later is still delivered. */
+START_TEST(test_subscription_survives_far_future_flood) {
+    T.reps[3].flood = TB_SUBSCRIPTION_PENDING_MAX;
+    T.reps[3].flood_seq = 1000000;
+    add_cmd(5, 0, "");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    barrier(c);
+    for (uint32_t j = 0; j < 3; j++) {
+        T.reps[j].has[0] = true;
+        fake_push(&T.reps[j], 0);
+    }
+    run_until_delivered(c, 1);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}};
+    expect_delivered(want, 1);
+    tb_client_free(c);
+}
+END_TEST
+
+/* The same flood within reach of execution: the flooder's quota of pending
+ * commands (TB_SUBSCRIPTION_PENDING_MAX / n) stops it, so the real command
+ * below the junk and a later one above it are both delivered (the junk below
+ * the later one is dead once the correct replicas pass it). */
+START_TEST(test_subscription_survives_flood_within_reach) {
+    T.executed = 6000;
+    T.reps[3].flood = TB_SUBSCRIPTION_PENDING_MAX;
+    T.reps[3].flood_seq = 100;
+    add_cmd(5, 0, "");
+    add_cmd(5000, 1, "");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    barrier(c);
+    for (uint32_t k = 0; k < 2; k++) {
+        for (uint32_t j = 0; j < 3; j++) {
+            T.reps[j].has[k] = true;
+            fake_push(&T.reps[j], k);
+        }
+    }
+    run_until_delivered(c, 2);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {5000, 1}};
+    expect_delivered(want, 2);
+    tb_client_free(c);
+}
+END_TEST
+
+/* The table is full: 3072 commands replicas 0 and 1 pushed (replica 2
+ * lags; never evicted, as f+1 pushed them) and replica 3's quota of made-up
+ * ones. Replica 0's next command evicts replica 3's highest instead of being
+ * refused, and once replica 2 catches up every real command is delivered,
+ * in order. */
+START_TEST(test_subscription_full_table_evicts) {
+    enum { OWN = TB_SUBSCRIPTION_PENDING_MAX / N, SHARED = TB_SUBSCRIPTION_PENDING_MAX - OWN };
+    enum { CHUNK = 512 }; /* below every quota: a shared one is solo only briefly */
+    T.executed = 30000;
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    for (uint32_t k = 0; k < SHARED; k += CHUNK) {
+        for (uint32_t j = 0; j < 2; j++) {
+            for (uint32_t i = k; i < k + CHUNK; i++) {
+                fake_push_at(&T.reps[j], (cmd_pos){10 + i, 0});
+            }
+        }
+        barrier(c);
+    }
+    for (uint32_t k = 0; k < OWN; k++) {
+        fake_push_at(&T.reps[3], (cmd_pos){20000 + k, 0});
+    }
+    barrier(c);
+    fake_push_at(&T.reps[0], (cmd_pos){10 + SHARED, 0}); /* the table is full */
+    barrier(c);
+    fake_push_at(&T.reps[1], (cmd_pos){10 + SHARED, 0});
+    for (uint32_t i = 0; i <= SHARED; i++) {
+        fake_push_at(&T.reps[2], (cmd_pos){10 + i, 0});
+    }
+    run_until_delivered(c, SHARED + 1);
+    barrier(c);
+    ck_assert_uint_eq(T.n_delivered, SHARED + 1);
+    for (uint32_t i = 0; i <= SHARED; i++) {
+        ck_assert_uint_eq(T.delivered[i].seq, 10 + i);
+        ck_assert(!T.gap[i]);
+    }
+    ck_assert(T.delivered_cert_ok);
+    tb_client_free(c);
+}
+END_TEST
+
+/* A push of an absurd size is refused before it is stored, and that
+ * replica's stream is ignored from then on: the others still deliver. */
+START_TEST(test_subscription_refuses_oversized_push) {
+    add_cmd(5, 0, "012");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    /* Replica 3 pushes an earlier "command" whose leaf is over the limit. */
+    static uint8_t big[TB_SUBSCRIPTION_LEAF_BYTES_MAX + 1];
+    reply_buf rb;
+    uint8_t leaf[1][LEAF_BYTES_MAX];
+    size_t len = pack_leaf("operator", 400, (const uint8_t *)"x", 1, leaf[0]);
+    reply_build(&rb, &T.reps[3], 4, leaf, &len, 1, 0);
+    rb.rep.leaf = (ProtobufCBinaryData){sizeof big, big};
+    Twinbft__Push push = TWINBFT__PUSH__INIT;
+    push.reply = &rb.rep;
+    push.to = "edge-1";
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_PUSH;
+    m.push = &push;
+    fake_send(T.reps[3].link, &m);
+    run_until_delivered(c, 1);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}};
+    expect_delivered(want, 1);
+    tb_client_free(c);
+}
+END_TEST
+
+/* Two replicas reached their state by state transfer (horizon 6): they do not
+ * push (5, 0), which the other two do, and that must not count as passing it
+ * over. (5, 0) can no longer be certified, so it is given up, and (7, 0)
+ * comes with gap_before set instead of silently skipping it. */
+START_TEST(test_subscription_horizon_reports_gap) {
+    T.reps[0].horizon = T.reps[1].horizon = 6;
+    add_cmd(5, 0, "23");
+    add_cmd(7, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, 1);
+    barrier(c);
+    barrier(c);
+    cmd_pos want[] = {{7, 0}};
+    expect_delivered_gaps(want, 1, true);
+    ck_assert(T.gap[0]);
+    tb_client_free(c);
+}
+END_TEST
+
+/* Horizons below the commands change nothing: the Byzantine replica's lone
+ * (5, 0), passed over by f+1 replicas whose outboxes reach back that far, is
+ * dead, not a gap, and (6, 0), pushed by f+1 replicas whose outboxes reach
+ * back to the start, comes without gap_before. */
+START_TEST(test_subscription_dead_is_not_a_gap) {
+    T.reps[0].horizon = T.reps[1].horizon = 3;
+    add_cmd(5, 0, "3");
+    add_cmd(6, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, 1);
+    barrier(c);
+    barrier(c);
+    cmd_pos want[] = {{6, 0}};
+    expect_delivered(want, 1);
+    tb_client_free(c);
+}
+END_TEST
+
+/* An ack that says "more" although nothing was sent makes the client ask
+ * again after where it was, never from (0, 0) (which would replay the whole
+ * outbox). */
+START_TEST(test_subscription_empty_more_resumes_in_place) {
+    T.reps[0].empty_more_once = true;
+    add_cmd(5, 0, "0123");
+    add_cmd(8, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 5, 0, on_command, NULL), 0);
+    run_until_delivered(c, 1);
+    barrier(c);
+    barrier(c);
+    ck_assert_uint_ge(T.reps[0].subscribes, 2);
+    ck_assert_uint_eq(T.reps[0].sub_after_seq_min, 5);
+    cmd_pos want[] = {{8, 0}};
+    expect_delivered(want, 1);
+    tb_client_free(c);
+}
+END_TEST
+
+/* The command callback unsubscribes after the first of three deliverable
+ * commands: nothing more is delivered (and nothing freed is touched); a new
+ * subscription from there delivers the rest once. */
+START_TEST(test_subscription_unsubscribe_in_callback) {
+    add_cmd(5, 0, "0123");
+    add_cmd(6, 0, "0123");
+    add_cmd(7, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    T.client = c;
+    T.unsubscribe_after = 1;
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, 1);
+    barrier(c);
+    barrier(c);
+    ck_assert_uint_eq(T.n_delivered, 1);
+    T.unsubscribe_after = 0;
+    ck_assert_int_eq(
+        tb_client_subscribe(c, T.delivered[0].seq, T.delivered[0].index, on_command, NULL), 0);
+    run_until_delivered(c, 3);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {6, 0}, {7, 0}};
+    expect_delivered(want, 3);
+    tb_client_free(c);
+}
+END_TEST
+
+/* ---- the blocking wrappers and reentrancy ---- */
+
+static void on_result_nested(int status, const tb_result *r, void *arg) {
+    (void)r, (void)arg;
+    tb_owned o;
+    tb_replica_status st[N];
+    uint8_t q[64];
+    size_t q_len = sm_query(q);
+    T.status = status;
+    T.calls++;
+    T.nested[0] = tb_client_submit_wait(T.client, (const uint8_t *)"two", 3, &o);
+    T.nested[1] = tb_client_query_wait(T.client, q, q_len, &o);
+    T.nested[2] = tb_client_status_wait(T.client, st);
+    T.nested[3] = tb_client_connect_wait(T.client, 10);
+}
+
+/* A *_wait from inside a client callback is refused with TB_ERR_STATE and
+ * starts nothing: afterwards the client is idle and takes the next call. */
+START_TEST(test_wait_refused_inside_callback) {
+    tb_client *c = client_new(10000);
+    T.client = c;
+    for (uint32_t j = 0; j < N; j++) {
+        T.reps[j].answers = true;
+    }
+    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"one", 3, on_result_nested, NULL), 0);
+    while (T.calls == 0) {
+        ck_assert_int_eq(event_base_loop(T.base, EVLOOP_ONCE), 0);
+    }
+    ck_assert_int_eq(T.status, 0);
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_int_eq(T.nested[i], TB_ERR_STATE);
+    }
+    ck_assert_uint_eq(tb_client_next_number(c), 42); /* the refused submit used no number */
+    tb_owned o;
+    ck_assert_int_eq(tb_client_submit_wait(c, (const uint8_t *)"three", 5, &o), 0);
+    ck_assert_uint_eq(o.seq, SEQ);
+    tb_owned_clear(&o);
+    tb_client_free(c);
+}
+END_TEST
+
+static void on_timer_nested(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what, (void)arg;
+    tb_owned o;
+    T.nested[0] = tb_client_submit_wait(T.client, (const uint8_t *)"two", 3, &o);
+    T.calls++;
+}
+
+/* A *_wait from some other callback of the same base cannot run the loop:
+ * it fails with TB_ERR_IO and cancels its call, so no callback later writes
+ * into its returned frame (ASan would see it) and the client takes the next
+ * call. */
+START_TEST(test_wait_loop_failure_cancels) {
+    tb_client *c = client_new(10000);
+    T.client = c;
+    for (uint32_t j = 0; j < N; j++) {
+        T.reps[j].answers = true;
+    }
+    ck_assert_int_eq(tb_client_connect_wait(c, 10000), 0);
+    struct event *timer = evtimer_new(T.base, on_timer_nested, NULL);
+    struct timeval now = {0, 0};
+    event_add(timer, &now);
+    while (T.calls == 0) {
+        ck_assert_int_eq(event_base_loop(T.base, EVLOOP_ONCE), 0);
+    }
+    event_free(timer);
+    ck_assert_int_eq(T.nested[0], TB_ERR_IO);
+    ck_assert_uint_eq(tb_client_next_number(c), 42); /* the cancelled request's number is used */
+    T.calls = 0;
+    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"hello", 5, on_result, NULL), 0);
+    event_base_dispatch(T.base);
+    ck_assert_int_eq(T.calls, 1);
+    ck_assert_int_eq(T.status, 0);
+    ck_assert_uint_eq(T.number, 42);
+    tb_client_free(c);
+}
+END_TEST
+
+/* A Byzantine replica replies with the right seq and leaf but a wrong index:
+ * it does not match the others, and the index reported is theirs. */
+START_TEST(test_reply_index_must_match) {
+    T.reps[0].lies_index = true;
+    tb_client *c = client_new(10000);
+    for (uint32_t j = 0; j < N; j++) {
+        T.reps[j].answers = true;
+    }
+    tb_owned o;
+    ck_assert_int_eq(tb_client_submit_wait(c, (const uint8_t *)"hello", 5, &o), 0);
+    ck_assert_uint_eq(o.index, 0);
+    ck_assert_ptr_nonnull(o.cert);
+    tb_cert_info info;
+    ck_assert_int_eq(tb_cert_verify(&T.cfg, o.cert, o.cert_len, 0, &info), 0);
+    ck_assert_uint_eq(info.index, 0);
+    tb_cert_info_clear(&info);
+    tb_owned_clear(&o);
+    tb_client_free(c);
+}
+END_TEST
+
 /* Configurations that cannot work are refused up front. */
 START_TEST(test_bad_config_refused) {
     tb_client_config cfg;
@@ -782,6 +1148,17 @@ static Suite *client_suite(void) {
     tcase_add_test(tc, test_subscription_waits_for_earlier);
     tcase_add_test(tc, test_subscription_drops_dead_command);
     tcase_add_test(tc, test_subscription_resumes_after_reconnect);
+    tcase_add_test(tc, test_subscription_survives_far_future_flood);
+    tcase_add_test(tc, test_subscription_survives_flood_within_reach);
+    tcase_add_test(tc, test_subscription_full_table_evicts);
+    tcase_add_test(tc, test_subscription_refuses_oversized_push);
+    tcase_add_test(tc, test_subscription_horizon_reports_gap);
+    tcase_add_test(tc, test_subscription_dead_is_not_a_gap);
+    tcase_add_test(tc, test_subscription_empty_more_resumes_in_place);
+    tcase_add_test(tc, test_subscription_unsubscribe_in_callback);
+    tcase_add_test(tc, test_wait_refused_inside_callback);
+    tcase_add_test(tc, test_wait_loop_failure_cancels);
+    tcase_add_test(tc, test_reply_index_must_match);
     tcase_add_test(tc, test_bad_config_refused);
     suite_add_tcase(s, tc);
     return s;

@@ -17,9 +17,15 @@
  *
  * Asynchronous calls run on the caller's libevent event_base and report
  * through callbacks on that base's thread; the *_wait calls are blocking
- * wrappers that run the base until their answer is in (do not call them
- * from a callback). Pointers handed to callbacks are valid during the call
- * only.
+ * wrappers that run the base until their answer is in. Pointers handed to
+ * callbacks are valid during the call only.
+ *
+ * Callbacks (every tb_*_cb): one may start asynchronous calls and
+ * unsubscribe, but must not free the client, and must not call a *_wait
+ * function (which then fails with TB_ERR_STATE and starts nothing: the base
+ * is already running below it). A *_wait whose event loop fails (e.g. it was
+ * called from some other callback of the same base) cancels its call
+ * before returning TB_ERR_IO; a cancelled intent may still execute.
  *
  * Errors: functions return 0 or a negative code of tb_err.h; tb_strerror()
  * names it. TB_ERR_TIMEOUT: the cluster did not answer in time (an intent
@@ -62,13 +68,26 @@ enum {
      * answers before it is put through ordering. */
     TB_CLIENT_QUERY_WAIT_MS = 1000,
     TB_CLIENT_OP_BYTES_MAX = 64u << 10,
-    /* Commands (certified-but-undelivered and uncertified) a subscription
-     * holds. Beyond this, commands that can no longer be certified are
-     * dropped first; then a further push is refused and counted, and its
-     * replica's stream stops counting towards settling earlier commands
-     * until its link reopens (so a refusal can delay delivery, never skip
-     * a command). */
+    /* Pending commands (pushed, not delivered yet) a subscription holds.
+     * Each replica may own at most TB_SUBSCRIPTION_PENDING_MAX / n of them
+     * (pending commands that it alone pushed); when the table is full the
+     * pending command with the fewest pushers (never one that f+1 pushed;
+     * of equals the highest) makes room. A push that cannot be stored is
+     * refused and counted, and that replica's stream is replayed from before
+     * it (a refusal can delay delivery, never skip a command). */
     TB_SUBSCRIPTION_PENDING_MAX = 4096,
+    /* A new pending command more than this many seqs beyond the (f+1)-th
+     * highest executed seq the replicas reported (in SubscribeAck.executed
+     * or by pushing) is refused: f replicas cannot park made-up far-future
+     * commands, and correct replicas push only what they executed. */
+    TB_SUBSCRIPTION_AHEAD_SEQS_MAX = 1u << 16,
+    /* A pushed reply is refused above these sizes before it is stored: its
+     * leaf (a result of at most 64 KiB, as consensus/ caps results, plus
+     * the leaf's other fields), its Merkle path (hashes), and the whole
+     * packed reply (leaf, path, signed root, room to spare). */
+    TB_SUBSCRIPTION_LEAF_BYTES_MAX = 80u << 10,
+    TB_SUBSCRIPTION_PATH_MAX = 32,
+    TB_SUBSCRIPTION_REPLY_BYTES_MAX = TB_SUBSCRIPTION_LEAF_BYTES_MAX + (8u << 10),
 };
 
 typedef struct tb_member {
@@ -135,8 +154,10 @@ typedef struct tb_result {
 } tb_result;
 
 /* status 0 with r set, or TB_ERR_TIMEOUT (r NULL) when fewer than f+1
- * replicas agreed in time. The callback may start the next call but must
- * not free the client. */
+ * replicas agreed in time. r's fields are those f+1 replicas' common
+ * (seq, index, count, leaf, path). The callback may start the next call but
+ * must not free the client nor call a *_wait (see the callback rules at the
+ * top). */
 typedef void (*tb_submit_cb)(int status, const tb_result *r, void *arg);
 
 /* Sends op (copied) to every replica and retransmits it every
@@ -156,6 +177,7 @@ int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb c
  * comes as an SmQueryResult carrying only the refusal's code, reason and
  * detail). TB_ERR_TIMEOUT when neither arrived within the timeout, which
  * counts from the call and covers the fallback. */
+/* The callback rules of tb_submit_cb apply. */
 typedef void (*tb_query_cb)(int status, const uint8_t *result, size_t len, uint64_t executed,
                             bool ordered, void *arg);
 /* Same rules as tb_client_submit; the ordered fallback uses a request
@@ -184,7 +206,8 @@ typedef struct tb_replica_status {
 } tb_replica_status;
 
 /* st[0..n): one entry per member, by id. Called once every member answered
- * or the timeout passed (status 0 either way; count the answered ones). */
+ * or the timeout passed (status 0 either way; count the answered ones). The
+ * callback rules of tb_submit_cb apply. */
 typedef void (*tb_status_cb)(int status, const tb_replica_status *st, uint32_t n, void *arg);
 /* Independent of intents and queries; one status call at a time
  * (TB_ERR_STATE otherwise). */
@@ -193,7 +216,16 @@ int tb_client_status(tb_client *c, tb_status_cb cb, void *arg);
 /* ---- subscriptions ---- */
 
 /* A certified command addressed to this client's principal. cert is a
- * packed Certificate that verified; result the SmResult inside it. */
+ * packed Certificate that verified; result the SmResult inside it;
+ * not_before_ms and expires_at_ms its validity window (from the
+ * certificate's leaf, so an actuator need not decode it again).
+ *
+ * gap_before: commands between the previously delivered one (or the
+ * subscription's starting point) and this one may exist that will never be
+ * delivered, because too many replicas no longer keep them (pruned from
+ * their outboxes or skipped by state transfer: SubscribeAck.horizon_seq).
+ * Recover them by query (e.g. the history) if they matter. When false, no
+ * command in between was skipped. */
 typedef struct tb_command {
     uint64_t seq;
     uint32_t index;
@@ -201,15 +233,22 @@ typedef struct tb_command {
     size_t result_len;
     const uint8_t *cert;
     size_t cert_len;
+    uint64_t not_before_ms;
+    uint64_t expires_at_ms;
+    bool gap_before;
 } tb_command;
 
+/* The callback rules of tb_submit_cb apply; unsubscribing from it is
+ * allowed (no further command of this subscription is delivered). */
 typedef void (*tb_command_cb)(const tb_command *cmd, void *arg);
 
 /* Starts delivering every command addressed to this principal after
- * (after_seq, after_index), in (seq, index) order, each exactly once. After a
+ * (after_seq, after_index), in (seq, index) order, each at most once. After a
  * link reconnects the subscription resumes from the last command delivered.
- * A command is delivered once it is certified and no earlier one that a
- * replica announced can still become certified. One subscription per
+ * A command is delivered once it is certified, f+1 replicas pushed it on
+ * streams the client holds completely up to it, and no earlier one that a
+ * replica announced can still become certified; a command is skipped only
+ * with gap_before set on the next one delivered. One subscription per
  * client (TB_ERR_STATE otherwise). */
 int tb_client_subscribe(tb_client *c, uint64_t after_seq, uint32_t after_index, tb_command_cb cb,
                         void *arg);
@@ -234,7 +273,9 @@ typedef struct tb_owned {
 void tb_owned_clear(tb_owned *o);
 
 /* Each runs the client's event_base until its call completes and returns
- * its status; *out is filled on 0. */
+ * its status; *out is filled on 0. From inside one of this client's
+ * callbacks: TB_ERR_STATE, nothing started. When the event loop fails: the
+ * call is cancelled (its callback never runs) and TB_ERR_IO returned. */
 int tb_client_submit_wait(tb_client *c, const uint8_t *op, size_t len, tb_owned *out);
 int tb_client_query_wait(tb_client *c, const uint8_t *query, size_t len, tb_owned *out);
 /* st must have room for the cluster's n entries. */
