@@ -62,6 +62,7 @@ typedef struct tb_status_call {
     size_t msg_len;
     tb_replica_status st[TB_MEMBERS_MAX];
     uint32_t answered;
+    uint64_t deadline_ms; /* monotonic */
     tb_status_cb cb;
     void *arg;
     struct event *deadline;

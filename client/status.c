@@ -2,6 +2,7 @@
  * here is agreed on; each entry is what replica j said over its own link. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/internal.h"
 #include "proto/tb_assert.h"
@@ -15,6 +16,12 @@ void tb_status_cancel(tb_client *c) {
     s->busy = false;
     s->cb = NULL;
     s->arg = NULL;
+}
+
+static uint64_t tb_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static void tb_status_finish(tb_client *c) {
@@ -86,6 +93,15 @@ void tb_status_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r)
     e->clients = r->clients;
     if (++s->answered == c->cfg.n) {
         tb_status_finish(c);
+        return;
+    }
+    /* A quorum is in: give the rest a short grace, not the whole timeout. */
+    uint64_t now = tb_mono_ms();
+    if (s->answered == (c->cfg.n + c->cfg.f + 2) / 2 &&
+        now + TB_CLIENT_STATUS_GRACE_MS < s->deadline_ms) {
+        s->deadline_ms = now + TB_CLIENT_STATUS_GRACE_MS;
+        struct timeval grace = tb_ms_timeval(TB_CLIENT_STATUS_GRACE_MS);
+        event_add(s->deadline, &grace);
     }
 }
 
@@ -120,6 +136,7 @@ int tb_client_status(tb_client *c, tb_status_cb cb, void *arg) {
     s->busy = true;
     struct timeval limit = tb_ms_timeval(c->cfg.timeout_ms);
     event_add(s->deadline, &limit);
+    s->deadline_ms = tb_mono_ms() + c->cfg.timeout_ms;
     tb_link_send_all(c, s->msg, s->msg_len);
     return 0;
 }

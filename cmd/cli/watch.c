@@ -25,11 +25,17 @@ typedef struct cli_watch {
 static void cli_watch_print(const cli_ctx *c, const tb_command *cmd) {
     char line[1024];
     Twinbft__SmResult *res = twinbft__sm_result__unpack(NULL, cmd->result_len, cmd->result);
+    if (cmd->gap_before && c->g->output != CLI_OUTPUT_JSON) {
+        printf("(commands before seq %" PRIu64 " may be missing: the replicas pruned them or "
+               "skipped them by state transfer; twinbft log shows the history)\n",
+               cmd->seq);
+    }
     if (c->g->output == CLI_OUTPUT_JSON) {
         json_object *o = res != NULL ? cli_json_message(&res->base) : json_object_new_object();
         json_object_object_add(o, "seq", json_object_new_uint64(cmd->seq));
         json_object_object_add(o, "index", json_object_new_int64(cmd->index));
         json_object_object_add(o, "cert_bytes", json_object_new_uint64(cmd->cert_len));
+        json_object_object_add(o, "gap_before", json_object_new_boolean(cmd->gap_before));
         cli_json_print(o);
     } else if (res != NULL && res->payload_case == TWINBFT__SM_RESULT__PAYLOAD_COMMAND) {
         const Twinbft__SmCommand *m = res->command;

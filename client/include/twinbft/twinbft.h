@@ -67,6 +67,10 @@ enum {
     /* How long a read-only query waits for a quorum of identical unordered
      * answers before it is put through ordering. */
     TB_CLIENT_QUERY_WAIT_MS = 1000,
+    /* Once a quorum of replicas has answered a status call, how much longer
+     * it waits for the rest (a dead replica would otherwise hold it for the
+     * whole timeout). */
+    TB_CLIENT_STATUS_GRACE_MS = 500,
     TB_CLIENT_OP_BYTES_MAX = 64u << 10,
     /* Pending commands (pushed, not delivered yet) a subscription holds.
      * Each replica may own at most TB_SUBSCRIPTION_PENDING_MAX / n of them
@@ -205,9 +209,10 @@ typedef struct tb_replica_status {
     uint64_t clients;
 } tb_replica_status;
 
-/* st[0..n): one entry per member, by id. Called once every member answered
- * or the timeout passed (status 0 either way; count the answered ones). The
- * callback rules of tb_submit_cb apply. */
+/* st[0..n): one entry per member, by id. Called once every member answered,
+ * or TB_CLIENT_STATUS_GRACE_MS after a quorum did, or when the timeout
+ * passed (status 0 either way; count the answered ones). The callback rules
+ * of tb_submit_cb apply. */
 typedef void (*tb_status_cb)(int status, const tb_replica_status *st, uint32_t n, void *arg);
 /* Independent of intents and queries; one status call at a time
  * (TB_ERR_STATE otherwise). */
