@@ -731,6 +731,17 @@ static int start(daemon *d) {
 }
 
 static void stop(daemon *d) {
+    /* Our own events go first, so that nothing of ours can run in the last
+     * loop pass below. */
+    if (d->timer) {
+        event_free(d->timer);
+    }
+    if (d->sig_term) {
+        event_free(d->sig_term);
+    }
+    if (d->sig_int) {
+        event_free(d->sig_int);
+    }
     rep_http_free(d->http); /* before the links and the node it reads */
     for (uint32_t j = 0; j < REP_MEMBERS_MAX; j++) {
         if (d->peers[j]) {
@@ -741,21 +752,17 @@ static void stop(daemon *d) {
     if (d->listener) {
         tb_tls_listener_free(d->listener); /* closes the client links it accepted */
     }
+    if (d->base) {
+        /* Deferred link callbacks hold references to the links' buffers:
+         * one more pass lets libevent finish freeing them. */
+        event_base_loop(d->base, EVLOOP_NONBLOCK);
+    }
     tb_tls_ctx_free(d->tls);
     pbft_node_free(d->node);
     if (d->storage) {
         rep_storage_close(d->storage);
     }
     proto_key_free(d->key);
-    if (d->timer) {
-        event_free(d->timer);
-    }
-    if (d->sig_term) {
-        event_free(d->sig_term);
-    }
-    if (d->sig_int) {
-        event_free(d->sig_int);
-    }
     if (d->base) {
         event_base_free(d->base);
     }

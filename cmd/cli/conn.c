@@ -138,6 +138,7 @@ int cli_conn_open(const cli_ctx *c, cli_conn *k, const char *dir) {
 void cli_conn_close(cli_conn *k) {
     tb_client_free(k->client);
     if (k->base != NULL) {
+        event_base_loop(k->base, EVLOOP_NONBLOCK); /* see tb_client_free */
         event_base_free(k->base);
     }
     free(k->cluster);

@@ -162,6 +162,7 @@ int main(int argc, char **argv) {
     uint64_t done = P.number - P.first + (P.failed ? 0 : 1);
     printf("completed=%llu\n", (unsigned long long)done);
     tb_client_free(P.client);
+    event_base_loop(P.base, EVLOOP_NONBLOCK); /* see tb_client_free */
     event_base_free(P.base);
     return P.failed ? 1 : 0;
 }

@@ -487,6 +487,9 @@ int main(int argc, char **argv) {
         tb_tls_link_free(P.links[j]);
         proto_pubkey_free(P.trust.keys[j]);
     }
+    /* Deferred callbacks of the links still hold references to their
+     * buffers: let them run so libevent can finish freeing them. */
+    event_base_loop(P.base, EVLOOP_NONBLOCK);
     tb_tls_ctx_free(tls);
     event_base_free(P.base);
     return complete && !P.failed ? 0 : 1;

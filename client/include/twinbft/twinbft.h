@@ -130,7 +130,9 @@ typedef struct tb_client tb_client;
  * TB_ERR_NOMEM. */
 int tb_client_new(struct event_base *base, const tb_client_config *cfg, tb_client **out);
 /* Closes the links; outstanding calls are dropped without their callbacks.
- * NULL is allowed. */
+ * NULL is allowed. libevent finishes freeing a closed link's buffers from its
+ * loop (deferred callbacks hold references), so before event_base_free run
+ * the base once more: event_base_loop(base, EVLOOP_NONBLOCK). */
 void tb_client_free(tb_client *c);
 /* This client's principal name (its certificate's common name). */
 const char *tb_client_name(const tb_client *c);
