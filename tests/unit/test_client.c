@@ -438,6 +438,7 @@ static void teardown(void) {
     rmdir(T.dir);
     EVP_PKEY_free(T.ca_key);
     X509_free(T.ca_cert);
+    event_base_loop(T.base, EVLOOP_NONBLOCK); /* deferred link callbacks, see tb_client_free */
     event_base_free(T.base);
 }
 

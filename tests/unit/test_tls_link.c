@@ -250,6 +250,7 @@ START_TEST(test_pair_exchanges_frames) {
     side_free(&p.client);
     tb_tls_ctx_free(sctx);
     tb_tls_ctx_free(cctx);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* deferred link callbacks, see tb_client_free */
     event_base_free(base);
 }
 END_TEST
@@ -282,6 +283,7 @@ static void attempt(const identity *server_ca, const identity *server_id, const 
     side_free(&p->client);
     tb_tls_ctx_free(sctx);
     tb_tls_ctx_free(cctx);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* deferred link callbacks, see tb_client_free */
     event_base_free(base);
 }
 
@@ -418,6 +420,7 @@ START_TEST(test_reconnects_after_listener_restart) {
     side_free(&p.client);
     tb_tls_ctx_free(sctx);
     tb_tls_ctx_free(cctx);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* deferred link callbacks, see tb_client_free */
     event_base_free(base);
 }
 END_TEST
@@ -460,6 +463,7 @@ START_TEST(test_output_is_bounded) {
     side_free(&p.client);
     tb_tls_ctx_free(sctx);
     tb_tls_ctx_free(cctx);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* deferred link callbacks, see tb_client_free */
     event_base_free(base);
 }
 END_TEST
@@ -503,6 +507,7 @@ START_TEST(test_callback_frees_own_link) {
     side_free(&p.client);
     tb_tls_ctx_free(sctx);
     tb_tls_ctx_free(cctx);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* deferred link callbacks, see tb_client_free */
     event_base_free(base);
 }
 END_TEST
