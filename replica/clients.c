@@ -164,3 +164,16 @@ rep_client_link *rep_clients_victim(rep_clients *c, const char *name) {
     }
     return best;
 }
+
+size_t rep_clients_subscribed(rep_clients *c, struct tb_tls_link **out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_sorted; i++) {
+        const principal *p = c->sorted[i];
+        for (size_t k = 0; k < p->n && n < cap; k++) {
+            if (p->links[k]->subscribed) {
+                out[n++] = p->links[k]->link;
+            }
+        }
+    }
+    return n;
+}

@@ -61,5 +61,7 @@ rep_client_link *rep_clients_victim(rep_clients *c, const char *principal);
 rep_client_link *rep_clients_find(rep_clients *c, const char *principal,
                                   const struct tb_tls_link *link);
 size_t rep_clients_count(const rep_clients *c);
+/* The links that have subscribed (at most cap of them) into out. */
+size_t rep_clients_subscribed(rep_clients *c, struct tb_tls_link **out, size_t cap);
 
 #endif

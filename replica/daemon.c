@@ -206,6 +206,22 @@ static void push_new(daemon *d) {
     }
 }
 
+/* State transfer jumped over batches whose commands this replica's outbox
+ * will never hold, and its live subscribers still trust the horizon of
+ * their last ack. Close their links: each reconnects and subscribes again,
+ * and that round's ack carries the new horizon. Transfers are rare. */
+static void drop_subscribers(daemon *d) {
+    static tb_tls_link *links[REP_CLIENT_LINKS_MAX];
+    size_t n = rep_clients_subscribed(d->clients, links, REP_CLIENT_LINKS_MAX);
+    for (size_t i = 0; i < n; i++) {
+        rep_clients_remove(d->clients, links[i]);
+        tb_tls_link_free(links[i]);
+    }
+    if (n > 0) {
+        logf_(d, 2, "state transfer: closed %zu subscriber links (they resubscribe)", n);
+    }
+}
+
 static void serve_query(daemon *d, tb_tls_link *link, const char *peer, const Twinbft__Query *q) {
     MDB_txn *txn = NULL;
     uint64_t executed = 0;
@@ -351,7 +367,10 @@ static void serve(daemon *d, tb_tls_link *link, const char *peer, const uint8_t 
     if (d->failed != 0) {
         return; /* the storage failed: nothing is answered from it */
     }
-    if (tb_tls_link_output_bytes(link) > REP_CLIENT_OUTPUT_BYTES_MAX) {
+    /* A Subscribe is never shed: its round is bounded by itself (push_kept)
+     * and a subscriber whose Subscribe went unanswered would wait forever. */
+    if (kind_peek(data, len) != TWINBFT__MESSAGE__KIND_SUBSCRIBE &&
+        tb_tls_link_output_bytes(link) > REP_CLIENT_OUTPUT_BYTES_MAX) {
         d->counters.answers_shed++;
         logf_(d, 3, "%s has %zu bytes of answers waiting: request dropped", peer,
               tb_tls_link_output_bytes(link));
@@ -452,6 +471,9 @@ static void drive(daemon *d) {
             return;
         }
         send_all(d, &rd);
+        if (rd.transferred) {
+            drop_subscribers(d);
+        }
         push_new(d);
         d->counters.messages_sent += rd.n_msgs;
         d->counters.batches_executed += rd.n_executed;
