@@ -520,10 +520,23 @@ static void make_committed_cert(pbft_node *node, pbft_slot *sl) {
 }
 
 void slot_progress(pbft_node *node, pbft_slot *sl) {
-    if (!sl->has_pp || sl->waiting || node->in_vc) {
+    if (!sl->has_pp || node->in_vc) {
         return;
     }
     uint32_t primary = primary_of(node, sl->pp_view);
+    if (sl->waiting &&
+        matching(node, sl->prepares, sl->pp_view, sl->digest, primary, NULL) >= node->f + 1) {
+        /* f+1 backups prepared the batch, so at least one correct replica
+         * had every request in it from the client's own channel: it is no
+         * invention of the primary. A client that reached only some of us
+         * (a short-lived CLI, a flaky link) must not stall this slot until
+         * a fetch or a view change. */
+        sl->waiting = false;
+        send_prepare(node, sl);
+    }
+    if (sl->waiting) {
+        return;
+    }
     if (!sl->prepared && matching(node, sl->prepares, sl->pp_view, sl->digest, primary, NULL) >=
                              prepare_quorum(node)) {
         sl->prepared = true;

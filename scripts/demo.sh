@@ -58,7 +58,7 @@ as() {
     else
         printf '  $ twinbft --identity %s %s\n' "$who" "$*"
     fi
-    out="$("$tb" --identity "$dir/$who" "$@" 2>&1)" || rc=$?
+    out="$("$tb" --timeout 30s --identity "$dir/$who" "$@" 2>&1)" || rc=$?
     [[ -z "$out" ]] || sed 's/^/    /' <<<"$out"
     if ((rc != want)); then
         echo "expected exit $want from that command, got $rc" >&2
@@ -68,15 +68,19 @@ as() {
 adm() { as admin 0 "$@"; }
 op() { as operator 0 "$@"; }
 op_denied() { as operator 4 "$@"; }
-quiet() { "$tb" "$@" >/dev/null; }
+quiet() { "$tb" --timeout 30s "$@" >/dev/null; }
 # Field of replica $2's row in `status -w json` (numbers and booleans only).
 status_field() {
     "$tb" -w json status 2>/dev/null | tr '{' '\n' | grep "\"id\":$2," |
         sed -E "s/.*\"$1\":(\"?)([^,\"]*).*/\2/"
 }
+# The primary most answering replicas agree on, counting only those not in a view change
+# (one that is behind may name an older primary, one changing views a future one).
 primary_id() {
-    "$tb" -w json status 2>/dev/null | tr '{' '\n' | grep '"answered":true' | head -n 1 |
-        sed -E 's/.*"primary_id":([0-9]+).*/\1/'
+    "$tb" -w json status 2>/dev/null | tr '{' '\n' | grep '"answered":true' |
+        grep '"in_view_change":false' |
+        sed -E 's/.*"view":([0-9]+).*"primary_id":([0-9]+).*/\1 \2/' | sort | uniq -c |
+        sort -rn | head -n 1 | awk '{print $3}'
 }
 
 tb_phase "[3/8] a four-replica cluster on 127.0.0.1:$port-$((port + 3))"
@@ -156,14 +160,16 @@ op actuate m-01 speed 400
 
 tb_phase "[7/8] faults: kill -9 the primary mid-run, then restart it"
 primary="$(primary_id)"
-view_before="$(status_field view "$(((primary + 1) % 4))")"
+view_before="$(status_field view "$primary")"
 pid="$(cat "$dir/replica-$primary/pid")"
 say "replica $primary is the primary of view $view_before; a writer starts 40 configuration"
 say "writes, and after the 10th the primary is killed (kill -9 $pid)"
 : >"$work/writes"
 (
     for i in $(seq 1 40); do
-        "$tb" config put "plant-a/recipe/step-$i" "temperature=$((180 + i))" >/dev/null
+        # A write caught by the kill waits out the view change: allow for a slow machine.
+        "$tb" --timeout 60s config put "plant-a/recipe/step-$i" "temperature=$((180 + i))" \
+            >/dev/null
         echo "$i" >>"$work/writes"
     done
 ) &

@@ -311,7 +311,9 @@ static void tick(uint64_t ms) {
     }
 }
 
-static void submit_flagged(const char *client, uint64_t number, uint8_t key, bool priority) {
+/* Submits to the replicas whose bit is set in `to` (and that are up). */
+static void submit_to(const char *client, uint64_t number, uint8_t key, bool priority,
+                      uint32_t to) {
     Twinbft__Request r = TWINBFT__REQUEST__INIT;
     r.client = (char *)client;
     r.number = number;
@@ -324,13 +326,17 @@ static void submit_flagged(const char *client, uint64_t number, uint8_t key, boo
     size_t len = 0;
     ck_assert_int_eq(proto_message_pack(&m, &b, &len), 0);
     for (uint32_t i = 0; i < C.n; i++) {
-        if (!C.down[i]) {
+        if (!C.down[i] && (to & (1u << i)) != 0) {
             pbft_from from = {.is_client = true, .client = client};
             pbft_node_step(C.node[i], &from, b, len);
             drain(i);
         }
     }
     free(b);
+}
+
+static void submit_flagged(const char *client, uint64_t number, uint8_t key, bool priority) {
+    submit_to(client, number, key, priority, UINT32_MAX);
 }
 
 static void submit(const char *client, uint64_t number, uint8_t key) {
@@ -637,6 +643,22 @@ START_TEST(test_priority_first_in_batch) {
 }
 END_TEST
 
+/* A backup that never got a request from its client (the client reached only
+ * the others) still executes the batch once f+1 backups have prepared it,
+ * without a timeout: one of them is correct and had the request. */
+START_TEST(test_unseen_request_vouched_by_f_plus_1) {
+    setup(4);
+    submit_to("ivan", 1, 3, false, 0x7); /* replicas 0, 1, 2; not 3 */
+    deliver_all();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 1);
+        ck_assert_uint_eq(C.apps[i].v[3], 1);
+    }
+    ck_assert_uint_eq(status(3).view, 0);
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -653,6 +675,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_resend_when_links_open);
     tcase_add_test(tc, test_new_view_relayed_after_primary_restart);
     tcase_add_test(tc, test_priority_first_in_batch);
+    tcase_add_test(tc, test_unseen_request_vouched_by_f_plus_1);
     suite_add_tcase(s, tc);
     return s;
 }
