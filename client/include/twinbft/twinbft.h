@@ -92,6 +92,11 @@ enum {
     TB_SUBSCRIPTION_LEAF_BYTES_MAX = 80u << 10,
     TB_SUBSCRIPTION_PATH_MAX = 32,
     TB_SUBSCRIPTION_REPLY_BYTES_MAX = TB_SUBSCRIPTION_LEAF_BYTES_MAX + (8u << 10),
+    /* A certified command that f+1 replicas vouch for, but not enough of
+     * them with outboxes reaching back to the last delivery, waits this long
+     * for rounds under way to show it skips nothing; then it is delivered
+     * with gap_before (one silent replica must not hold it forever). */
+    TB_SUBSCRIPTION_SOON_WAIT_MS = 2000,
 };
 
 typedef struct tb_member {
