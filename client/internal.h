@@ -99,6 +99,10 @@ typedef struct tb_sub_stream {
      * covers everything it pushed (pushes that raced with it included). */
     bool resync;
     bool resync_again; /* another push was lost meanwhile: one more round */
+    /* A push was refused for want of room or of j's quota: asking again
+     * before room frees up would only have it refused again, so the replay
+     * (resync) waits for that, and acks meanwhile vouch for nothing. */
+    bool starved;
     /* j sent what no correct replica sends (an oversized reply): its pushes
      * are ignored until its link reopens. */
     bool frozen;
@@ -215,10 +219,10 @@ void tb_sub_item_clear(tb_sub_item *it);
 /* Clears every item (the array stays). */
 void tb_sub_clear_items(tb_client *c);
 /* The item at pos, inserted in order when new (j the replica pushing it);
- * NULL when a new one is refused: too far ahead, j's quota is used up, or
- * the table is full and nothing may make room. An eviction lowers the heads
- * of the evicted item's pushers (see tb_sub_stream_lost). */
-tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos);
+ * NULL when a new one is refused: too far ahead, or (*full set) j's quota
+ * is used up or the table is full and nothing may make room. An eviction
+ * lowers the heads of the evicted item's pushers (see tb_sub_stream_lost). */
+tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos, bool *full);
 /* Records j's reply r (taken) for it. */
 void tb_sub_item_add(tb_client *c, tb_sub_item *it, uint32_t j, Twinbft__Reply *r);
 

@@ -108,7 +108,7 @@ static void tb_sub_send(tb_client *c, uint32_t j, tb_pos after) {
  * but j vouches for it again only when its new stream reaches it. */
 void tb_sub_on_open(tb_client *c, uint32_t j) {
     tb_sub_stream *st = &c->sub.streams[j];
-    st->resync = st->resync_again = st->frozen = false;
+    st->resync = st->resync_again = st->frozen = st->starved = false;
     st->subscribes = 0; /* the old link's rounds are gone with it */
     if (!c->sub.subscribed) {
         return;
@@ -117,16 +117,46 @@ void tb_sub_on_open(tb_client *c, uint32_t j) {
     tb_sub_send(c, j, c->sub.delivered);
 }
 
-void tb_sub_stream_lost(tb_client *c, uint32_t j, tb_pos pos) {
-    tb_sub_stream *st = &c->sub.streams[j];
+/* j's head and confirmed position drop below its lost push at pos. */
+static void tb_sub_lower(tb_sub_stream *st, tb_pos pos) {
     if (tb_pos_cmp(st->head, pos) >= 0) {
         st->head = tb_pos_pred(pos);
     }
     if (tb_pos_cmp(st->confirmed, pos) >= 0) {
         st->confirmed = tb_pos_pred(pos);
     }
-    if (st->frozen) {
+}
+
+/* j's push at pos was refused for want of room or quota: its stream waits
+ * for room (tb_sub_resume_starved) before it is replayed. */
+static void tb_sub_stream_starve(tb_client *c, uint32_t j, tb_pos pos) {
+    tb_sub_stream *st = &c->sub.streams[j];
+    tb_sub_lower(st, pos);
+    if (!st->frozen) {
+        st->starved = st->resync = true; /* head waits for the replay's ack */
+    }
+}
+
+/* Replays the streams that wait for room once the table has some for them. */
+static void tb_sub_resume_starved(tb_client *c) {
+    tb_subscription *s = &c->sub;
+    if (s->count >= TB_SUBSCRIPTION_PENDING_MAX) {
         return;
+    }
+    for (uint32_t j = 0; j < c->cfg.n; j++) {
+        tb_sub_stream *st = &s->streams[j];
+        if (st->starved && st->solo < TB_SUBSCRIPTION_PENDING_MAX / c->cfg.n) {
+            st->starved = st->resync_again = false;
+            tb_sub_send(c, j, tb_pos_max(st->head, s->delivered));
+        }
+    }
+}
+
+void tb_sub_stream_lost(tb_client *c, uint32_t j, tb_pos pos) {
+    tb_sub_stream *st = &c->sub.streams[j];
+    tb_sub_lower(st, pos);
+    if (st->frozen || st->starved) {
+        return; /* ignored, or its replay already waits for room */
     }
     if (st->resync) {
         st->resync_again = true; /* the round under way cannot vouch for its range */
@@ -330,6 +360,7 @@ static void tb_sub_deliver(tb_client *c) {
     }
     s->delivering = false;
     if (s->subscribed) {
+        tb_sub_resume_starved(c);
         tb_sub_arm_soon(c);
     }
 }
@@ -359,6 +390,10 @@ void tb_sub_on_ack(tb_client *c, uint32_t j, const Twinbft__SubscribeAck *a) {
         return; /* a later Subscribe is out: its round answers for the stream */
     }
     if (st->frozen) {
+        return;
+    }
+    if (st->starved) {
+        tb_sub_deliver(c); /* the round missed a refused push: the replay answers */
         return;
     }
     tb_pos last = {a->last_seq, a->last_index};
@@ -421,10 +456,15 @@ static bool tb_sub_store(tb_client *c, uint32_t j, tb_pos pos, Twinbft__Message 
     if (s->count == TB_SUBSCRIPTION_PENDING_MAX) {
         tb_sub_prune(c); /* dead items make room first */
     }
-    tb_sub_item *it = tb_sub_item_at(c, j, pos);
+    bool full = false;
+    tb_sub_item *it = tb_sub_item_at(c, j, pos, &full);
     if (it == NULL) {
         s->refused++;
-        tb_sub_stream_lost(c, j, pos);
+        if (full) {
+            tb_sub_stream_starve(c, j, pos);
+        } else {
+            tb_sub_stream_lost(c, j, pos);
+        }
         return false;
     }
     if (it->replies[j] == NULL) {

@@ -75,10 +75,11 @@ enum {
     /* Pending commands (pushed, not delivered yet) a subscription holds.
      * Each replica may own at most TB_SUBSCRIPTION_PENDING_MAX / n of them
      * (pending commands that it alone pushed); when the table is full the
-     * pending command with the fewest pushers (never one that f+1 pushed;
-     * of equals the highest) makes room. A push that cannot be stored is
-     * refused and counted, and that replica's stream is replayed from before
-     * it (a refusal can delay delivery, never skip a command). */
+     * highest pending command of the replica that alone pushed the most
+     * makes room (never one that f+1 pushed). A push that cannot be stored
+     * is refused and counted, and that replica's stream is replayed from
+     * before it once there is room again (a refusal can delay delivery,
+     * never skip a command). */
     TB_SUBSCRIPTION_PENDING_MAX = 4096,
     /* A new pending command more than this many seqs beyond the (f+1)-th
      * highest executed seq the replicas reported (in SubscribeAck.executed
