@@ -99,17 +99,29 @@ typedef struct tb_sub_stream {
      * covers everything it pushed (pushes that raced with it included). */
     bool resync;
     bool resync_again; /* another push was lost meanwhile: one more round */
+    /* A push was refused for want of room or of j's quota: asking again
+     * before room frees up would only have it refused again, so the replay
+     * (resync) waits for that, and acks meanwhile vouch for nothing. */
+    bool starved;
     /* j sent what no correct replica sends (an oversized reply): its pushes
      * are ignored until its link reopens. */
     bool frozen;
-    uint32_t subscribes; /* sent on j's current link, not acknowledged yet */
-    uint64_t executed;   /* the highest seq j claimed executed (acks, pushes) */
-    uint64_t horizon;    /* j's latest SubscribeAck.horizon_seq (0 until one) */
-    uint32_t solo;       /* pending items that j alone pushed */
+    /* Subscribes sent on j's current link, not acknowledged yet, by this
+     * subscription or an earlier one (there is no Unsubscribe on the wire,
+     * so j answers them all, in order): kept across unsubscribe, reset only
+     * when the link reopens, so an earlier round's ack is known as such. */
+    uint32_t subscribes;
+    uint64_t executed; /* the highest seq j claimed executed (acks, pushes) */
+    uint64_t horizon;  /* j's latest SubscribeAck.horizon_seq (0 until one) */
+    uint32_t solo;     /* pending items that j alone pushed */
 } tb_sub_stream;
 
 typedef struct tb_subscription {
+    /* Subscribes went out on the links: their pushes and acks are handed
+     * here (client.c), also after an unsubscribe, so that the acks of the
+     * earlier rounds are still counted (tb_sub_stream.subscribes). */
     bool active;
+    bool subscribed; /* the caller's subscription is on (cb is called) */
     tb_command_cb cb;
     void *arg;
     tb_pos delivered; /* the last delivered (or the caller's starting point) */
@@ -127,6 +139,12 @@ typedef struct tb_subscription {
     uint64_t evicted;    /* items dropped to make room */
     uint64_t generation; /* bumped by every subscribe and unsubscribe */
     bool delivering;     /* inside cb: delivery does not recurse */
+    /* The lowest item waits for rounds under way (tb_sub_ready): soon_wait,
+     * a timer on the client's base, bounds that wait for the item at
+     * soon_pos, and soon_due says it ran out. */
+    struct event *soon_wait;
+    tb_pos soon_pos;
+    bool soon_due;
 } tb_subscription;
 
 struct tb_client {
@@ -201,10 +219,10 @@ void tb_sub_item_clear(tb_sub_item *it);
 /* Clears every item (the array stays). */
 void tb_sub_clear_items(tb_client *c);
 /* The item at pos, inserted in order when new (j the replica pushing it);
- * NULL when a new one is refused: too far ahead, j's quota is used up, or
- * the table is full and nothing may make room. An eviction lowers the heads
- * of the evicted item's pushers (see tb_sub_stream_lost). */
-tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos);
+ * NULL when a new one is refused: too far ahead, or (*full set) j's quota
+ * is used up or the table is full and nothing may make room. An eviction
+ * lowers the heads of the evicted item's pushers (see tb_sub_stream_lost). */
+tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos, bool *full);
 /* Records j's reply r (taken) for it. */
 void tb_sub_item_add(tb_client *c, tb_sub_item *it, uint32_t j, Twinbft__Reply *r);
 

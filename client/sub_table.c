@@ -2,8 +2,9 @@
  * sorted by position, and what keeps one faulty replica from filling it:
  * a quota of items that it alone pushed, a limit on how far ahead of the
  * replicas' reported execution a new item may lie, and, when the table is
- * full all the same, eviction of the item the fewest replicas pushed (never
- * one that f+1 pushed, so never one a correct replica vouches for). */
+ * full all the same, eviction of the highest item of the replica that alone
+ * pushed the most (never one that f+1 pushed, so never one a correct
+ * replica vouches for). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,12 +103,39 @@ static uint64_t tb_sub_seq_bound(const tb_client *c) {
     return bound < top[k - 1] ? UINT64_MAX : bound;
 }
 
-/* The item to evict for a new one at pos (pushed by one replica so far), or
- * count when the new one ranks lowest itself: fewest pushers first, of
- * equals the highest position; certified items and items f+1 replicas
- * pushed are never chosen. */
-static size_t tb_sub_victim(const tb_client *c, tb_pos pos) {
+/* The replica holding the most items it alone pushed, j counting the new
+ * one (j when none holds more): a flood of made-up items is its own. */
+static uint32_t tb_sub_most_solo(const tb_client *c, uint32_t j) {
+    uint32_t most = j;
+    uint32_t count = c->sub.streams[j].solo + 1;
+    for (uint32_t k = 0; k < c->cfg.n; k++) {
+        if (c->sub.streams[k].solo > count) {
+            most = k;
+            count = c->sub.streams[k].solo;
+        }
+    }
+    return most;
+}
+
+/* The item to evict for j's new one at pos, or count when the new one ranks
+ * lowest itself: the highest item of the replica holding the most lone
+ * items, whatever its position (else a flood just above the others' heads
+ * could never be evicted), unless that replica is j and the new item is
+ * above all of its own; with no lone items, of those fewer than f+1 pushed
+ * the one with the fewest pushers, of equals the highest above pos.
+ * Certified items and items f+1 replicas pushed are never chosen. */
+static size_t tb_sub_victim(const tb_client *c, uint32_t j, tb_pos pos) {
     const tb_subscription *s = &c->sub;
+    uint32_t most = tb_sub_most_solo(c, j);
+    for (size_t i = s->count; c->cfg.f > 0 && s->streams[most].solo > 0 && i-- > 0;) {
+        const tb_sub_item *it = &s->items[i];
+        if (it->pushed == (1ull << most) && it->cert == NULL) {
+            if (most != j || tb_pos_cmp(it->pos, pos) > 0) {
+                return i;
+            }
+            break; /* j's own are all below its new one */
+        }
+    }
     size_t victim = s->count;
     uint32_t fewest = 1;
     tb_pos at = pos;
@@ -142,10 +170,10 @@ static void tb_sub_evict(tb_client *c, size_t i) {
 
 /* Room for one more item: the array grows up to the maximum, and a full
  * table evicts (or refuses the newcomer, false). */
-static bool tb_sub_make_room(tb_client *c, tb_pos pos) {
+static bool tb_sub_make_room(tb_client *c, uint32_t j, tb_pos pos) {
     tb_subscription *s = &c->sub;
     if (s->count == TB_SUBSCRIPTION_PENDING_MAX) {
-        size_t victim = tb_sub_victim(c, pos);
+        size_t victim = tb_sub_victim(c, j, pos);
         if (victim == s->count) {
             return false;
         }
@@ -178,14 +206,19 @@ static size_t tb_sub_lower_bound(const tb_subscription *s, tb_pos pos) {
     return lo;
 }
 
-tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos) {
+tb_sub_item *tb_sub_item_at(tb_client *c, uint32_t j, tb_pos pos, bool *full) {
     tb_subscription *s = &c->sub;
     size_t at = tb_sub_lower_bound(s, pos);
+    *full = false;
     if (at < s->count && tb_pos_cmp(s->items[at].pos, pos) == 0) {
         return &s->items[at];
     }
-    if (pos.seq > tb_sub_seq_bound(c) ||
-        s->streams[j].solo >= TB_SUBSCRIPTION_PENDING_MAX / c->cfg.n || !tb_sub_make_room(c, pos)) {
+    if (pos.seq > tb_sub_seq_bound(c)) {
+        return NULL;
+    }
+    if (s->streams[j].solo >= TB_SUBSCRIPTION_PENDING_MAX / c->cfg.n ||
+        !tb_sub_make_room(c, j, pos)) {
+        *full = true;
         return NULL;
     }
     at = tb_sub_lower_bound(s, pos); /* an eviction may have moved it */

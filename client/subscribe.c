@@ -19,7 +19,13 @@
  * is dead or given up and f+1 replicas pushed it on streams held up to it:
  * one of those is correct and pushed every earlier command first, so none
  * can be missing, unless that replica's outbox did not reach back to the
- * last delivered command (then gap_before says so).
+ * last delivered command (then gap_before says so). While rounds under way
+ * may still bring f+1 such replicas, it waits, but for
+ * TB_SUBSCRIPTION_SOON_WAIT_MS at most (a replica may never answer).
+ *
+ * A new subscription's rounds share the links with the earlier one's (there
+ * is no Unsubscribe): the earlier acks are counted off, and head moves only
+ * to what the new round's own ack reports.
  *
  * A push the client cannot keep (sub_table.c) is lost: j's head drops below
  * it and j is asked to replay its stream from there. Pushes from the old
@@ -35,13 +41,33 @@
 _Static_assert((int)TB_SUBSCRIPTION_PATH_MAX >= (int)PROTO_MERKLE_DEPTH_MAX,
                "a path of any batch fits");
 
-void tb_sub_free(tb_client *c) {
+/* Forgets the subscription but not what the links still carry: the count
+ * of unanswered Subscribes and whether a replica is frozen stay with the
+ * link (tb_sub_on_open resets them), as do the timer and `active`. */
+static void tb_sub_reset(tb_client *c) {
     tb_subscription *s = &c->sub;
-    uint64_t generation = s->generation;
+    tb_subscription keep = *s;
     tb_sub_clear_items(c);
     free(s->items);
+    if (s->soon_wait != NULL) {
+        evtimer_del(s->soon_wait);
+    }
     memset(s, 0, sizeof *s);
-    s->generation = generation + 1;
+    s->generation = keep.generation + 1;
+    s->active = keep.active;
+    s->soon_wait = keep.soon_wait;
+    for (uint32_t j = 0; j < TB_MEMBERS_MAX; j++) {
+        s->streams[j].subscribes = keep.streams[j].subscribes;
+        s->streams[j].frozen = keep.streams[j].frozen;
+    }
+}
+
+void tb_sub_free(tb_client *c) {
+    tb_sub_reset(c);
+    if (c->sub.soon_wait != NULL) {
+        event_free(c->sub.soon_wait);
+        c->sub.soon_wait = NULL;
+    }
 }
 
 static tb_pos tb_pos_max(tb_pos a, tb_pos b) {
@@ -82,22 +108,55 @@ static void tb_sub_send(tb_client *c, uint32_t j, tb_pos after) {
  * but j vouches for it again only when its new stream reaches it. */
 void tb_sub_on_open(tb_client *c, uint32_t j) {
     tb_sub_stream *st = &c->sub.streams[j];
-    st->resync = st->resync_again = st->frozen = false;
-    st->subscribes = 0;
+    st->resync = st->resync_again = st->frozen = st->starved = false;
+    st->subscribes = 0; /* the old link's rounds are gone with it */
+    if (!c->sub.subscribed) {
+        return;
+    }
     st->confirmed = c->sub.delivered;
     tb_sub_send(c, j, c->sub.delivered);
 }
 
-void tb_sub_stream_lost(tb_client *c, uint32_t j, tb_pos pos) {
-    tb_sub_stream *st = &c->sub.streams[j];
+/* j's head and confirmed position drop below its lost push at pos. */
+static void tb_sub_lower(tb_sub_stream *st, tb_pos pos) {
     if (tb_pos_cmp(st->head, pos) >= 0) {
         st->head = tb_pos_pred(pos);
     }
     if (tb_pos_cmp(st->confirmed, pos) >= 0) {
         st->confirmed = tb_pos_pred(pos);
     }
-    if (st->frozen) {
+}
+
+/* j's push at pos was refused for want of room or quota: its stream waits
+ * for room (tb_sub_resume_starved) before it is replayed. */
+static void tb_sub_stream_starve(tb_client *c, uint32_t j, tb_pos pos) {
+    tb_sub_stream *st = &c->sub.streams[j];
+    tb_sub_lower(st, pos);
+    if (!st->frozen) {
+        st->starved = st->resync = true; /* head waits for the replay's ack */
+    }
+}
+
+/* Replays the streams that wait for room once the table has some for them. */
+static void tb_sub_resume_starved(tb_client *c) {
+    tb_subscription *s = &c->sub;
+    if (s->count >= TB_SUBSCRIPTION_PENDING_MAX) {
         return;
+    }
+    for (uint32_t j = 0; j < c->cfg.n; j++) {
+        tb_sub_stream *st = &s->streams[j];
+        if (st->starved && st->solo < TB_SUBSCRIPTION_PENDING_MAX / c->cfg.n) {
+            st->starved = st->resync_again = false;
+            tb_sub_send(c, j, tb_pos_max(st->head, s->delivered));
+        }
+    }
+}
+
+void tb_sub_stream_lost(tb_client *c, uint32_t j, tb_pos pos) {
+    tb_sub_stream *st = &c->sub.streams[j];
+    tb_sub_lower(st, pos);
+    if (st->frozen || st->starved) {
+        return; /* ignored, or its replay already waits for room */
     }
     if (st->resync) {
         st->resync_again = true; /* the round under way cannot vouch for its range */
@@ -210,14 +269,56 @@ static tb_vouch tb_sub_vouch(const tb_client *c, const tb_sub_item *it) {
 /* The lowest item can go once it is certified and f+1 replicas vouch for
  * it, but not while rounds under way may still show that it skips
  * nothing (then gap_before would be set needlessly). */
-static bool tb_sub_ready(const tb_client *c) {
+/* Whether the lowest item is certified and f+1 replicas vouch for it, but
+ * only rounds under way can make it skip nothing for sure. */
+static bool tb_sub_waits_soon(const tb_client *c) {
     const tb_subscription *s = &c->sub;
-    if (!s->active || s->count == 0 || s->items[0].cert == NULL) {
+    if (!s->subscribed || s->count == 0 || s->items[0].cert == NULL) {
         return false;
     }
     tb_vouch v = tb_sub_vouch(c, &s->items[0]);
     uint32_t enough = c->cfg.f + 1;
-    return v.counted >= enough && (v.whole >= enough || v.whole + v.soon < enough);
+    return v.counted >= enough && v.whole < enough && v.whole + v.soon >= enough;
+}
+
+/* The lowest item can go once it is certified and f+1 replicas vouch for
+ * it, but not while rounds under way may still show that it skips
+ * nothing (then gap_before would be set needlessly), and such a wait lasts
+ * TB_SUBSCRIPTION_SOON_WAIT_MS at most: a replica can keep its round
+ * unanswered for ever. */
+static bool tb_sub_ready(const tb_client *c) {
+    const tb_subscription *s = &c->sub;
+    if (!s->subscribed || s->count == 0 || s->items[0].cert == NULL) {
+        return false;
+    }
+    tb_vouch v = tb_sub_vouch(c, &s->items[0]);
+    uint32_t enough = c->cfg.f + 1;
+    if (v.counted < enough) {
+        return false;
+    }
+    if (v.whole >= enough || v.whole + v.soon < enough) {
+        return true;
+    }
+    return s->soon_due && tb_pos_cmp(s->soon_pos, s->items[0].pos) == 0;
+}
+
+/* Starts the bounded wait when the lowest item waits for rounds under way
+ * (a wait already running for the same item goes on), stops it otherwise. */
+static void tb_sub_arm_soon(tb_client *c) {
+    tb_subscription *s = &c->sub;
+    if (!tb_sub_waits_soon(c)) {
+        evtimer_del(s->soon_wait);
+        s->soon_due = false;
+        return;
+    }
+    if (tb_pos_cmp(s->soon_pos, s->items[0].pos) == 0 &&
+        (s->soon_due || evtimer_pending(s->soon_wait, NULL))) {
+        return;
+    }
+    s->soon_pos = s->items[0].pos;
+    s->soon_due = false;
+    struct timeval tv = tb_ms_timeval(TB_SUBSCRIPTION_SOON_WAIT_MS);
+    evtimer_add(s->soon_wait, &tv);
 }
 
 /* Delivers while the lowest pending item is ready (after pruning, every
@@ -258,6 +359,20 @@ static void tb_sub_deliver(tb_client *c) {
         }
     }
     s->delivering = false;
+    if (s->subscribed) {
+        tb_sub_resume_starved(c);
+        tb_sub_arm_soon(c);
+    }
+}
+
+static void tb_sub_on_soon_wait(evutil_socket_t fd, short what, void *arg) {
+    tb_client *c = arg;
+    (void)fd, (void)what;
+    tb_subscription *s = &c->sub;
+    if (s->subscribed && s->count > 0 && tb_pos_cmp(s->soon_pos, s->items[0].pos) == 0) {
+        s->soon_due = true;
+    }
+    tb_sub_deliver(c);
 }
 
 void tb_sub_on_ack(tb_client *c, uint32_t j, const Twinbft__SubscribeAck *a) {
@@ -265,12 +380,20 @@ void tb_sub_on_ack(tb_client *c, uint32_t j, const Twinbft__SubscribeAck *a) {
     if (a->replica != j) {
         return;
     }
+    bool latest = st->subscribes == 0 || --st->subscribes == 0;
+    if (!c->sub.subscribed) {
+        return; /* an unsubscribed round's: counted, nothing more */
+    }
     st->horizon = a->horizon_seq;
     st->executed = a->executed > st->executed ? a->executed : st->executed;
-    if (st->subscribes > 0 && --st->subscribes > 0) {
+    if (!latest) {
         return; /* a later Subscribe is out: its round answers for the stream */
     }
     if (st->frozen) {
+        return;
+    }
+    if (st->starved) {
+        tb_sub_deliver(c); /* the round missed a refused push: the replay answers */
         return;
     }
     tb_pos last = {a->last_seq, a->last_index};
@@ -333,10 +456,15 @@ static bool tb_sub_store(tb_client *c, uint32_t j, tb_pos pos, Twinbft__Message 
     if (s->count == TB_SUBSCRIPTION_PENDING_MAX) {
         tb_sub_prune(c); /* dead items make room first */
     }
-    tb_sub_item *it = tb_sub_item_at(c, j, pos);
+    bool full = false;
+    tb_sub_item *it = tb_sub_item_at(c, j, pos, &full);
     if (it == NULL) {
         s->refused++;
-        tb_sub_stream_lost(c, j, pos);
+        if (full) {
+            tb_sub_stream_starve(c, j, pos);
+        } else {
+            tb_sub_stream_lost(c, j, pos);
+        }
         return false;
     }
     if (it->replies[j] == NULL) {
@@ -355,7 +483,7 @@ void tb_sub_on_push(tb_client *c, uint32_t j, Twinbft__Message *m) {
     tb_subscription *s = &c->sub;
     tb_sub_stream *st = &s->streams[j];
     Twinbft__Reply *r = m->push->reply;
-    if (r == NULL || r->replica != j || r->leaf.len == 0 || m->push->to == NULL ||
+    if (!s->subscribed || r == NULL || r->replica != j || r->leaf.len == 0 || m->push->to == NULL ||
         strcmp(m->push->to, tb_client_name(c)) != 0 || st->frozen) {
         return;
     }
@@ -382,18 +510,28 @@ void tb_sub_on_push(tb_client *c, uint32_t j, Twinbft__Message *m) {
 int tb_client_subscribe(tb_client *c, uint64_t after_seq, uint32_t after_index, tb_command_cb cb,
                         void *arg) {
     tb_subscription *s = &c->sub;
-    if (s->active) {
+    if (s->subscribed) {
         return TB_ERR_STATE;
     }
     if (cb == NULL) {
         return TB_ERR_INVALID;
     }
-    tb_sub_free(c);
-    s->active = true;
+    if (s->soon_wait == NULL) {
+        s->soon_wait = evtimer_new(c->base, tb_sub_on_soon_wait, c);
+        if (s->soon_wait == NULL) {
+            return TB_ERR_NOMEM;
+        }
+    }
+    tb_sub_reset(c);
+    s->active = s->subscribed = true;
     s->cb = cb;
     s->arg = arg;
     s->delivered = (tb_pos){after_seq, after_index};
     for (uint32_t j = 0; j < c->cfg.n; j++) {
+        /* Pushes of an earlier subscription's live stream may still be on
+         * the way: like after a lost push, head moves only to what this
+         * round's own ack reports. */
+        s->streams[j].resync = true;
         s->streams[j].confirmed = s->delivered;
         tb_sub_send(c, j, s->delivered);
     }
@@ -406,9 +544,10 @@ void tb_client_unsubscribe(tb_client *c) {
         /* Inside a delivery: the loop sees the new generation and stops; the
          * items go now, the array with the next subscribe or free. */
         tb_sub_clear_items(c);
-        s->active = false;
+        s->subscribed = false;
         s->generation++;
+        evtimer_del(s->soon_wait);
         return;
     }
-    tb_sub_free(c);
+    tb_sub_reset(c);
 }

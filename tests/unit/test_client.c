@@ -49,6 +49,7 @@ typedef struct fake_replica {
     uint64_t horizon;     /* its SubscribeAck.horizon_seq */
     bool empty_more_once; /* answers its first Subscribe with nothing but more = true */
     bool lies_index;      /* Byzantine: replies with a wrong index (same seq and leaf) */
+    bool silent_sub;      /* Byzantine: counts a Subscribe but never answers it */
     /* Byzantine: on its first Subscribe, pushes this many made-up commands
      * at (flood_seq + k, 0) before anything else. */
     uint32_t flood;
@@ -300,6 +301,9 @@ static void fake_subscribe(fake_replica *r, const Twinbft__Subscribe *s) {
     r->sub_after_seq = s->after_seq;
     r->sub_after_seq_min =
         s->after_seq < r->sub_after_seq_min ? s->after_seq : r->sub_after_seq_min;
+    if (r->silent_sub) {
+        return;
+    }
     if (r->empty_more_once && r->subscribes == 1) {
         fake_ack(r, last, true); /* "more to come", though nothing was sent */
         return;
@@ -684,6 +688,26 @@ static void run_until_delivered(tb_client *c, uint32_t count) {
     }
 }
 
+/* Runs the loop until count commands were delivered or, failing that, until
+ * `guard_ms` passed (a bound that keeps a broken client from hanging the
+ * test; the caller asserts on what was delivered, not on time). */
+static void on_guard(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    *(bool *)arg = true;
+}
+
+static void run_until_delivered_or(uint32_t count, uint32_t guard_ms) {
+    bool expired = false;
+    struct event *guard = evtimer_new(T.base, on_guard, &expired);
+    struct timeval tv = {guard_ms / 1000, (guard_ms % 1000) * 1000};
+    ck_assert_ptr_nonnull(guard);
+    evtimer_add(guard, &tv);
+    while (T.n_delivered < count && !expired) {
+        ck_assert_int_eq(event_base_loop(T.base, EVLOOP_ONCE), 0);
+    }
+    event_free(guard);
+}
+
 /* A barrier: a status round trip with every replica. Each link is ordered,
  * so once every replica's status reply is in, everything it pushed before
  * has been handled. */
@@ -910,6 +934,92 @@ START_TEST(test_subscription_full_table_evicts) {
 }
 END_TEST
 
+/* A full table does not make a replica's stream replay without end: with
+ * 3072 commands replicas 0 and 1 pushed (replica 2 lags) and replica 3's
+ * quota of made-up ones just above them, replica 0's next command evicts
+ * one of replica 3's (the replica holding the most lone items, whatever
+ * their position) instead of being refused and asked for again and again. */
+START_TEST(test_subscription_full_table_no_replay_spin) {
+    enum { OWN = TB_SUBSCRIPTION_PENDING_MAX / N, SHARED = TB_SUBSCRIPTION_PENDING_MAX - OWN };
+    enum { CHUNK = 512 };
+    T.executed = 30000;
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    for (uint32_t k = 0; k < SHARED; k += CHUNK) {
+        for (uint32_t j = 0; j < 2; j++) {
+            for (uint32_t i = k; i < k + CHUNK; i++) {
+                fake_push_at(&T.reps[j], (cmd_pos){10 + i, 0});
+            }
+        }
+        barrier(c);
+    }
+    for (uint32_t k = 0; k < OWN; k++) {
+        fake_push_at(&T.reps[3], (cmd_pos){10 + SHARED + k, 0}); /* just above the heads */
+    }
+    barrier(c);
+    uint32_t before[N];
+    for (uint32_t j = 0; j < N; j++) {
+        before[j] = T.reps[j].subscribes;
+    }
+    add_cmd(10 + SHARED + OWN + 5, 0, "01");
+    fake_push(&T.reps[0], 0);
+    for (int k = 0; k < 10; k++) {
+        barrier(c);
+    }
+    for (uint32_t j = 0; j < N; j++) {
+        ck_assert_uint_le(T.reps[j].subscribes - before[j], 3);
+    }
+    tb_client_free(c);
+}
+END_TEST
+
+/* A replica whose quota of lone items is used up is not asked to replay its
+ * stream on every ack: its refused push waits for room (the number of
+ * Subscribes it gets stays bounded while nothing changes), and once room
+ * frees up the stream is replayed and the refused command delivered. */
+START_TEST(test_subscription_quota_refusal_waits_for_room) {
+    enum { OWN = TB_SUBSCRIPTION_PENDING_MAX / N };
+    T.executed = 30000;
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    for (uint32_t k = 0; k < OWN; k++) {
+        fake_push_at(&T.reps[0], (cmd_pos){10 + k, 0}); /* others lag on these */
+    }
+    barrier(c);
+    uint32_t before = T.reps[0].subscribes;
+    add_cmd(10 + OWN + 5, 0, "0");
+    fake_push(&T.reps[0], 0); /* refused: the quota is used up */
+    for (int k = 0; k < 10; k++) {
+        barrier(c);
+    }
+    ck_assert_uint_le(T.reps[0].subscribes - before, 3);
+    ck_assert_uint_eq(T.n_delivered, 0);
+    /* Replicas 1 and 2 catch up: the lone items are delivered, room frees
+     * up, replica 0's stream is replayed, and the refused command comes. */
+    for (uint32_t j = 1; j <= 2; j++) {
+        for (uint32_t k = 0; k < OWN; k++) {
+            fake_push_at(&T.reps[j], (cmd_pos){10 + k, 0});
+        }
+        fake_push(&T.reps[j], 0);
+    }
+    run_until_delivered_or(OWN + 1, 20000);
+    barrier(c);
+    ck_assert_uint_eq(T.n_delivered, OWN + 1);
+    for (uint32_t i = 0; i < OWN; i++) {
+        ck_assert_uint_eq(T.delivered[i].seq, 10 + i);
+        ck_assert(!T.gap[i]);
+    }
+    ck_assert_uint_eq(T.delivered[OWN].seq, 10 + OWN + 5);
+    ck_assert(!T.gap[OWN]);
+    ck_assert(T.delivered_cert_ok);
+    tb_client_free(c);
+}
+END_TEST
+
 /* A push of an absurd size is refused before it is stored, and that
  * replica's stream is ignored from then on: the others still deliver. */
 START_TEST(test_subscription_refuses_oversized_push) {
@@ -1070,6 +1180,80 @@ START_TEST(test_wait_refused_inside_callback) {
 }
 END_TEST
 
+/* Resubscribing does not count the old subscription's live pushes as part of
+ * the new stream: a push of (9, 0) in flight when the client subscribes
+ * again after (5, 0) does not let it resume past (8, 0), which every replica
+ * keeps, so 6, 7, 8 and 9 all arrive, without gaps. */
+START_TEST(test_subscription_resubscribe_ignores_old_stream) {
+    add_cmd(5, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, 1);
+    barrier(c);
+    tb_client_unsubscribe(c);
+    add_cmd(6, 0, "0123"); /* executed while unsubscribed */
+    add_cmd(7, 0, "0123");
+    add_cmd(8, 0, "0123");
+    add_cmd(9, 0, "0123");
+    for (uint32_t j = 0; j < N; j++) {
+        fake_push_at(&T.reps[j], (cmd_pos){9, 0}); /* the old subscription's live push */
+    }
+    ck_assert_int_eq(tb_client_subscribe(c, 5, 0, on_command, NULL), 0);
+    run_until_delivered_or(5, 10000);
+    barrier(c);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {6, 0}, {7, 0}, {8, 0}, {9, 0}};
+    expect_delivered(want, 5);
+    tb_client_free(c);
+}
+END_TEST
+
+/* The old subscription's SubscribeAck is not taken for the new one's: after
+ * subscribing after (6, 0), unsubscribing and subscribing after (0, 0),
+ * (5, 0), which every replica keeps, is delivered, not declared dead. */
+START_TEST(test_subscription_resubscribe_ignores_stale_ack) {
+    add_cmd(5, 0, "0123");
+    add_cmd(7, 0, "0123");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    barrier(c); /* links open */
+    ck_assert_int_eq(tb_client_subscribe(c, 6, 0, on_command, NULL), 0);
+    tb_client_unsubscribe(c);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered_or(2, 10000);
+    barrier(c);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {7, 0}};
+    expect_delivered(want, 2);
+    tb_client_free(c);
+}
+END_TEST
+
+/* One replica that pushes a genuine command but never answers its Subscribe
+ * cannot hold delivery: replicas 0 and 1 are past their horizons, so (7, 0)
+ * (certified) waits for the silent replica's round only for
+ * TB_SUBSCRIPTION_SOON_WAIT_MS, then comes with gap_before. */
+START_TEST(test_subscription_silent_pusher_does_not_stall) {
+    T.reps[0].horizon = T.reps[1].horizon = 3;
+    T.reps[3].silent_sub = true;
+    add_cmd(7, 0, "02");
+    T.delivered_cert_ok = true;
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    barrier(c);
+    barrier(c);
+    ck_assert_uint_eq(T.n_delivered, 0);
+    fake_push_at(&T.reps[3], (cmd_pos){7, 0}); /* Byzantine: push, never ack */
+    run_until_delivered_or(1, 10 * TB_SUBSCRIPTION_SOON_WAIT_MS);
+    barrier(c);
+    cmd_pos want[] = {{7, 0}};
+    expect_delivered_gaps(want, 1, true);
+    ck_assert(T.gap[0]);
+    tb_client_free(c);
+}
+END_TEST
+
 static void on_timer_nested(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what, (void)arg;
     tb_owned o;
@@ -1163,11 +1347,16 @@ static Suite *client_suite(void) {
     tcase_add_test(tc, test_subscription_survives_far_future_flood);
     tcase_add_test(tc, test_subscription_survives_flood_within_reach);
     tcase_add_test(tc, test_subscription_full_table_evicts);
+    tcase_add_test(tc, test_subscription_full_table_no_replay_spin);
+    tcase_add_test(tc, test_subscription_quota_refusal_waits_for_room);
     tcase_add_test(tc, test_subscription_refuses_oversized_push);
     tcase_add_test(tc, test_subscription_horizon_reports_gap);
     tcase_add_test(tc, test_subscription_dead_is_not_a_gap);
     tcase_add_test(tc, test_subscription_empty_more_resumes_in_place);
     tcase_add_test(tc, test_subscription_unsubscribe_in_callback);
+    tcase_add_test(tc, test_subscription_resubscribe_ignores_old_stream);
+    tcase_add_test(tc, test_subscription_resubscribe_ignores_stale_ack);
+    tcase_add_test(tc, test_subscription_silent_pusher_does_not_stall);
     tcase_add_test(tc, test_wait_refused_inside_callback);
     tcase_add_test(tc, test_wait_loop_failure_cancels);
     tcase_add_test(tc, test_reply_index_must_match);

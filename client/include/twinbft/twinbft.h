@@ -75,10 +75,11 @@ enum {
     /* Pending commands (pushed, not delivered yet) a subscription holds.
      * Each replica may own at most TB_SUBSCRIPTION_PENDING_MAX / n of them
      * (pending commands that it alone pushed); when the table is full the
-     * pending command with the fewest pushers (never one that f+1 pushed;
-     * of equals the highest) makes room. A push that cannot be stored is
-     * refused and counted, and that replica's stream is replayed from before
-     * it (a refusal can delay delivery, never skip a command). */
+     * highest pending command of the replica that alone pushed the most
+     * makes room (never one that f+1 pushed). A push that cannot be stored
+     * is refused and counted, and that replica's stream is replayed from
+     * before it once there is room again (a refusal can delay delivery,
+     * never skip a command). */
     TB_SUBSCRIPTION_PENDING_MAX = 4096,
     /* A new pending command more than this many seqs beyond the (f+1)-th
      * highest executed seq the replicas reported (in SubscribeAck.executed
@@ -92,6 +93,11 @@ enum {
     TB_SUBSCRIPTION_LEAF_BYTES_MAX = 80u << 10,
     TB_SUBSCRIPTION_PATH_MAX = 32,
     TB_SUBSCRIPTION_REPLY_BYTES_MAX = TB_SUBSCRIPTION_LEAF_BYTES_MAX + (8u << 10),
+    /* A certified command that f+1 replicas vouch for, but not enough of
+     * them with outboxes reaching back to the last delivery, waits this long
+     * for rounds under way to show it skips nothing; then it is delivered
+     * with gap_before (one silent replica must not hold it forever). */
+    TB_SUBSCRIPTION_SOON_WAIT_MS = 2000,
 };
 
 typedef struct tb_member {
