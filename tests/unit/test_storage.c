@@ -136,11 +136,17 @@ static void crash(uint32_t i) {
     C.down[i] = true;
 }
 
+/* A fresh temporary directory under $TMPDIR (default /tmp), named from
+ * mkdtemp's template. */
+static void make_root(char *root, size_t cap) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(root, cap, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(root));
+}
+
 static void setup(void) {
     memset(&C, 0, sizeof C);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(C.root, sizeof C.root, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(C.root));
+    make_root(C.root, sizeof C.root);
     for (uint32_t i = 0; i < N; i++) {
         uint8_t seed[PROTO_SEED_BYTES] = {(uint8_t)(i + 1)};
         uint8_t pub[PROTO_PUBKEY_BYTES];
@@ -515,11 +521,8 @@ static void expect_only(const char *dir, const char *db, const void *key, size_t
  * survive a reopen), and that a failed persist commits nothing and stops the
  * storage; and that a store refuses another bootstrap admin. */
 START_TEST(test_persist_applies_records_in_order) {
-    char root[512];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(root));
-    char dir[600];
+    char root[512], dir[600];
+    make_root(root, sizeof root);
     snprintf(dir, sizeof dir, "%s/r", root);
     rep_storage *s = NULL;
     ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
@@ -656,11 +659,8 @@ static uint64_t horizon_of(rep_storage *s) {
  * and that retention prunes them REP_PUSH_RETAIN_SEQS below the executed seq; the
  * horizon, durable, marks what retention or a state transfer left out. */
 START_TEST(test_outbox_written_read_pruned) {
-    char root[512];
-    const char *tmp = getenv("TMPDIR");
-    snprintf(root, sizeof root, "%s/twinbft-storage-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(root));
-    char dir[600];
+    char root[512], dir[600];
+    make_root(root, sizeof root);
     snprintf(dir, sizeof dir, "%s/r", root);
     rep_storage *s = NULL;
     ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
