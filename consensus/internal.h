@@ -241,7 +241,10 @@ void request_timer_update(pbft_node *node);
 void resend_reply(pbft_node *node, const pbft_client *c);
 
 /* normal.c */
-void maybe_propose(pbft_node *node);
+/* Proposes full batches, the safety lane, and requests that waited out the
+ * batching delay; with flush, every request that waits (as far as the
+ * pipeline window allows). */
+void maybe_propose(pbft_node *node, bool flush);
 uint64_t batch_deadline(const pbft_node *node);
 void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePrepareMsg *m,
                     const uint8_t *raw, size_t raw_len);

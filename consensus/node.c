@@ -356,7 +356,7 @@ static void settle(pbft_node *node) {
         replay_future(node);
         node->replaying = false;
     }
-    maybe_propose(node);
+    maybe_propose(node, false);
 }
 
 int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len) {
@@ -373,6 +373,11 @@ int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, 
     twinbft__message__free_unpacked(m, NULL);
     settle(node);
     return 0;
+}
+
+void pbft_node_flush(pbft_node *node) {
+    settle(node);
+    maybe_propose(node, true);
 }
 
 void pbft_node_tick(pbft_node *node, uint64_t now_ms) {

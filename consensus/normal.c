@@ -146,12 +146,12 @@ void send_pre_prepare(pbft_node *node, uint32_t to, const pbft_slot *sl) {
     twinbft__signed__free_unpacked(s, NULL);
 }
 
-void maybe_propose(pbft_node *node) {
+void maybe_propose(pbft_node *node, bool flush) {
     while (may_propose(node)) {
         bool prio = false;
         uint64_t oldest = 0;
         size_t n = unproposed(node, &prio, &oldest);
-        if (n == 0 || (n < node->cfg.batch_requests_max && !prio &&
+        if (n == 0 || (n < node->cfg.batch_requests_max && !prio && !flush &&
                        oldest + node->cfg.batch_delay_ms > node->now)) {
             return;
         }

@@ -122,7 +122,7 @@ typedef struct pbft_config {
     uint32_t checkpoint_interval;  /* K */
     uint32_t log_window;           /* L: multiple of K, >= 2K */
     uint32_t batch_requests_max;   /* <= PBFT_BATCH_REQUESTS_MAX */
-    uint32_t batch_delay_ms;       /* primary waits this long to fill a batch */
+    uint32_t batch_delay_ms;       /* primary waits this long to fill a batch (see flush) */
     uint32_t inflight_batches_max; /* pipelining depth of the primary */
     uint64_t request_timeout_ms;   /* unexecuted request → fetch, then view change */
     uint64_t view_timeout_ms;      /* base; doubles per consecutive failed view */
@@ -233,6 +233,14 @@ int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, 
  * still needs from it (see consensus/retransmit.c). Goes into the next
  * ready like any output. */
 void pbft_node_peer_connected(pbft_node *node, uint32_t peer);
+
+/* The host has handled every input it had for now (the end of its event
+ * loop's turn): the primary proposes every request that waits, as far as
+ * the pipeline (inflight_batches_max) allows, without waiting out
+ * batch_delay_ms. A host that calls this before each ready gets batches
+ * that grow with load and no added delay for a lone request; one that
+ * never calls it batches by batch_delay_ms alone. */
+void pbft_node_flush(pbft_node *node);
 
 /* Advance time. Fires batching, request and view-change timers. */
 void pbft_node_tick(pbft_node *node, uint64_t now_ms);

@@ -39,6 +39,17 @@ enum {
      * queries it never reads cannot hold the loop or gigabytes of memory. */
     REP_CLIENT_OUTPUT_BYTES_MAX = 8 * 1024 * 1024,
     REP_SUBSCRIBE_OUTPUT_BYTES_MAX = REP_CLIENT_OUTPUT_BYTES_MAX,
+    /* Group commit: the frames of one event-loop turn are stepped into the
+     * core and then persisted in one durable commit, whose messages go out
+     * together. A turn ends when no link has more to read, or after this
+     * many frames or milliseconds, so a link that never runs dry cannot
+     * hold back the commit (and every reply behind it). */
+    REP_TURN_FRAMES_MAX = 1024,
+    REP_TURN_MS_MAX = 2,
+    /* Event priorities: links and timers run first; the group commit and
+     * the links' coalesced writes run when nothing more is readable. */
+    REP_PRIORITIES = 3,
+    REP_PRIORITY_DRIVE = REP_PRIORITIES - 1,
 };
 
 typedef struct daemon {
@@ -46,6 +57,10 @@ typedef struct daemon {
     rep_cluster cluster;
     struct event_base *base;
     struct event *timer, *sig_term, *sig_int;
+    struct event *drive_ev; /* the end of a turn: persist, send, advance */
+    bool drive_pending;     /* drive_ev is active */
+    uint32_t turn_frames;   /* frames stepped since the last drive */
+    uint64_t turn_start_ms; /* when the first of them was */
     tb_tls_ctx *tls;
     tb_tls_listener *listener;
     tb_tls_link *peers[REP_MEMBERS_MAX]; /* our outgoing link to each replica */
@@ -118,6 +133,7 @@ static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
 /* ---- served by the daemon itself: queries, status, subscriptions ---- */
 
 static void drive(daemon *d);
+static void schedule_drive(daemon *d);
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len);
 
 /* The field number of a packed Message's first field, which is its kind
@@ -456,8 +472,16 @@ static void log_view(daemon *d) {
     }
 }
 
-/* The core's contract: persist (one durable commit), then send, then advance. */
+/* The core's contract: persist (one durable commit), then send, then
+ * advance. Called at the end of a turn, so that one commit covers every
+ * slot and phase the turn's frames produced. */
 static void drive(daemon *d) {
+    if (d->drive_pending) {
+        event_del(d->drive_ev);
+        d->drive_pending = false;
+    }
+    d->turn_frames = 0;
+    pbft_node_flush(d->node);
     while (d->failed == 0 && pbft_node_has_ready(d->node)) {
         pbft_ready rd;
         pbft_node_ready(d->node, &rd);
@@ -489,6 +513,32 @@ static void drive(daemon *d) {
     arm_timer(d);
 }
 
+static void on_drive(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    daemon *d = arg;
+    d->drive_pending = false;
+    drive(d);
+}
+
+/* A frame was stepped: the turn's commit runs once nothing more is
+ * readable (drive_ev has the lowest priority), or now, when the turn has
+ * gone on too long. */
+static void schedule_drive(daemon *d) {
+    uint64_t now = mono_ms();
+    if (d->turn_frames == 0) {
+        d->turn_start_ms = now;
+    }
+    d->turn_frames++;
+    if (d->turn_frames >= REP_TURN_FRAMES_MAX || now - d->turn_start_ms >= REP_TURN_MS_MAX) {
+        drive(d);
+        return;
+    }
+    if (!d->drive_pending) {
+        event_active(d->drive_ev, EV_TIMEOUT, 1);
+        d->drive_pending = true;
+    }
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     daemon *d = arg;
@@ -513,7 +563,7 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         if (link == d->peers[j]) {
             /* Our own link to j: what we sent while it was down is lost. */
             pbft_node_peer_connected(d->node, j);
-            drive(d);
+            schedule_drive(d);
         }
         return;
     }
@@ -551,7 +601,7 @@ static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t l
     if (rc != 0) {
         logf_(d, 3, "dropped a message from %s: %s", peer, tb_strerror(rc));
     }
-    drive(d);
+    schedule_drive(d);
 }
 
 static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
@@ -735,7 +785,12 @@ static int start(daemon *d) {
         return rc;
     }
     d->base = event_base_new();
-    if (rep_clients_create(&d->clients) != 0 || d->base == NULL) {
+    if (rep_clients_create(&d->clients) != 0 || d->base == NULL ||
+        event_base_priority_init(d->base, REP_PRIORITIES) != 0) {
+        return TB_ERR_NOMEM;
+    }
+    d->drive_ev = event_new(d->base, -1, 0, on_drive, d);
+    if (d->drive_ev == NULL || event_priority_set(d->drive_ev, REP_PRIORITY_DRIVE) != 0) {
         return TB_ERR_NOMEM;
     }
     d->timer = evtimer_new(d->base, on_timer, d);
@@ -757,6 +812,9 @@ static void stop(daemon *d) {
      * loop pass below. */
     if (d->timer) {
         event_free(d->timer);
+    }
+    if (d->drive_ev) {
+        event_free(d->drive_ev);
     }
     if (d->sig_term) {
         event_free(d->sig_term);
