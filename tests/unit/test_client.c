@@ -562,6 +562,31 @@ START_TEST(test_submit_wait_and_verify) {
 }
 END_TEST
 
+/* A one-member cluster (n = 1, f = 0): its one reply is the result and its
+ * one signature the certificate, which verifies for that cluster and not for
+ * the four-member one; its status call is answered by that replica. */
+START_TEST(test_single_replica_cluster) {
+    tb_client_config four = T.cfg;
+    T.cfg.n = 1;
+    T.cfg.f = 0;
+    tb_client *c = client_new(10000);
+    T.reps[0].answers = true;
+    ck_assert_int_eq(tb_client_connect_wait(c, 10000), 0);
+    ck_assert_uint_eq(tb_client_connected(c), 1);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_submit_wait(c, (const uint8_t *)"hello", 5, &o), 0);
+    ck_assert_uint_eq(o.seq, SEQ);
+    ck_assert_ptr_nonnull(o.cert);
+    ck_assert_int_eq(tb_cert_verify(&T.cfg, o.cert, o.cert_len, 0, NULL), 0);
+    ck_assert_int_eq(tb_cert_verify(&four, o.cert, o.cert_len, 0, NULL), TB_ERR_QUORUM);
+    tb_owned_clear(&o);
+    tb_replica_status st[TB_MEMBERS_MAX];
+    ck_assert_int_eq(tb_client_status_wait(c, st), 0);
+    ck_assert(st[0].answered);
+    tb_client_free(c);
+}
+END_TEST
+
 /* ---- queries ---- */
 
 /* A packed SmQuery (config_get "k"). */
@@ -1336,6 +1361,7 @@ static Suite *client_suite(void) {
     tcase_add_test(tc, test_f_plus_one_without_certificate);
     tcase_add_test(tc, test_too_few_replies_time_out);
     tcase_add_test(tc, test_submit_wait_and_verify);
+    tcase_add_test(tc, test_single_replica_cluster);
     tcase_add_test(tc, test_query_agreed_by_quorum);
     tcase_add_test(tc, test_query_disagreement_falls_back_to_ordering);
     tcase_add_test(tc, test_query_times_out);
