@@ -366,3 +366,83 @@ bool proto_verify_body(const proto_pubkey *k, const uint8_t *body, size_t len, c
     proto_slot_give(slot);
     return ok;
 }
+
+/* ---- the per-thread cache of verified signatures (see crypto.h) ---- */
+
+typedef struct proto_verified {
+    uint8_t pub[PROTO_PUBKEY_BYTES];
+    uint8_t digest[PROTO_DIGEST_BYTES]; /* the signing digest: covers every signed byte */
+    uint8_t sig[PROTO_SIG_BYTES];
+} proto_verified;
+
+/* 16 KiB per thread that uses it: a ring, the oldest entry replaced first. */
+typedef struct proto_verified_cache {
+    proto_verified e[PROTO_VERIFIED_CACHE_ENTRIES];
+    uint32_t used; /* entries filled, up to PROTO_VERIFIED_CACHE_ENTRIES */
+    uint32_t next; /* the entry the next insertion replaces */
+    uint64_t hits, misses;
+} proto_verified_cache;
+
+_Static_assert(PROTO_VERIFIED_CACHE_ENTRIES >= 64 && PROTO_VERIFIED_CACHE_ENTRIES <= 256,
+               "room for the signers of a few batches in flight, scanned in well under a "
+               "verification");
+
+static _Thread_local proto_verified_cache proto_vcache;
+
+static bool proto_vcache_find(const proto_verified *want) {
+    const proto_verified_cache *c = &proto_vcache;
+    for (uint32_t i = 0; i < c->used; i++) {
+        /* The signature first: it differs in its first bytes from any other. */
+        if (memcmp(c->e[i].sig, want->sig, PROTO_SIG_BYTES) == 0 &&
+            memcmp(c->e[i].digest, want->digest, PROTO_DIGEST_BYTES) == 0 &&
+            memcmp(c->e[i].pub, want->pub, PROTO_PUBKEY_BYTES) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void proto_vcache_add(const proto_verified *v) {
+    proto_verified_cache *c = &proto_vcache;
+    TB_ASSERT(c->next < PROTO_VERIFIED_CACHE_ENTRIES && c->used <= PROTO_VERIFIED_CACHE_ENTRIES);
+    c->e[c->next] = *v;
+    c->next = (c->next + 1) % PROTO_VERIFIED_CACHE_ENTRIES;
+    if (c->used < PROTO_VERIFIED_CACHE_ENTRIES) {
+        c->used++;
+    }
+}
+
+bool proto_verify_body_cached(const proto_pubkey *k, const uint8_t *body, size_t len,
+                              const uint8_t *sig, size_t sig_len) {
+    proto_verified v;
+    if (k == NULL || sig == NULL || sig_len != PROTO_SIG_BYTES) {
+        return false;
+    }
+    proto_ctx_slot *slot = proto_slot_take(k->slot);
+    proto_sign_digest(slot != NULL ? slot->hash : NULL, body, len, v.digest);
+    memcpy(v.pub, k->raw, PROTO_PUBKEY_BYTES);
+    memcpy(v.sig, sig, PROTO_SIG_BYTES);
+    bool ok = proto_vcache_find(&v);
+    if (ok) {
+        proto_vcache.hits++;
+    } else {
+        proto_vcache.misses++;
+        ok = proto_verify_digest(k, slot, v.digest, sig);
+        if (ok) {
+            proto_vcache_add(&v);
+        }
+    }
+    proto_slot_give(slot);
+    return ok;
+}
+
+void proto_verified_cache_stats(uint64_t *hits, uint64_t *misses) {
+    *hits = proto_vcache.hits;
+    *misses = proto_vcache.misses;
+}
+
+void proto_verified_cache_clear(void) {
+    proto_vcache.used = 0;
+    proto_vcache.next = 0;
+    memset(proto_vcache.e, 0, sizeof proto_vcache.e);
+}

@@ -285,6 +285,66 @@ START_TEST(test_keys_shared_across_threads) {
 }
 END_TEST
 
+static uint64_t cache_misses(void) {
+    uint64_t hits = 0, misses = 0;
+    proto_verified_cache_stats(&hits, &misses);
+    return misses;
+}
+
+/* The per-thread cache of verified signatures: a hit gives the answer a
+ * verification gives; a bad signature is verified (and refused) every time,
+ * never remembered; another key (even where a certificate would give it the
+ * same signer index), another body or another signature misses; the oldest
+ * entry goes first once PROTO_VERIFIED_CACHE_ENTRIES are held. */
+START_TEST(test_verified_cache) {
+    static const uint8_t body[] = "cached root";
+    uint8_t sig[PROTO_SIG_BYTES], bad[PROTO_SIG_BYTES], other[PROTO_SIG_BYTES];
+    proto_key *k = key_from_byte(13), *k2 = key_from_byte(14);
+    proto_pubkey *pk = pub_of(k), *pk2 = pub_of(k2);
+    proto_verified_cache_clear();
+    ck_assert_int_eq(proto_sign_body(k, body, sizeof body, sig), 0);
+    uint64_t m0 = cache_misses();
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m0 + 1);
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig)); /* a hit */
+    ck_assert_uint_eq(cache_misses(), m0 + 1);
+    memcpy(bad, sig, sizeof bad);
+    bad[7] ^= 1;
+    for (int i = 0; i < 3; i++) {
+        ck_assert(!proto_verify_body_cached(pk, body, sizeof body, bad, sizeof bad));
+        ck_assert_uint_eq(cache_misses(), m0 + 2 + (uint64_t)i);
+    }
+    ck_assert(!proto_verify_body_cached(pk2, body, sizeof body, sig, sizeof sig));
+    ck_assert(!proto_verify_body_cached(pk2, body, sizeof body, sig, sizeof sig));
+    ck_assert(!proto_verify_body_cached(pk, body, sizeof body - 1, sig, sizeof sig));
+    ck_assert(!proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig - 1));
+    ck_assert(!proto_verify_body_cached(NULL, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m0 + 7); /* the last two were refused unchecked */
+    /* The other key's own signature over the same body is its own entry. */
+    ck_assert_int_eq(proto_sign_body(k2, body, sizeof body, other), 0);
+    ck_assert(proto_verify_body_cached(pk2, body, sizeof body, other, sizeof other));
+    ck_assert(proto_verify_body_cached(pk2, body, sizeof body, other, sizeof other));
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m0 + 8);
+    /* PROTO_VERIFIED_CACHE_ENTRIES newer entries push the first one out. */
+    for (uint32_t i = 0; i < PROTO_VERIFIED_CACHE_ENTRIES; i++) {
+        uint8_t b[4] = {(uint8_t)i, (uint8_t)(i >> 8), 0xee, 0xff};
+        ck_assert_int_eq(proto_sign_body(k2, b, sizeof b, other), 0);
+        ck_assert(proto_verify_body_cached(pk2, b, sizeof b, other, sizeof other));
+    }
+    uint64_t m1 = cache_misses();
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m1 + 1);
+    proto_verified_cache_clear();
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m1 + 2);
+    proto_key_free(k);
+    proto_key_free(k2);
+    proto_pubkey_free(pk);
+    proto_pubkey_free(pk2);
+}
+END_TEST
+
 static char tmpdir[64];
 
 static void tmpdir_make(void) {
@@ -370,6 +430,7 @@ static Suite *crypto_suite(void) {
     tcase_add_test(tc, test_generate_gives_distinct_working_keys);
     tcase_add_test(tc, test_reused_contexts_match_fresh);
     tcase_add_test(tc, test_keys_shared_across_threads);
+    tcase_add_test(tc, test_verified_cache);
     tcase_add_test(tc, test_pem_round_trip);
     tcase_add_test(tc, test_pem_errors);
     suite_add_tcase(s, tc);
