@@ -36,6 +36,14 @@ typedef enum tb_op_kind {
     TB_OP_QUERY,  /* tb_client_query, unordered or (ordering set) its fallback */
 } tb_op_kind;
 
+/* Which replies' signatures were verified (checked) and found valid (ok),
+ * bit j for replica j's: each is verified at most once, however often a
+ * certificate is tried (tb_sig_group). */
+typedef struct tb_sig_marks {
+    uint64_t checked;
+    uint64_t ok;
+} tb_sig_marks;
+
 /* The one outstanding intent or query. */
 typedef struct tb_op {
     tb_op_kind kind;
@@ -45,6 +53,7 @@ typedef struct tb_op {
     size_t msg_len;
     Twinbft__Reply *replies[TB_MEMBERS_MAX]; /* by replica id; a replica's first counts */
     uint32_t agreed_index;                   /* a reply of the matching f+1 */
+    tb_sig_marks sigs;                       /* of replies[] */
     /* queries */
     uint64_t query_id;
     uint8_t *sm_op; /* the SmOp{query} that the fallback orders */
@@ -79,7 +88,8 @@ typedef struct tb_sub_item {
     tb_pos pos;
     uint64_t pushed; /* bit j: replica j pushed it (replies[j] is set) */
     Twinbft__Reply *replies[TB_MEMBERS_MAX];
-    uint8_t *cert; /* once certified: a packed Certificate that verified ... */
+    tb_sig_marks sigs; /* of replies[] */
+    uint8_t *cert;     /* once certified: a packed Certificate, checked ... */
     size_t cert_len;
     proto_cert_info info; /* ... and what it says */
 } tb_sub_item;
@@ -168,6 +178,15 @@ struct tb_client {
 
 /* quorum q = ceil((n+f+1)/2), as proto/cert.c counts it (2f+1 when n = 3f+1). */
 uint32_t tb_quorum(const tb_client *c);
+/* submit.c, for subscribe.c too: puts into out the candidates (replies[j]
+ * set and, when `like` is non-NULL, agreeing with it as tb_reply_same says)
+ * whose signatures are valid, verifying those not checked before, but none
+ * while fewer than a quorum of candidates could be valid. Returns how many
+ * it put there; a certificate needs tb_quorum of them. */
+size_t tb_sig_group(tb_client *c, Twinbft__Reply *const *replies, tb_sig_marks *marks,
+                    const Twinbft__Reply *like, const Twinbft__Reply **out);
+/* Whether two replies agree on seq, index, count, leaf and path. */
+bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b);
 struct timeval tb_ms_timeval(uint32_t ms);
 /* Sends msg on replica j's link if it is open (losses are covered by
  * retransmission or by the next reopen). */

@@ -102,7 +102,7 @@ static bool tb_bytes_same(const ProtobufCBinaryData *a, const ProtobufCBinaryDat
 
 /* Whether two replies agree on everything the result reports: seq, index,
  * count, leaf and path (correct replicas build the same ones). */
-static bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
+bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
     if (a->seq != b->seq || a->index != b->index || a->count != b->count ||
         a->n_path != b->n_path || !tb_bytes_same(&a->leaf, &b->leaf)) {
         return false;
@@ -113,6 +113,38 @@ static bool tb_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
         }
     }
     return true;
+}
+
+size_t tb_sig_group(tb_client *c, Twinbft__Reply *const *replies, tb_sig_marks *marks,
+                    const Twinbft__Reply *like, const Twinbft__Reply **out) {
+    uint64_t candidates = 0;
+    for (uint32_t j = 0; j < c->cfg.n; j++) {
+        uint64_t bit = 1ull << j;
+        bool bad = (marks->checked & bit) != 0 && (marks->ok & bit) == 0;
+        if (replies[j] != NULL && !bad && (like == NULL || tb_reply_same(replies[j], like))) {
+            candidates |= bit;
+        }
+    }
+    if ((uint32_t)__builtin_popcountll(candidates) < tb_quorum(c)) {
+        return 0; /* no certificate yet: verify nothing */
+    }
+    size_t n = 0;
+    for (uint32_t j = 0; j < c->cfg.n; j++) {
+        uint64_t bit = 1ull << j;
+        if ((candidates & bit) == 0) {
+            continue;
+        }
+        if ((marks->checked & bit) == 0) {
+            marks->checked |= bit;
+            if (proto_reply_signature_ok(&c->trust, replies[j])) {
+                marks->ok |= bit;
+            }
+        }
+        if (marks->ok & bit) {
+            out[n++] = replies[j];
+        }
+    }
+    return n;
 }
 
 /* f+1 replies from distinct replicas that agree (tb_reply_same): at least
@@ -136,24 +168,20 @@ static bool tb_op_match(tb_client *c) {
 }
 
 /* Completes with a certificate when a quorum of the replies agreeing with the
- * f+1 result assembles into one that verifies. */
+ * f+1 result carry valid signatures and assemble into one. Each signature
+ * is verified once (tb_sig_group), and the certificate built from them is
+ * checked in every other way but not verified again. */
 static void tb_intent_try_cert(tb_client *c) {
     const Twinbft__Reply *group[TB_MEMBERS_MAX];
     const Twinbft__Reply *agreed = c->op.replies[c->op.agreed_index];
-    size_t n = 0;
     uint8_t *cert = NULL;
     size_t cert_len = 0;
-    for (uint32_t j = 0; j < c->cfg.n; j++) {
-        if (c->op.replies[j] != NULL && tb_reply_same(c->op.replies[j], agreed)) {
-            group[n++] = c->op.replies[j];
-        }
-    }
-    if (n < tb_quorum(c) || proto_cert_assemble(&c->trust, group, n, &cert, &cert_len) != 0) {
+    size_t n = tb_sig_group(c, c->op.replies, &c->op.sigs, agreed, group);
+    if (n < tb_quorum(c) ||
+        proto_cert_assemble_checked(&c->trust, group, n, &cert, &cert_len, NULL) != 0) {
         return;
     }
-    if (proto_cert_verify(&c->trust, cert, cert_len, 0, NULL) == 0) {
-        tb_intent_finish(c, 0, cert, cert_len);
-    }
+    tb_intent_finish(c, 0, cert, cert_len);
     free(cert);
 }
 

@@ -415,21 +415,16 @@ void tb_sub_on_ack(tb_client *c, uint32_t j, const Twinbft__SubscribeAck *a) {
     tb_sub_deliver(c); /* a new horizon or head may settle pending items */
 }
 
+/* Certifies an item once a quorum of its replies agree and carry valid
+ * signatures, each verified once (tb_sig_group); the certificate built is
+ * checked in every other way but not verified again. */
 static void tb_sub_certify(tb_client *c, tb_sub_item *it) {
     const Twinbft__Reply *group[TB_MEMBERS_MAX];
-    size_t n = 0;
     uint8_t *cert = NULL;
     size_t cert_len = 0;
-    for (uint32_t j = 0; j < c->cfg.n; j++) {
-        if (it->replies[j] != NULL) {
-            group[n++] = it->replies[j];
-        }
-    }
-    if (n < tb_quorum(c) || proto_cert_assemble(&c->trust, group, n, &cert, &cert_len) != 0) {
-        return;
-    }
-    if (proto_cert_verify(&c->trust, cert, cert_len, 0, &it->info) != 0) {
-        free(cert);
+    size_t n = tb_sig_group(c, it->replies, &it->sigs, NULL, group);
+    if (n < tb_quorum(c) ||
+        proto_cert_assemble_checked(&c->trust, group, n, &cert, &cert_len, &it->info) != 0) {
         return;
     }
     it->cert = cert;

@@ -29,7 +29,7 @@ static void usage(FILE *out) {
             "\n"
             "  --seeds N         number of seeds (default 1)\n"
             "  --seed-start S    first seed (default 1)\n"
-            "  --replicas R      replicas, 4..%d (default 4)\n"
+            "  --replicas R      replicas, 1 or 4..%d (default 4)\n"
             "  --byzantine B     Byzantine replicas, at most f = (R-1)/3 (default f). Each is\n"
             "                    either a pair of twins sharing its identity and key, fed by a\n"
             "                    changing split of its peers, or a replica that mutates what it\n"
@@ -37,7 +37,8 @@ static void usage(FILE *out) {
             "                    to some receivers, bad snapshots), re-signed with its own key.\n"
             "                    Half the seeds make the view-0 primary Byzantine. When crashes\n"
             "                    are on and B = f, one seed in four runs B-1 so that a correct\n"
-            "                    replica can crash: at most f replicas are ever faulty at once.\n"
+            "                    replica can crash: at most f replicas are ever faulty at once\n"
+            "                    (R = 1: the lone replica crashes and restarts too).\n"
             "  --faults LIST     comma list of drop,delay,dup,reorder,partition,crash,skew, or\n"
             "                    all (default) or none. Faults run from the start until a heal\n"
             "                    time drawn per seed (3-8 s of simulated time); then the network\n"
@@ -203,10 +204,12 @@ static int parse_one(cli *c, int ch, const char *arg) {
 }
 
 static int validate(cli *c) {
-    if (c->replicas < 4) {
+    /* The cluster sizes a cluster file accepts (replica/config.h): one
+     * replica, or enough for f >= 1. */
+    if (c->replicas == 0 || c->replicas == 2 || c->replicas == 3) {
         fprintf(stderr,
-                "twinbft-sim: --replicas: %" PRIu64 " is too few (at least 4, so that "
-                "f >= 1)\n",
+                "twinbft-sim: --replicas: %" PRIu64 " is not a cluster size twinbft runs (1, "
+                "or at least 4 so that f >= 1)\n",
                 c->replicas);
         return -1;
     }

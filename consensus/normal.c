@@ -6,9 +6,12 @@
 
 #include "consensus/internal.h"
 
+/* The pre-prepare stands for the primary's vote, so q - 1 prepares from
+ * backups: 2f when n = 3f+1, and none at all for a lone replica (n = 1,
+ * q = 1), which is prepared as soon as it proposes. */
 static uint32_t prepare_quorum(const pbft_node *node) {
-    uint32_t need = node->q - 1; /* the pre-prepare stands for the primary's vote */
-    return PBFT_BUG(node, PBFT_BUG_QUORUM_2F) ? need - 1 : need;
+    uint32_t need = node->q - 1;
+    return PBFT_BUG(node, PBFT_BUG_QUORUM_2F) && need > 0 ? need - 1 : need;
 }
 
 static uint32_t commit_quorum(const pbft_node *node) {

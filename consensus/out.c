@@ -29,7 +29,16 @@ bool digest_ok(const ProtobufCBinaryData *d) {
     return d->len == PROTO_DIGEST_BYTES;
 }
 
+/* A lone replica (n = 1) has nobody to send replica messages to; its
+ * signed votes are still made and kept, as certificates need them. */
+static bool out_to_nobody(const pbft_node *node, uint32_t to) {
+    return to == PBFT_TO_ALL && node->n == 1;
+}
+
 void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Message *m) {
+    if (out_to_nobody(node, to)) {
+        return;
+    }
     pbft_out *o = &node->out;
     uint8_t *data = NULL;
     size_t len = 0;
@@ -59,6 +68,9 @@ bool answer_allowed(const pbft_node *node, uint64_t *at) {
 
 void out_signed(pbft_node *node, uint32_t to, Twinbft__Message__KindCase kind, const uint8_t *sb,
                 size_t slen) {
+    if (out_to_nobody(node, to)) {
+        return;
+    }
     Twinbft__Signed *s = twinbft__signed__unpack(NULL, slen, sb);
     PBFT_ASSERT(s != NULL); /* we packed it ourselves */
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;

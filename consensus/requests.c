@@ -116,9 +116,11 @@ void pending_remove_upto(pbft_node *node, const char *client, uint64_t number) {
     node->n_pending--;
 }
 
-/* PBFT 4.5.2: a backup that holds a request it has not executed runs a timer. */
+/* PBFT 4.5.2: a backup that holds a request it has not executed runs a timer.
+ * A lone replica (n = 1) runs none: the only primary it could suspect is
+ * itself, and every view would make it primary again. */
 void request_timer_update(pbft_node *node) {
-    if (node->n_pending == 0) {
+    if (node->n_pending == 0 || node->n == 1) {
         node->req_deadline = 0;
         node->req_fetched = false;
     } else if (node->req_deadline == 0) {

@@ -51,8 +51,8 @@ int validate_prepared_cert(pbft_node *node, const Twinbft__PreparedCert *pc, uin
     /* PBFT 4.4: 2f prepares from backups (q - 1 in general), not from the primary. */
     uint32_t count = count_votes(node, pc->prepares, pc->n_prepares, TWINBFT__BODY__KIND_PREPARE,
                                  pp->view, pp->seq, d, primary_of(node, pp->view));
-    uint32_t need = node->q - 1;
-    if (PBFT_BUG(node, PBFT_BUG_QUORUM_2F)) {
+    uint32_t need = node->q - 1; /* none when n = 1 */
+    if (PBFT_BUG(node, PBFT_BUG_QUORUM_2F) && need > 0) {
         need--;
     }
     if (count >= need) {

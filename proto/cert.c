@@ -131,6 +131,19 @@ static bool proto_reply_usable(const proto_trust *t, const Twinbft__Reply *r) {
            t->keys[r->replica] != NULL && r->root->signature.len == PROTO_SIG_BYTES;
 }
 
+/* Every signature check of this file: through the per-thread cache, so a
+ * signature already found valid in this thread is not verified again. */
+static bool proto_cert_sig_ok(const proto_trust *t, uint32_t signer,
+                              const ProtobufCBinaryData *body, const ProtobufCBinaryData *sig) {
+    return signer < t->n && t->keys[signer] != NULL &&
+           proto_verify_body_cached(t->keys[signer], body->data, body->len, sig->data, sig->len);
+}
+
+bool proto_reply_signature_ok(const proto_trust *t, const Twinbft__Reply *r) {
+    return proto_trust_valid(t) && proto_reply_usable(t, r) &&
+           proto_cert_sig_ok(t, r->replica, &r->root->body, &r->root->signature);
+}
+
 static bool proto_reply_same(const Twinbft__Reply *a, const Twinbft__Reply *b) {
     if (a->seq != b->seq || a->index != b->index || a->count != b->count ||
         a->n_path != b->n_path || !proto_bytes_equal(&a->leaf, &b->leaf) ||
@@ -186,10 +199,11 @@ static int proto_cert_pack(const Twinbft__Reply *r, Twinbft__CertSignature *sigs
 }
 
 /* Tries the group of replies whose first member is replies[first]: checks
- * the shared claim once, then signatures until q distinct signers agree. */
+ * the shared claim once, then signatures (unless the caller checked them:
+ * verify false) until q distinct signers agree. */
 static int proto_cert_try_group(const proto_trust *t, const Twinbft__Reply *const *replies,
-                                const size_t *group, size_t n, size_t first, uint8_t **out,
-                                size_t *out_len) {
+                                const size_t *group, size_t n, size_t first, bool verify,
+                                uint8_t **out, size_t *out_len) {
     Twinbft__CertSignature sigs[PROTO_MEMBERS_MAX];
     bool seen[PROTO_MEMBERS_MAX] = {false};
     size_t q = proto_cert_quorum(t);
@@ -211,8 +225,7 @@ static int proto_cert_try_group(const proto_trust *t, const Twinbft__Reply *cons
         }
         const Twinbft__Signed *root = replies[k]->root;
         if (seen[root->signer] ||
-            !proto_verify_body(t->keys[root->signer], root->body.data, root->body.len,
-                               root->signature.data, root->signature.len)) {
+            (verify && !proto_cert_sig_ok(t, root->signer, &root->body, &root->signature))) {
             continue;
         }
         seen[root->signer] = true;
@@ -227,8 +240,8 @@ static int proto_cert_try_group(const proto_trust *t, const Twinbft__Reply *cons
     return proto_cert_pack(replies[first], sigs, n_sigs, out, out_len);
 }
 
-int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *replies, size_t n,
-                        uint8_t **out, size_t *out_len) {
+static int proto_cert_build(const proto_trust *t, const Twinbft__Reply *const *replies, size_t n,
+                            bool verify, uint8_t **out, size_t *out_len) {
     int rc = TB_ERR_QUORUM;
     size_t *group = NULL;
     *out = NULL;
@@ -260,7 +273,7 @@ int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *repli
         if (group[i] != i) {
             continue;
         }
-        rc = proto_cert_try_group(t, replies, group, n, i, out, out_len);
+        rc = proto_cert_try_group(t, replies, group, n, i, verify, out, out_len);
         if (rc == 0 || rc == TB_ERR_NOMEM || rc == TB_ERR_TOO_LARGE) {
             break;
         }
@@ -270,9 +283,16 @@ int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *repli
     return rc;
 }
 
-/* Counts distinct members with a valid signature over root_body, stopping
+int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *replies, size_t n,
+                        uint8_t **out, size_t *out_len) {
+    return proto_cert_build(t, replies, n, true, out, out_len);
+}
+
+/* Counts distinct members with a valid signature over root_body (verify),
+ * or with a signature at all (!verify: assembly has checked them), stopping
  * at q. Unknown signers, bad signatures and repeats count for nothing. */
-static size_t proto_cert_count_signers(const proto_trust *t, const Twinbft__Certificate *c) {
+static size_t proto_cert_count_signers(const proto_trust *t, const Twinbft__Certificate *c,
+                                       bool verify) {
     bool seen[PROTO_MEMBERS_MAX] = {false};
     size_t q = proto_cert_quorum(t);
     size_t count = 0;
@@ -281,8 +301,8 @@ static size_t proto_cert_count_signers(const proto_trust *t, const Twinbft__Cert
         if (s == NULL || s->signer >= t->n || seen[s->signer] || t->keys[s->signer] == NULL) {
             continue;
         }
-        if (!proto_verify_body(t->keys[s->signer], c->root_body.data, c->root_body.len,
-                               s->signature.data, s->signature.len)) {
+        if (verify ? !proto_cert_sig_ok(t, s->signer, &c->root_body, &s->signature)
+                   : s->signature.len != PROTO_SIG_BYTES) {
             continue;
         }
         seen[s->signer] = true;
@@ -317,7 +337,7 @@ static int proto_cert_info_fill(const Twinbft__ResultRoot *rr, const Twinbft__Re
 /* Everything after the certificate parsed: claim, leaf, signatures, window
  * (in that order, so that EXPIRED is only ever said of a genuine one). */
 static int proto_cert_check(const proto_trust *t, const Twinbft__Certificate *c, uint64_t now_ms,
-                            proto_cert_info *info) {
+                            bool verify, proto_cert_info *info) {
     Twinbft__Body *body = NULL;
     Twinbft__ResultLeaf *leaf = NULL;
     proto_cert_claim claim = {
@@ -337,7 +357,7 @@ static int proto_cert_check(const proto_trust *t, const Twinbft__Certificate *c,
         rc = TB_ERR_INVALID;
         goto done;
     }
-    if (proto_cert_count_signers(t, c) < proto_cert_quorum(t)) {
+    if (proto_cert_count_signers(t, c, verify) < proto_cert_quorum(t)) {
         rc = TB_ERR_QUORUM;
         goto done;
     }
@@ -356,8 +376,9 @@ done:
     return rc;
 }
 
-int proto_cert_verify(const proto_trust *t, const uint8_t *cert, size_t len, uint64_t now_ms,
-                      proto_cert_info *info) {
+/* proto_cert_verify, with or without the signatures. */
+static int proto_cert_verify_packed(const proto_trust *t, const uint8_t *cert, size_t len,
+                                    uint64_t now_ms, bool verify, proto_cert_info *info) {
     Twinbft__Certificate *c = NULL;
     int rc = TB_ERR_INVALID;
     if (info != NULL) {
@@ -373,8 +394,31 @@ int proto_cert_verify(const proto_trust *t, const uint8_t *cert, size_t len, uin
     /* A genuine certificate needs at most one signature per member; a
      * longer list would only make us spend verifications. */
     if (c->n_signatures <= PROTO_MEMBERS_MAX) {
-        rc = proto_cert_check(t, c, now_ms, info);
+        rc = proto_cert_check(t, c, now_ms, verify, info);
     }
     twinbft__certificate__free_unpacked(c, NULL);
+    return rc;
+}
+
+int proto_cert_verify(const proto_trust *t, const uint8_t *cert, size_t len, uint64_t now_ms,
+                      proto_cert_info *info) {
+    return proto_cert_verify_packed(t, cert, len, now_ms, true, info);
+}
+
+int proto_cert_assemble_checked(const proto_trust *t, const Twinbft__Reply *const *replies,
+                                size_t n, uint8_t **out, size_t *out_len, proto_cert_info *info) {
+    if (info != NULL) {
+        memset(info, 0, sizeof *info);
+    }
+    int rc = proto_cert_build(t, replies, n, false, out, out_len);
+    if (rc == 0) {
+        /* What verifying would check of the bytes built, but the signatures. */
+        rc = proto_cert_verify_packed(t, *out, *out_len, 0, false, info);
+    }
+    if (rc != 0 && *out != NULL) {
+        free(*out);
+        *out = NULL;
+        *out_len = 0;
+    }
     return rc;
 }

@@ -54,7 +54,8 @@ void proto_cert_info_clear(proto_cert_info *info);
 
 /* Builds a packed Certificate (malloc'd, *out) from replies that agree on
  * (seq, leaf, index, count, path, root body); uses the first q distinct valid
- * signers and ignores the rest. A reply counts only when its root is signed
+ * signers (signatures checked through proto_verify_body_cached) and ignores
+ * the rest. A reply counts only when its root is signed
  * by its own replica, and a group only when its root body is a ResultRoot of
  * this cluster and epoch at the reply's seq and its path proves the leaf.
  * Signatures are sorted by signer id, so the same replies give the same
@@ -63,11 +64,28 @@ void proto_cert_info_clear(proto_cert_info *info);
 int proto_cert_assemble(const proto_trust *t, const Twinbft__Reply *const *replies, size_t n,
                         uint8_t **out, size_t *out_len);
 
+/* True iff r can count towards a certificate: its root is signed by its own
+ * replica, a member of t with a key, and the signature is valid (checked
+ * through the per-thread cache of proto_verify_body_cached). */
+bool proto_reply_signature_ok(const proto_trust *t, const Twinbft__Reply *r);
+
+/* proto_cert_assemble for replies whose signatures the caller has already
+ * found valid with proto_reply_signature_ok (and only those): every other
+ * check is made, of the replies and then of the packed certificate as
+ * proto_cert_verify makes them (decoding, cluster, epoch, path, leaf, q
+ * distinct members), but no signature is verified again. Fills *info (when
+ * non-NULL) as proto_cert_verify does. On error *out is NULL, *info zeroed.
+ * Replies from anywhere else must go through proto_cert_assemble. */
+int proto_cert_assemble_checked(const proto_trust *t, const Twinbft__Reply *const *replies,
+                                size_t n, uint8_t **out, size_t *out_len, proto_cert_info *info);
+
 /* Verifies a packed Certificate. now_ms == 0 skips the validity-window
  * check (not_before_ms <= now_ms < expires_at_ms). Signatures by unknown
  * signer ids, invalid signatures and repeated signers count for nothing but
  * are not errors in themselves. On success fills *info (when non-NULL); on
- * error *info is zeroed. Thread-safe for a shared trust. Errors: TB_ERR_INVALID
+ * error *info is zeroed. Signatures this thread already found valid are
+ * not verified again (proto_verify_body_cached). Thread-safe for a shared
+ * trust. Errors: TB_ERR_INVALID
  * (malformed), TB_ERR_MISMATCH (cluster, epoch, path or root), TB_ERR_QUORUM
  * (fewer than q distinct valid member signatures), TB_ERR_EXPIRED. */
 int proto_cert_verify(const proto_trust *t, const uint8_t *cert, size_t len, uint64_t now_ms,

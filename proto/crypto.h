@@ -56,4 +56,22 @@ int proto_sign_body(const proto_key *k, const uint8_t *body, size_t len,
 bool proto_verify_body(const proto_pubkey *k, const uint8_t *body, size_t len, const uint8_t *sig,
                        size_t sig_len);
 
+/* proto_verify_body through a cache, per thread, of the signatures found
+ * valid: (public key, signing digest of the body, signature) triples,
+ * compared in full, so another key (of another cluster, or the same
+ * member index with a new key) or other bytes never hit. A triple is kept
+ * only once it verified, so a hit answers what a verification would, and a
+ * bad signature is verified (and refused) every time. The oldest of the
+ * PROTO_VERIFIED_CACHE_ENTRIES is replaced first. Meant for certificates:
+ * the replies of one batch carry the same signed root, so a thread that
+ * handles many requests of a batch verifies each signer's root once. */
+enum { PROTO_VERIFIED_CACHE_ENTRIES = 128 };
+bool proto_verify_body_cached(const proto_pubkey *k, const uint8_t *body, size_t len,
+                              const uint8_t *sig, size_t sig_len);
+/* The calling thread's counts: answers from the cache (hits) and
+ * signatures verified (misses), since it started. */
+void proto_verified_cache_stats(uint64_t *hits, uint64_t *misses);
+/* Forgets the calling thread's entries (the counts stay). For tests. */
+void proto_verified_cache_clear(void);
+
 #endif

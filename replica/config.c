@@ -279,6 +279,27 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
     return cfg_member_key(p, name, value);
 }
 
+_Static_assert(REP_MEMBERS_SINGLE < REP_MEMBERS_BFT_MIN && REP_MEMBERS_BFT_MIN <= REP_MEMBERS_MAX,
+               "a single replica, then the smallest BFT cluster, then the largest");
+_Static_assert(REP_MEMBERS_MAX == 64, "rep_cluster_size_problem's message says 64");
+
+const char *rep_cluster_size_problem(uint32_t n) {
+    if (n == REP_MEMBERS_SINGLE || (n >= REP_MEMBERS_BFT_MIN && n <= REP_MEMBERS_MAX)) {
+        return NULL;
+    }
+    if (n > REP_MEMBERS_SINGLE && n < REP_MEMBERS_BFT_MIN) {
+        /* f = (n-1)/3 = 0 for n = 2, 3: no Byzantine replica is tolerated, as
+         * with one, but every request waits for a quorum of 2 over the network
+         * (and a faulty primary of 3 can make two replicas commit different
+         * batches). */
+        return "2 or 3 replicas tolerate no faulty replica (f = 0, as 1 does) yet every request "
+               "waits for 2 of them; use 1 replica for development, or 4 or more (n >= 3f+1, "
+               "f >= 1) to tolerate faults";
+    }
+    return "a cluster has 1 replica (development, no fault tolerance) or 4 to 64 "
+           "(n >= 3f+1 with f >= 1)";
+}
+
 /* What only the whole file can show: required keys and the member set. */
 static int cfg_check_whole(cfg_parse *p) {
     uint32_t n = 0;
@@ -310,11 +331,9 @@ static int cfg_check_whole(cfg_parse *p) {
                 "replica %" PRIu32 ": no cert (add cert = replica-%" PRIu32 "/cert.pem)", i, i);
         }
     }
-    if (n < REP_MEMBERS_MIN) {
-        return cfg_fail(p, 0,
-                        "%" PRIu32 " replicas defined; need at least %d replicas (BFT needs "
-                        "n >= 3f+1 with f >= 1)",
-                        n, REP_MEMBERS_MIN);
+    const char *size_problem = rep_cluster_size_problem(n);
+    if (size_problem != NULL) {
+        return cfg_fail(p, 0, "%" PRIu32 " replicas defined: %s", n, size_problem);
     }
     p->out->n = n;
     return 1;

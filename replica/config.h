@@ -9,10 +9,10 @@
  *   cert = replica-0/cert.pem
  *   http = 127.0.0.1:8000          ; optional status/metrics port
  *
- * Loading checks everything a replica or the CLI relies on (n >= 4, ids
- * contiguous, ports in range, paths that fit) so that later code never has
- * to; a failure leaves a message for a person in err naming the file, the
- * line and what to change. */
+ * Loading checks everything a replica or the CLI relies on (n = 1 or n >= 4,
+ * ids contiguous, ports in range, paths that fit) so that later code never
+ * has to; a failure leaves a message for a person in err naming the file,
+ * the line and what to change. */
 #ifndef REPLICA_CONFIG_H
 #define REPLICA_CONFIG_H
 
@@ -24,8 +24,11 @@ enum {
     /* Equal to PBFT_REPLICAS_MAX; restated here so that reading a config
      * file does not pull in the consensus core. */
     REP_MEMBERS_MAX = 64,
-    /* BFT needs n >= 3f + 1 with f >= 1. */
-    REP_MEMBERS_MIN = 4,
+    /* A cluster is either one replica (f = 0: development, and the
+     * unreplicated baseline of benchmarks) or a BFT one, n >= 3f + 1 with
+     * f >= 1. See rep_cluster_size_problem for why 2 and 3 are refused. */
+    REP_MEMBERS_SINGLE = 1,
+    REP_MEMBERS_BFT_MIN = 4,
     REP_CLUSTER_ID_BYTES_MAX = 64, /* including the NUL */
     REP_HOST_BYTES_MAX = 64,       /* including the NUL */
     REP_PATH_BYTES_MAX = 512,      /* including the NUL */
@@ -63,6 +66,11 @@ int rep_cluster_load(const char *path, rep_cluster *out, char *err, size_t err_c
  * in messages and is the base for relative paths; it need not exist. */
 int rep_cluster_parse(const char *text, const char *path, rep_cluster *out, char *err,
                       size_t err_cap);
+
+/* NULL when a cluster of n replicas is allowed (1, or 4 to REP_MEMBERS_MAX);
+ * otherwise why not and what to use instead, as a sentence fragment for a
+ * message that has already named n (a static string). */
+const char *rep_cluster_size_problem(uint32_t n);
 
 /* True iff id is 1..REP_CLUSTER_ID_BYTES_MAX-1 characters of A-Z a-z 0-9 . _ -
  * (cluster ids go into signed bodies and file names). */

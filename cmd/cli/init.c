@@ -135,9 +135,9 @@ static void cli_init_report(const cli_ctx *c, const char *dir, const char *clust
 
 static int cli_init_args(const cli_ctx *c, uint32_t *replicas, uint32_t *base, char *id) {
     int rc = cli_opt_u32(c, "replicas", REP_MEMBERS_MAX, 0, replicas);
-    if (rc == CLI_EXIT_OK && *replicas < REP_MEMBERS_MIN) {
-        return cli_usage_error(c, "--replicas must be %d to %d (BFT needs n >= 3f+1 with f >= 1)",
-                               REP_MEMBERS_MIN, REP_MEMBERS_MAX);
+    const char *size_problem = rc == CLI_EXIT_OK ? rep_cluster_size_problem(*replicas) : NULL;
+    if (size_problem != NULL) {
+        return cli_usage_error(c, "--replicas %" PRIu32 ": %s", *replicas, size_problem);
     }
     if (rc == CLI_EXIT_OK) {
         rc = cli_opt_u32(c, "base-port", UINT16_MAX, CLI_BASE_PORT_DEFAULT, base);
@@ -289,7 +289,9 @@ static int cli_cluster_identity(cli_ctx *c) {
 
 static const cli_flag cli_init_flags[] = {
     {"dir", "DIR", CLI_FLAG_REQUIRED, "where to create the cluster"},
-    {"replicas", "N", CLI_FLAG_REQUIRED, "number of replicas, 4 to 64 (n >= 3f+1)"},
+    {"replicas", "N", CLI_FLAG_REQUIRED,
+     "number of replicas: 1 (development, no fault tolerance) or 4 to 64\n"
+     "                           (n >= 3f+1 tolerates f faulty replicas)"},
     {"base-port", "P", 0, "replica i listens on 127.0.0.1:P+i, HTTP on P+100+i (default 7000)"},
     {"cluster-id", "ID", 0, "the cluster's id (default: random hex)"},
     {NULL, NULL, 0, NULL},

@@ -71,7 +71,10 @@ TWINBFT_CLUSTER="" expect 2 'no cluster file' status
 unset TWINBFT_CLUSTER
 expect 2 'no cluster file: give --cluster FILE or set TWINBFT_CLUSTER' status
 export TWINBFT_CLUSTER="$dir/cluster.conf"
-expect 2 '--replicas must be 4 to 64' cluster init --dir "$tmp/d" --replicas 3
+expect 2 '--replicas 3: 2 or 3 replicas tolerate no faulty replica .*use 1 replica for development, or 4 or more' \
+    cluster init --dir "$tmp/d" --replicas 3
+expect 2 '--replicas 2: 2 or 3 replicas' cluster init --dir "$tmp/d" --replicas 2
+expect 2 '--replicas 0: a cluster has 1 replica \(development' cluster init --dir "$tmp/d" --replicas 0
 expect 2 '--name "a/b"' cluster identity --dir "$dir" --name a/b
 expect 2 '--roles "wizard"' cluster identity --dir "$dir" --name x --roles wizard
 expect 2 '--log-level "loud"' up --dir "$dir" --log-level loud

@@ -5,8 +5,9 @@
  * drift are drawn one at a time by the FAULT event. Crashes keep within the
  * budget: at any moment at most f replicas are faulty, counting the
  * Byzantine ones (a Byzantine replica may also crash, which costs nothing
- * more). At the heal time the network becomes healthy, partitions go and
- * crashed replicas restart; the Byzantine replicas go on misbehaving. */
+ * more); a lone replica (n = 1) may crash as well. At the heal time the
+ * network becomes healthy, partitions go and crashed replicas restart; the
+ * Byzantine replicas go on misbehaving. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,7 +177,10 @@ void faults_partition_end(sim_world *w, uint64_t id) {
 static void crash_one(sim_world *w) {
     sim_instance *cand[2 * PBFT_REPLICAS_MAX];
     uint32_t k = 0;
-    bool budget = w->n_byz + w->crashed_correct < w->f;
+    /* A lone replica (n = 1, f = 0) crashes too: restarting from its durable
+     * state is all it has to survive, and while it is down nothing can be
+     * ordered, which the fault phase allows. */
+    bool budget = w->n_byz + w->crashed_correct < w->f || (w->n == 1 && w->crashed_correct == 0);
     for (uint32_t id = 0; id < w->n; id++) {
         sim_replica *r = &w->replicas[id];
         for (uint32_t i = 0; i < r->n_inst; i++) {

@@ -717,8 +717,8 @@ static void describe_world(sim_world *w) {
             at += k > 0 ? (size_t)k : 0;
         }
     }
-    say(w, "%u replicas (f = %u), %u clients x %u requests, Byzantine: %s; faults until %.3f s",
-        w->n, w->f, w->opt.clients, w->opt.requests, at ? byz : "none",
+    say(w, "%u replica%s (f = %u), %u clients x %u requests, Byzantine: %s; faults until %.3f s",
+        w->n, w->n == 1 ? "" : "s", w->f, w->opt.clients, w->opt.requests, at ? byz : "none",
         (double)(w->heal_us - SIM_T0_US) / 1e6);
 }
 

@@ -266,6 +266,78 @@ START_TEST(test_assemble_then_verify) {
 }
 END_TEST
 
+static uint64_t cache_misses(void) {
+    uint64_t hits = 0, misses = 0;
+    proto_verified_cache_stats(&hits, &misses);
+    return misses;
+}
+
+/* The client's path: each reply's signature checked once, then a certificate
+ * built from the good ones without verifying them again, yet with every
+ * other check; what it says is what proto_cert_verify says, and verifying it
+ * afterwards in the same thread costs no verification either. A reply with
+ * a bad signature is refused every time it is checked. */
+START_TEST(test_checked_assembly_verifies_each_signature_once) {
+    const Twinbft__Reply *good[PROTO_MEMBERS_MAX];
+    size_t n = 0;
+    uint8_t *cert = NULL;
+    size_t len = 0;
+    proto_cert_info info, again;
+    proto_verified_cache_clear();
+    fx.sig[1][5] ^= 0x01;
+    uint64_t m0 = cache_misses();
+    for (uint32_t i = 0; i < 4; i++) {
+        if (proto_reply_signature_ok(&fx.trust, &fx.reply[i])) {
+            good[n++] = &fx.reply[i];
+        }
+    }
+    ck_assert_uint_eq(n, 3);
+    ck_assert_uint_eq(cache_misses(), m0 + 4);
+    ck_assert(!proto_reply_signature_ok(&fx.trust, &fx.reply[1]));
+    ck_assert_uint_eq(cache_misses(), m0 + 5); /* never remembered as good */
+    ck_assert_int_eq(proto_cert_assemble_checked(&fx.trust, good, n, &cert, &len, &info), 0);
+    ck_assert_uint_eq(cache_misses(), m0 + 5);
+    assert_genuine_info(&info);
+    ck_assert_int_eq(proto_cert_verify(&fx.trust, cert, len, NOW_MS, &again), 0);
+    ck_assert_uint_eq(cache_misses(), m0 + 5);
+    ck_assert_uint_eq(again.seq, info.seq);
+    ck_assert_str_eq(again.client, info.client);
+    proto_cert_info_clear(&info);
+    proto_cert_info_clear(&again);
+    free(cert);
+    /* Structure is still checked: a claim its path does not prove is refused. */
+    uint8_t saved = fx.path[0][0];
+    fx.path[0][0] ^= 1;
+    ck_assert_int_ne(proto_cert_assemble_checked(&fx.trust, good, n, &cert, &len, &info), 0);
+    ck_assert_ptr_null(cert);
+    ck_assert_ptr_null(info.owner);
+    fx.path[0][0] = saved;
+}
+END_TEST
+
+/* A signature cached as valid under one key never counts for another key at
+ * the same signer index (another cluster, or a member with a new key). */
+START_TEST(test_cached_signature_needs_the_same_key) {
+    static const uint32_t ids[] = {0, 1, 2};
+    uint8_t *cert = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(assemble(&fx.trust, ids, 3, &cert, &len), 0);
+    ck_assert_int_eq(proto_cert_verify(&fx.trust, cert, len, NOW_MS, NULL), 0);
+    proto_trust other = fx.trust;
+    uint8_t seed[PROTO_SEED_BYTES] = {99}, pub[PROTO_PUBKEY_BYTES];
+    proto_key *k = NULL;
+    ck_assert_int_eq(proto_key_from_seed(seed, &k), 0);
+    ck_assert_int_eq(proto_key_public(k, pub), 0);
+    ck_assert_int_eq(proto_pubkey_from_raw(pub, &other.keys[0]), 0);
+    ck_assert_int_eq(proto_cert_verify(&other, cert, len, NOW_MS, NULL), TB_ERR_QUORUM);
+    ck_assert(!proto_reply_signature_ok(&other, &fx.reply[0]));
+    ck_assert_int_eq(proto_cert_verify(&fx.trust, cert, len, NOW_MS, NULL), 0);
+    proto_pubkey_free(other.keys[0]);
+    proto_key_free(k);
+    free(cert);
+}
+END_TEST
+
 START_TEST(test_assembly_is_deterministic) {
     static const uint32_t in_order[] = {0, 1, 2, 3};
     static const uint32_t shuffled[] = {2, 0, 1, 3};
@@ -634,6 +706,8 @@ static Suite *cert_suite(void) {
     tcase_add_checked_fixture(tc, setup4, teardown);
     tcase_add_test(tc, test_assemble_then_verify);
     tcase_add_test(tc, test_assembly_is_deterministic);
+    tcase_add_test(tc, test_checked_assembly_verifies_each_signature_once);
+    tcase_add_test(tc, test_cached_signature_needs_the_same_key);
     tcase_add_test(tc, test_every_byte_flip_fails_or_says_the_same);
     tcase_add_test(tc, test_two_signers_are_not_a_quorum);
     tcase_add_test(tc, test_duplicate_signer_counts_once);

@@ -15,6 +15,7 @@
 
 #include "client/link.h"
 #include "proto/cert.h"
+#include "proto/crypto.h"
 #include "proto/frame.h"
 #include "proto/merkle.h"
 #include "proto/pki.h"
@@ -507,6 +508,30 @@ START_TEST(test_quorum_gives_certificate) {
 }
 END_TEST
 
+static uint64_t verifications(void) {
+    uint64_t hits = 0, misses = 0;
+    proto_verified_cache_stats(&hits, &misses);
+    return misses;
+}
+
+/* Each signature is verified once per completed intent: q = 3 for the
+ * certificate, not again to check the assembled certificate (it was 2q),
+ * and tb_cert_verify of it in the callback, in the same thread, costs none.
+ * The next request's replies sign another root: 3 more. */
+START_TEST(test_one_verification_per_signature) {
+    tb_client *c = client_new(10000);
+    proto_verified_cache_clear();
+    uint64_t v0 = verifications();
+    run_one(c, N);
+    ck_assert(T.had_cert && T.cert_ok);
+    ck_assert_uint_eq(verifications(), v0 + 3);
+    run_one(c, N);
+    ck_assert(T.had_cert && T.cert_ok);
+    ck_assert_uint_eq(verifications(), v0 + 6);
+    tb_client_free(c);
+}
+END_TEST
+
 /* f+1 replies but no quorum: the result stands, without a certificate. */
 START_TEST(test_f_plus_one_without_certificate) {
     tb_client *c = client_new(10000);
@@ -558,6 +583,31 @@ START_TEST(test_submit_wait_and_verify) {
     ck_assert_ptr_null(info.client);
     ck_assert_int_eq(tb_cert_verify(&T.cfg, (const uint8_t *)"junk", 4, 0, NULL), TB_ERR_INVALID);
     tb_owned_clear(&o);
+    tb_client_free(c);
+}
+END_TEST
+
+/* A one-member cluster (n = 1, f = 0): its one reply is the result and its
+ * one signature the certificate, which verifies for that cluster and not for
+ * the four-member one; its status call is answered by that replica. */
+START_TEST(test_single_replica_cluster) {
+    tb_client_config four = T.cfg;
+    T.cfg.n = 1;
+    T.cfg.f = 0;
+    tb_client *c = client_new(10000);
+    T.reps[0].answers = true;
+    ck_assert_int_eq(tb_client_connect_wait(c, 10000), 0);
+    ck_assert_uint_eq(tb_client_connected(c), 1);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_submit_wait(c, (const uint8_t *)"hello", 5, &o), 0);
+    ck_assert_uint_eq(o.seq, SEQ);
+    ck_assert_ptr_nonnull(o.cert);
+    ck_assert_int_eq(tb_cert_verify(&T.cfg, o.cert, o.cert_len, 0, NULL), 0);
+    ck_assert_int_eq(tb_cert_verify(&four, o.cert, o.cert_len, 0, NULL), TB_ERR_QUORUM);
+    tb_owned_clear(&o);
+    tb_replica_status st[TB_MEMBERS_MAX];
+    ck_assert_int_eq(tb_client_status_wait(c, st), 0);
+    ck_assert(st[0].answered);
     tb_client_free(c);
 }
 END_TEST
@@ -761,6 +811,29 @@ START_TEST(test_subscription_in_order) {
     barrier(c);
     cmd_pos want[] = {{5, 0}, {5, 2}, {6, 1}, {8, 0}};
     expect_delivered(want, 4);
+    tb_client_free(c);
+}
+END_TEST
+
+/* Commands of one batch share its signed root: four of them cost at most
+ * one verification per replica (4), not a quorum each (12), let alone
+ * assembly and verification each (24); the callback's tb_cert_verify of
+ * every certificate costs none. */
+START_TEST(test_subscription_one_verification_per_signer_per_batch) {
+    for (uint32_t i = 0; i < BATCH_LEAVES; i++) {
+        add_cmd(5, i, "0123");
+    }
+    T.delivered_cert_ok = true;
+    proto_verified_cache_clear();
+    uint64_t v0 = verifications();
+    tb_client *c = client_new(10000);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command, NULL), 0);
+    run_until_delivered(c, BATCH_LEAVES);
+    barrier(c);
+    cmd_pos want[] = {{5, 0}, {5, 1}, {5, 2}, {5, 3}};
+    expect_delivered(want, BATCH_LEAVES);
+    ck_assert_uint_ge(verifications(), v0 + 3);
+    ck_assert_uint_le(verifications(), v0 + N);
     tb_client_free(c);
 }
 END_TEST
@@ -1333,14 +1406,17 @@ static Suite *client_suite(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_quorum_gives_certificate);
+    tcase_add_test(tc, test_one_verification_per_signature);
     tcase_add_test(tc, test_f_plus_one_without_certificate);
     tcase_add_test(tc, test_too_few_replies_time_out);
     tcase_add_test(tc, test_submit_wait_and_verify);
+    tcase_add_test(tc, test_single_replica_cluster);
     tcase_add_test(tc, test_query_agreed_by_quorum);
     tcase_add_test(tc, test_query_disagreement_falls_back_to_ordering);
     tcase_add_test(tc, test_query_times_out);
     tcase_add_test(tc, test_status_with_one_silent);
     tcase_add_test(tc, test_subscription_in_order);
+    tcase_add_test(tc, test_subscription_one_verification_per_signer_per_batch);
     tcase_add_test(tc, test_subscription_waits_for_earlier);
     tcase_add_test(tc, test_subscription_drops_dead_command);
     tcase_add_test(tc, test_subscription_resumes_after_reconnect);

@@ -165,7 +165,8 @@ START_TEST(test_cluster_section_errors) {
 }
 END_TEST
 
-/* Member ids must run from 0 without gaps, every member needs address and cert, and n >= 4. */
+/* Member ids must run from 0 without gaps, every member needs address and cert, and n is 1 or
+ * at least 4: 2 and 3 are refused with why and what to use instead. */
 START_TEST(test_member_set_errors) {
     expect_error(with_line(16, "[replica 4]"),
                  "conf/cluster.conf: replica ids must be contiguous from 0: [replica 2] is "
@@ -177,8 +178,43 @@ START_TEST(test_member_set_errors) {
     char two[sizeof valid_text];
     memcpy(two, valid_text, sizeof valid_text);
     *strstr(two, "[replica 3]") = '\0';
-    expect_error(two, "conf/cluster.conf: 2 replicas defined; need at least 4 replicas (BFT "
-                      "needs n >= 3f+1 with f >= 1)");
+    expect_error(two, "conf/cluster.conf: 2 replicas defined: 2 or 3 replicas tolerate no faulty "
+                      "replica (f = 0, as 1 does) yet every request waits for 2 of them; use 1 "
+                      "replica for development, or 4 or more (n >= 3f+1, f >= 1) to tolerate "
+                      "faults");
+    char three[sizeof valid_text];
+    memcpy(three, valid_text, sizeof valid_text);
+    char *r3 = strstr(three, "[replica 3]"), *r2 = strstr(three, "[replica 2]");
+    memmove(r3, r2, strlen(r2) + 1);
+    expect_error(three, "conf/cluster.conf: 3 replicas defined: 2 or 3 replicas tolerate no "
+                        "faulty replica (f = 0, as 1 does) yet every request waits for 2 of "
+                        "them; use 1 replica for development, or 4 or more (n >= 3f+1, f >= 1) "
+                        "to tolerate faults");
+    char none[sizeof valid_text];
+    memcpy(none, valid_text, sizeof valid_text);
+    *strstr(none, "[replica 0]") = '\0';
+    expect_error(none, "conf/cluster.conf: 0 replicas defined: a cluster has 1 replica "
+                       "(development, no fault tolerance) or 4 to 64 (n >= 3f+1 with f >= 1)");
+}
+END_TEST
+
+/* A single replica (f = 0) is a cluster, for development and as the unreplicated baseline. */
+START_TEST(test_single_replica) {
+    char one[sizeof valid_text];
+    memcpy(one, valid_text, sizeof valid_text);
+    *strstr(one, "[replica 1]") = '\0';
+    rep_cluster c;
+    char err[REP_CONFIG_ERR_BYTES] = "";
+    ck_assert_int_eq(rep_cluster_parse(one, "conf/cluster.conf", &c, err, sizeof err), 0);
+    ck_assert_uint_eq(c.n, 1);
+    ck_assert_uint_eq(c.members[0].port, 7000);
+    ck_assert_ptr_null(rep_cluster_size_problem(1));
+    ck_assert_ptr_nonnull(rep_cluster_size_problem(0));
+    ck_assert_ptr_nonnull(rep_cluster_size_problem(2));
+    ck_assert_ptr_nonnull(rep_cluster_size_problem(3));
+    ck_assert_ptr_null(rep_cluster_size_problem(4));
+    ck_assert_ptr_null(rep_cluster_size_problem(REP_MEMBERS_MAX));
+    ck_assert_ptr_nonnull(rep_cluster_size_problem(REP_MEMBERS_MAX + 1));
 }
 END_TEST
 
@@ -250,6 +286,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_duplicates);
     tcase_add_test(tc, test_cluster_section_errors);
     tcase_add_test(tc, test_member_set_errors);
+    tcase_add_test(tc, test_single_replica);
     tcase_add_test(tc, test_too_long);
     tcase_add_test(tc, test_write_load_round_trip);
     suite_add_tcase(s, tc);

@@ -1,6 +1,7 @@
 /* Proves SHA-256 and the domain-separated Ed25519 body signatures meet their contract. */
 #include <check.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -218,6 +219,132 @@ START_TEST(test_generate_gives_distinct_working_keys) {
 }
 END_TEST
 
+/* A key's reused contexts give what fresh ones give: the same (deterministic)
+ * signature on every use, and a verify context that refuses a bad signature
+ * still accepts a good one next. */
+START_TEST(test_reused_contexts_match_fresh) {
+    static const uint8_t body[] = "reused";
+    uint8_t first[PROTO_SIG_BYTES], sig[PROTO_SIG_BYTES], bad[PROTO_SIG_BYTES];
+    proto_key *k = key_from_byte(11);
+    proto_pubkey *pk = pub_of(k);
+    ck_assert_int_eq(proto_sign_body(k, body, sizeof body, first), 0);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(proto_sign_body(k, body, sizeof body, sig), 0);
+        ck_assert_mem_eq(sig, first, sizeof sig);
+        memcpy(bad, sig, sizeof bad);
+        bad[i] ^= 0x40;
+        ck_assert(!proto_verify_body(pk, body, sizeof body, bad, sizeof bad));
+        ck_assert(proto_verify_body(pk, body, sizeof body, sig, sizeof sig));
+    }
+    proto_key *again = key_from_byte(11); /* a new key object: fresh contexts */
+    ck_assert_int_eq(proto_sign_body(again, body, sizeof body, sig), 0);
+    ck_assert_mem_eq(sig, first, sizeof sig);
+    proto_key_free(again);
+    proto_key_free(k);
+    proto_pubkey_free(pk);
+}
+END_TEST
+
+typedef struct shared_keys {
+    proto_key *k;
+    proto_pubkey *pk;
+    int failures;
+} shared_keys;
+
+static void *sign_verify_loop(void *arg) {
+    shared_keys *sk = arg;
+    uint8_t body[16], sig[PROTO_SIG_BYTES];
+    for (int i = 0; i < 200; i++) {
+        memset(body, i, sizeof body);
+        bool ok = proto_sign_body(sk->k, body, sizeof body, sig) == 0 &&
+                  proto_verify_body(sk->pk, body, sizeof body, sig, sizeof sig);
+        sig[0] ^= 1;
+        ok = ok && !proto_verify_body(sk->pk, body, sizeof body, sig, sizeof sig);
+        if (!ok) {
+            __atomic_add_fetch(&sk->failures, 1, __ATOMIC_RELAXED);
+        }
+    }
+    return NULL;
+}
+
+/* Keys stay usable from several threads at once: the one that finds a key's
+ * contexts taken uses fresh ones, and every answer is right. */
+START_TEST(test_keys_shared_across_threads) {
+    shared_keys sk = {key_from_byte(12), NULL, 0};
+    sk.pk = pub_of(sk.k);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_create(&th[i], NULL, sign_verify_loop, &sk), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+    }
+    ck_assert_int_eq(sk.failures, 0);
+    proto_key_free(sk.k);
+    proto_pubkey_free(sk.pk);
+}
+END_TEST
+
+static uint64_t cache_misses(void) {
+    uint64_t hits = 0, misses = 0;
+    proto_verified_cache_stats(&hits, &misses);
+    return misses;
+}
+
+/* The per-thread cache of verified signatures: a hit gives the answer a
+ * verification gives; a bad signature is verified (and refused) every time,
+ * never remembered; another key (even where a certificate would give it the
+ * same signer index), another body or another signature misses; the oldest
+ * entry goes first once PROTO_VERIFIED_CACHE_ENTRIES are held. */
+START_TEST(test_verified_cache) {
+    static const uint8_t body[] = "cached root";
+    uint8_t sig[PROTO_SIG_BYTES], bad[PROTO_SIG_BYTES], other[PROTO_SIG_BYTES];
+    proto_key *k = key_from_byte(13), *k2 = key_from_byte(14);
+    proto_pubkey *pk = pub_of(k), *pk2 = pub_of(k2);
+    proto_verified_cache_clear();
+    ck_assert_int_eq(proto_sign_body(k, body, sizeof body, sig), 0);
+    uint64_t m0 = cache_misses();
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m0 + 1);
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig)); /* a hit */
+    ck_assert_uint_eq(cache_misses(), m0 + 1);
+    memcpy(bad, sig, sizeof bad);
+    bad[7] ^= 1;
+    for (int i = 0; i < 3; i++) {
+        ck_assert(!proto_verify_body_cached(pk, body, sizeof body, bad, sizeof bad));
+        ck_assert_uint_eq(cache_misses(), m0 + 2 + (uint64_t)i);
+    }
+    ck_assert(!proto_verify_body_cached(pk2, body, sizeof body, sig, sizeof sig));
+    ck_assert(!proto_verify_body_cached(pk2, body, sizeof body, sig, sizeof sig));
+    ck_assert(!proto_verify_body_cached(pk, body, sizeof body - 1, sig, sizeof sig));
+    ck_assert(!proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig - 1));
+    ck_assert(!proto_verify_body_cached(NULL, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m0 + 7); /* the last two were refused unchecked */
+    /* The other key's own signature over the same body is its own entry. */
+    ck_assert_int_eq(proto_sign_body(k2, body, sizeof body, other), 0);
+    ck_assert(proto_verify_body_cached(pk2, body, sizeof body, other, sizeof other));
+    ck_assert(proto_verify_body_cached(pk2, body, sizeof body, other, sizeof other));
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m0 + 8);
+    /* PROTO_VERIFIED_CACHE_ENTRIES newer entries push the first one out. */
+    for (uint32_t i = 0; i < PROTO_VERIFIED_CACHE_ENTRIES; i++) {
+        uint8_t b[4] = {(uint8_t)i, (uint8_t)(i >> 8), 0xee, 0xff};
+        ck_assert_int_eq(proto_sign_body(k2, b, sizeof b, other), 0);
+        ck_assert(proto_verify_body_cached(pk2, b, sizeof b, other, sizeof other));
+    }
+    uint64_t m1 = cache_misses();
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m1 + 1);
+    proto_verified_cache_clear();
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert_uint_eq(cache_misses(), m1 + 2);
+    proto_key_free(k);
+    proto_key_free(k2);
+    proto_pubkey_free(pk);
+    proto_pubkey_free(pk2);
+}
+END_TEST
+
 static char tmpdir[64];
 
 static void tmpdir_make(void) {
@@ -301,6 +428,9 @@ static Suite *crypto_suite(void) {
     tcase_add_test(tc, test_verify_rejects_wrong_sig_length);
     tcase_add_test(tc, test_signature_is_over_domain_hash);
     tcase_add_test(tc, test_generate_gives_distinct_working_keys);
+    tcase_add_test(tc, test_reused_contexts_match_fresh);
+    tcase_add_test(tc, test_keys_shared_across_threads);
+    tcase_add_test(tc, test_verified_cache);
     tcase_add_test(tc, test_pem_round_trip);
     tcase_add_test(tc, test_pem_errors);
     suite_add_tcase(s, tc);

@@ -659,6 +659,77 @@ START_TEST(test_unseen_request_vouched_by_f_plus_1) {
 }
 END_TEST
 
+/* A lone replica (n = 1, f = 0, q = 1) orders on its own: each request
+ * executes in the step that delivers it, with no message to any replica;
+ * checkpoints become stable on its own vote; its one signature certifies a
+ * result; a restart keeps what it executed, and a retransmission is
+ * answered again, never executed again. */
+START_TEST(test_single_replica) {
+    ck_assert_uint_eq(pbft_f(1), 0);
+    ck_assert_uint_eq(pbft_quorum(1), 1);
+    setup(1);
+    for (uint64_t k = 1; k <= 9; k++) {
+        submit("lone", k, 1);
+        ck_assert_uint_eq(C.executed[0], k);
+    }
+    for (size_t k = C.qh; k < C.qt; k++) {
+        ck_assert_uint_eq(C.q[k].to, NMAX); /* replies to the client, nothing else */
+    }
+    deliver_all();
+    ck_assert_uint_eq(C.n_replies, 9);
+    pbft_status st = status(0);
+    ck_assert_uint_eq(st.stable_seq, 8);
+    ck_assert_uint_eq(st.view, 0);
+    ck_assert_uint_eq(st.dropped, 0);
+    proto_trust t = trust();
+    uint8_t *cert = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(
+        proto_cert_assemble(&t, (const Twinbft__Reply *const *)&C.replies[8], 1, &cert, &len), 0);
+    proto_cert_info info;
+    ck_assert_int_eq(proto_cert_verify(&t, cert, len, 0, &info), 0);
+    ck_assert_uint_eq(info.number, 9);
+    ck_assert_uint_eq(info.seq, 9);
+    proto_cert_info_clear(&info);
+    cert[len / 2] ^= 1;
+    ck_assert_int_ne(proto_cert_verify(&t, cert, len, 0, NULL), 0);
+    free(cert);
+    crash(0);
+    start(0);
+    ck_assert_uint_eq(status(0).executed, 9);
+    ck_assert_uint_eq(status(0).stable_seq, 8);
+    submit("lone", 9, 1);
+    deliver_all();
+    ck_assert_uint_eq(C.n_replies, 10);
+    ck_assert_uint_eq(C.apps[0].v[1], 9);
+    submit("lone", 10, 1);
+    ck_assert_uint_eq(C.executed[0], 10);
+    ck_assert_uint_eq(C.apps[0].v[1], 10);
+    teardown();
+}
+END_TEST
+
+/* A lone replica has no primary to suspect but itself: a request that waits
+ * out a batching delay longer than the request timeout starts no fetch and
+ * no view change, and executes when the delay ends. */
+START_TEST(test_single_replica_no_view_change) {
+    batch_delay_ms = 500; /* request_timeout_ms is 100 */
+    setup(1);
+    batch_delay_ms = 0;
+    submit("lone", 1, 2);
+    tick(300);
+    ck_assert_uint_eq(C.executed[0], 0);
+    ck_assert_uint_eq(C.qt, C.qh); /* no FETCH, no VIEW-CHANGE: nothing was sent */
+    tick(300);
+    ck_assert_uint_eq(C.executed[0], 1);
+    pbft_status st = status(0);
+    ck_assert_uint_eq(st.view, 0);
+    ck_assert_uint_eq(st.view_changes, 0);
+    ck_assert(!st.in_view_change);
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -676,6 +747,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_new_view_relayed_after_primary_restart);
     tcase_add_test(tc, test_priority_first_in_batch);
     tcase_add_test(tc, test_unseen_request_vouched_by_f_plus_1);
+    tcase_add_test(tc, test_single_replica);
+    tcase_add_test(tc, test_single_replica_no_view_change);
     suite_add_tcase(s, tc);
     return s;
 }
