@@ -90,6 +90,7 @@ extern const cli_cmd CLI_QUERY_CMDS[];
 extern const cli_cmd CLI_LOG_CMDS[];
 extern const cli_cmd CLI_WATCH_CMDS[];
 extern const cli_cmd CLI_VERIFY_CMDS[];
+extern const cli_cmd CLI_BENCH_CMDS[];
 
 /* ---- flags.c: parsing a command's flags and values ---- */
 
