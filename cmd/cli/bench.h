@@ -1,8 +1,9 @@
 /* twinbft bench, shared between its files: bench.c (the command: flags,
- * the cluster it runs against, the report) and bench_run.c (the clients,
- * the load they offer, the estop probe, and the event loop that drives
- * setup and the measured run). Everything runs on one thread and one
- * event_base; the callbacks of libtwinbft are the only concurrency. */
+ * the cluster it runs against, the report), bench_setup.c (the clients,
+ * the cluster's readiness, registrations and grants, clean-up) and
+ * bench_run.c (the event loop, the load, the estop probe, the phases).
+ * Everything runs on one thread and one event_base; the callbacks of
+ * libtwinbft are the only concurrency. */
 #ifndef CLI_BENCH_H
 #define CLI_BENCH_H
 
@@ -10,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
+
+#include <event2/util.h>
 
 #include "cmd/cli/bench_hist.h"
 #include "cmd/cli/bench_scrape.h"
@@ -164,19 +167,32 @@ extern volatile sig_atomic_t bench_signalled;
 
 uint64_t bench_now_us(void);
 
-/* ---- bench_run.c ---- */
+/* ---- bench_run.c: the loop, the load, the phases ---- */
+
+typedef enum bench_wait { BENCH_WAIT_OK, BENCH_WAIT_TIMEOUT, BENCH_WAIT_SIGNAL } bench_wait;
+
+struct timeval bench_tv_us(uint64_t us);
+/* Runs the loop until done(b), timeout_ms, or SIGINT/SIGTERM. Needs b->tick
+ * armed (it bounds how long the loop sleeps between looks). */
+bench_wait bench_loop(bench *b, uint64_t timeout_ms, bool (*done)(bench *b));
+/* The exit code of a wait (a message printed unless it is OK). */
+int bench_wait_exit(const bench *b, bench_wait w, int timeout_code, const char *what);
+/* A load client's timer: its next open-loop slot, or a retry. */
+void bench_client_on_timer(evutil_socket_t fd, short what, void *arg);
+/* Warmup, measured window, closing scrape. */
+int bench_run(bench *b);
+
+/* ---- bench_setup.c: clients, readiness, setup, clean-up ---- */
 
 /* The event loop, clients and events; the admin client connected and the
  * cluster ready (exit 3 when not within BENCH_START_WAIT_MS). */
 int bench_connect(bench *b);
 /* Registrations, grants and the load clients (connected). */
 int bench_setup(bench *b);
-/* Warmup, measured window, closing scrape. */
-int bench_run(bench *b);
 /* --cluster: takes back the roles granted to this run's principals. */
 void bench_revoke(bench *b);
-/* Frees clients, events and the loop (none of it may be NULL-initialised
- * twice; safe on a partly built bench). */
+/* Frees clients, scrape connections, events and the loop; safe on a bench
+ * built only partly (or not at all). */
 void bench_free_loop(bench *b);
 
 #endif
