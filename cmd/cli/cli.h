@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "proto/sm.pb-c.h"
 #include "replica/config.h"
@@ -33,6 +34,7 @@ enum {
     CLI_ARGS_MAX = 8,             /* positional arguments of one command */
     CLI_CMD_WORDS_MAX = 3,        /* "twin component put" */
     CLI_FILE_BYTES_MAX = 1 << 20, /* a certificate file read by verify */
+    CLI_HTTP_PORT_OFFSET = 100,   /* cluster init: replica i serves HTTP on base + 100 + i */
 };
 
 typedef enum cli_output { CLI_OUTPUT_TABLE, CLI_OUTPUT_JSON } cli_output;
@@ -88,6 +90,7 @@ extern const cli_cmd CLI_QUERY_CMDS[];
 extern const cli_cmd CLI_LOG_CMDS[];
 extern const cli_cmd CLI_WATCH_CMDS[];
 extern const cli_cmd CLI_VERIFY_CMDS[];
+extern const cli_cmd CLI_BENCH_CMDS[];
 
 /* ---- flags.c: parsing a command's flags and values ---- */
 
@@ -135,6 +138,57 @@ const char *cli_enum_name(const ProtobufCEnumDescriptor *d, int v, char *buf, si
 /* Roles: "admin,operator,owner,node-agent" into bits. */
 int cli_roles_parse(const char *s, uint32_t *out);
 void cli_roles_format(uint32_t roles, char *out, size_t cap);
+
+/* ---- init.c: new clusters and identities ---- */
+
+/* What cluster init makes: replicas on 127.0.0.1:base_port+i (HTTP on
+ * base_port+CLI_HTTP_PORT_OFFSET+i). replicas_flag names where the count
+ * came from, for the message that refuses it. cluster_id NULL: random. */
+typedef struct cli_cluster_spec {
+    uint32_t replicas;
+    uint32_t base_port;
+    const char *cluster_id;
+    const char *replicas_flag;
+} cli_cluster_spec;
+typedef struct cli_cluster_made {
+    char dir[CLI_PATH_BYTES_MAX]; /* absolute */
+    char id[REP_CLUSTER_ID_BYTES_MAX];
+} cli_cluster_made;
+
+/* Creates a new cluster in dir (made if missing; refused when it holds a
+ * cluster.conf already): its CA, replica, admin and operator identities and
+ * DIR/cluster.conf, written last. Returns an exit code (message printed):
+ * CLI_EXIT_USAGE for a spec that cannot make a cluster. */
+int cli_cluster_create(const cli_ctx *c, const char *dir, const cli_cluster_spec *spec,
+                       cli_cluster_made *out);
+/* Issues identity DIR/NAME/{key,cert,ca}.pem from the CA in ca_dir
+ * (ca-key.pem, ca.pem); refuses to replace one. Returns an exit code. */
+int cli_identity_issue(const cli_ctx *c, const char *ca_dir, const char *dir, const char *name);
+
+/* ---- up.c: local replicas ---- */
+
+/* Replica i of a cluster directory: DIR/replica-i/{data,pid,log}. */
+typedef struct cli_replica {
+    uint32_t id;
+    char dir[CLI_PATH_BYTES_MAX], data[CLI_PATH_BYTES_MAX];
+    char pid_path[CLI_PATH_BYTES_MAX], log_path[CLI_PATH_BYTES_MAX];
+    pid_t pid;    /* the running process; 0 when none is known */
+    bool started; /* by this call of cli_up_dir: a child of this process */
+} cli_replica;
+
+/* Starts the local replicas of dir that are not running (twinbft-replica
+ * from next to this executable, else from PATH) at log level `level`, and
+ * waits up to timeout_ms for each one started to accept connections. Lines
+ * for people go to report (NULL: none). rs[0..*n) receives every replica
+ * of the cluster (REP_MEMBERS_MAX room). Returns an exit code: 1 when a
+ * replica died during start-up (its log's tail is printed), 3 when one is
+ * not listening in time (it keeps running). */
+int cli_up_dir(const cli_ctx *c, const char *dir, const char *level, uint64_t timeout_ms,
+               FILE *report, cli_replica *rs, uint32_t *n);
+/* Stops every replica whose pid file in dir names a live twinbft-replica:
+ * SIGTERM, up to timeout_ms for a clean exit, then SIGKILL; pid files are
+ * removed. Every replica is tried. Returns an exit code. */
+int cli_down_dir(const cli_ctx *c, const char *dir, uint64_t timeout_ms, FILE *report);
 
 /* ---- conn.c: a client of the cluster ---- */
 

@@ -21,7 +21,6 @@
 
 enum {
     CLI_BASE_PORT_DEFAULT = 7000,
-    CLI_HTTP_PORT_OFFSET = 100, /* replica i serves HTTP on base + 100 + i */
     CLI_CLUSTER_ID_RANDOM_BYTES = 8,
 };
 
@@ -133,32 +132,23 @@ static void cli_init_report(const cli_ctx *c, const char *dir, const char *clust
     printf("  twinbft acl grant operator operator\n");
 }
 
-static int cli_init_args(const cli_ctx *c, uint32_t *replicas, uint32_t *base, char *id) {
-    int rc = cli_opt_u32(c, "replicas", REP_MEMBERS_MAX, 0, replicas);
-    const char *size_problem = rc == CLI_EXIT_OK ? rep_cluster_size_problem(*replicas) : NULL;
+/* The replica count and ports of spec, checked; the cluster id, given or random. */
+static int cli_create_check(const cli_ctx *c, const cli_cluster_spec *spec, char *id) {
+    const char *size_problem = rep_cluster_size_problem(spec->replicas);
     if (size_problem != NULL) {
-        return cli_usage_error(c, "--replicas %" PRIu32 ": %s", *replicas, size_problem);
+        return cli_usage_error(c, "%s %" PRIu32 ": %s", spec->replicas_flag, spec->replicas,
+                               size_problem);
     }
-    if (rc == CLI_EXIT_OK) {
-        rc = cli_opt_u32(c, "base-port", UINT16_MAX, CLI_BASE_PORT_DEFAULT, base);
-    }
-    if (rc != CLI_EXIT_OK) {
-        return rc;
-    }
-    if (*base == 0 || *base + CLI_HTTP_PORT_OFFSET + *replicas - 1 > UINT16_MAX) {
+    uint32_t base = spec->base_port;
+    if (base == 0 || base + CLI_HTTP_PORT_OFFSET + spec->replicas - 1 > UINT16_MAX) {
         return cli_usage_error(c,
                                "--base-port %" PRIu32 " leaves no room for %" PRIu32
                                " replicas and their HTTP ports (1 to %d)",
-                               *base, *replicas,
-                               UINT16_MAX - CLI_HTTP_PORT_OFFSET - (int)*replicas + 1);
+                               base, spec->replicas,
+                               UINT16_MAX - CLI_HTTP_PORT_OFFSET - (int)spec->replicas + 1);
     }
-    const char *given = cli_opt(c, "cluster-id");
-    if (given != NULL && !rep_cluster_id_valid(given)) {
-        return cli_usage_error(c, "--cluster-id must be 1-%d characters of A-Z a-z 0-9 . _ -",
-                               REP_CLUSTER_ID_BYTES_MAX - 1);
-    }
-    if (given != NULL) {
-        snprintf(id, REP_CLUSTER_ID_BYTES_MAX, "%s", given);
+    if (spec->cluster_id != NULL) {
+        snprintf(id, REP_CLUSTER_ID_BYTES_MAX, "%s", spec->cluster_id);
         return CLI_EXIT_OK;
     }
     uint8_t raw[CLI_CLUSTER_ID_RANDOM_BYTES];
@@ -169,20 +159,20 @@ static int cli_init_args(const cli_ctx *c, uint32_t *replicas, uint32_t *base, c
     return CLI_EXIT_OK;
 }
 
-static int cli_cluster_init(cli_ctx *c) {
-    char dir[PATH_MAX], conf[CLI_PATH_BYTES_MAX], id[REP_CLUSTER_ID_BYTES_MAX];
-    uint32_t replicas = 0, base = 0;
-    int rc = cli_init_args(c, &replicas, &base, id);
+int cli_cluster_create(const cli_ctx *c, const char *given, const cli_cluster_spec *spec,
+                       cli_cluster_made *out) {
+    char real[PATH_MAX], conf[CLI_PATH_BYTES_MAX];
+    int rc = cli_create_check(c, spec, out->id);
     if (rc != CLI_EXIT_OK) {
         return rc;
     }
-    const char *given = cli_opt(c, "dir");
     if (cli_mkdir(c, given, 0755) != 0) {
         return CLI_EXIT_FAILED;
     }
-    if (realpath(given, dir) == NULL || !cli_join(conf, sizeof conf, dir, "cluster.conf")) {
+    if (realpath(given, real) == NULL || !cli_join(conf, sizeof conf, real, "cluster.conf")) {
         return cli_fail(c, CLI_EXIT_FAILED, "cannot resolve %s: %s", given, strerror(errno));
     }
+    snprintf(out->dir, sizeof out->dir, "%s", real); /* fits: conf above is longer */
     /* Re-running init would replace the CA and lock every existing member
      * and client out of the cluster. */
     if (access(conf, F_OK) == 0) {
@@ -191,21 +181,41 @@ static int cli_cluster_init(cli_ctx *c) {
                         "directory or choose another --dir)",
                         conf);
     }
-    if (cli_init_pki(c, dir, replicas) != 0) {
+    if (cli_init_pki(c, out->dir, spec->replicas) != 0) {
         return CLI_EXIT_FAILED;
     }
     rep_cluster *cl = malloc(sizeof *cl);
     if (cl == NULL) {
         return cli_fail(c, CLI_EXIT_FAILED, "out of memory");
     }
-    cli_init_cluster(id, replicas, base, cl);
+    cli_init_cluster(out->id, spec->replicas, spec->base_port, cl);
     rc = rep_cluster_write(cl, conf);
     free(cl);
     if (rc != 0) {
         return cli_fail(c, CLI_EXIT_FAILED, "cannot write %s: %s", conf, tb_strerror(rc));
     }
-    cli_init_report(c, dir, id);
     return CLI_EXIT_OK;
+}
+
+static int cli_cluster_init(cli_ctx *c) {
+    static cli_cluster_made made; /* two paths: keep them off the stack */
+    cli_cluster_spec spec = {.cluster_id = cli_opt(c, "cluster-id"), .replicas_flag = "--replicas"};
+    int rc = cli_opt_u32(c, "replicas", UINT32_MAX, 0, &spec.replicas);
+    if (rc == CLI_EXIT_OK) {
+        rc = cli_opt_u32(c, "base-port", UINT16_MAX, CLI_BASE_PORT_DEFAULT, &spec.base_port);
+    }
+    if (rc != CLI_EXIT_OK) {
+        return rc;
+    }
+    if (spec.cluster_id != NULL && !rep_cluster_id_valid(spec.cluster_id)) {
+        return cli_usage_error(c, "--cluster-id must be 1-%d characters of A-Z a-z 0-9 . _ -",
+                               REP_CLUSTER_ID_BYTES_MAX - 1);
+    }
+    rc = cli_cluster_create(c, cli_opt(c, "dir"), &spec, &made);
+    if (rc == CLI_EXIT_OK) {
+        cli_init_report(c, made.dir, made.id);
+    }
+    return rc;
 }
 
 /* Names become directory names and certificate subjects: the state
@@ -225,7 +235,7 @@ static bool cli_identity_name_valid(const char *name) {
     return true;
 }
 
-static int cli_identity_issue(const cli_ctx *c, const char *dir, const char *name) {
+int cli_identity_issue(const cli_ctx *c, const char *ca_dir, const char *dir, const char *name) {
     char path[CLI_PATH_BYTES_MAX], idir[CLI_PATH_BYTES_MAX];
     EVP_PKEY *ca_key = NULL;
     X509 *ca_cert = NULL;
@@ -237,12 +247,12 @@ static int cli_identity_issue(const cli_ctx *c, const char *dir, const char *nam
         return cli_fail(c, CLI_EXIT_FAILED, "%s already exists; refusing to replace an identity",
                         path);
     }
-    if (!cli_join(path, sizeof path, dir, "ca-key.pem") ||
+    if (!cli_join(path, sizeof path, ca_dir, "ca-key.pem") ||
         (rc = proto_pki_load_key(path, &ca_key)) != 0 ||
-        !cli_join(path, sizeof path, dir, "ca.pem") ||
+        !cli_join(path, sizeof path, ca_dir, "ca.pem") ||
         (rc = proto_pki_load_cert(path, &ca_cert)) != 0) {
-        cli_fail(c, rc, "cannot read the CA's %s: %s (is --dir a directory made by cluster init?)",
-                 path, tb_strerror(rc));
+        cli_fail(c, rc, "cannot read the CA's %s: %s (is %s a directory made by cluster init?)",
+                 path, tb_strerror(rc), ca_dir);
         goto fail;
     }
     rc = cli_issue_identity(c, ca_key, ca_cert, dir, name, name, true);
@@ -267,7 +277,7 @@ static int cli_cluster_identity(cli_ctx *c) {
                                "operator, owner, node-agent",
                                roles_s);
     }
-    int rc = cli_identity_issue(c, dir, name);
+    int rc = cli_identity_issue(c, dir, dir, name);
     if (rc != CLI_EXIT_OK) {
         return rc;
     }

@@ -9,8 +9,8 @@
 #include "cmd/cli/cli.h"
 
 static const cli_cmd *const cli_tables[] = {
-    CLI_INIT_CMDS,  CLI_UP_CMDS,  CLI_STATUS_CMDS, CLI_OPS_CMDS,
-    CLI_QUERY_CMDS, CLI_LOG_CMDS, CLI_WATCH_CMDS,  CLI_VERIFY_CMDS,
+    CLI_INIT_CMDS, CLI_UP_CMDS,    CLI_STATUS_CMDS, CLI_OPS_CMDS,   CLI_QUERY_CMDS,
+    CLI_LOG_CMDS,  CLI_WATCH_CMDS, CLI_VERIFY_CMDS, CLI_BENCH_CMDS,
 };
 enum { CLI_TABLES = sizeof cli_tables / sizeof cli_tables[0] };
 

@@ -27,14 +27,6 @@ enum {
     CLI_PID_BYTES_MAX = 32,
 };
 
-typedef struct cli_replica {
-    uint32_t id;
-    char dir[CLI_PATH_BYTES_MAX], data[CLI_PATH_BYTES_MAX];
-    char pid_path[CLI_PATH_BYTES_MAX], log_path[CLI_PATH_BYTES_MAX];
-    pid_t pid;
-    bool started; /* by this run of up */
-} cli_replica;
-
 static uint64_t cli_now_ms(void) {
     struct timespec ts = {0};
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -209,7 +201,7 @@ static void cli_log_tail(const char *path) {
 
 /* Waits until replica r listens or dies. 0 listening, 1 died, 3 timed out. */
 static int cli_wait_listening(const cli_ctx *c, const rep_member *m, cli_replica *r,
-                              uint64_t deadline) {
+                              uint64_t timeout_ms, uint64_t deadline) {
     for (;;) {
         int status = 0;
         if (waitpid(r->pid, &status, WNOHANG) == r->pid) {
@@ -225,9 +217,9 @@ static int cli_wait_listening(const cli_ctx *c, const rep_member *m, cli_replica
         }
         if (cli_now_ms() >= deadline) {
             cli_fail(c, CLI_EXIT_UNREACHABLE,
-                     "replica %" PRIu32 " (pid %d) is not listening on %s:%u after %ld ms; it "
-                     "keeps running (see %s)",
-                     r->id, (int)r->pid, m->host, (unsigned)m->port, c->g->timeout_ms, r->log_path);
+                     "replica %" PRIu32 " (pid %d) is not listening on %s:%u after %" PRIu64
+                     " ms; it keeps running (see %s)",
+                     r->id, (int)r->pid, m->host, (unsigned)m->port, timeout_ms, r->log_path);
             return CLI_EXIT_UNREACHABLE;
         }
         cli_sleep_ms(CLI_POLL_MS);
@@ -246,10 +238,10 @@ static int cli_load_dir(const cli_ctx *c, const char *dir, char *conf, rep_clust
 }
 
 static int cli_up_start(const cli_ctx *c, const char *dir, const char *conf, const char *bin,
-                        cli_replica *rs, uint32_t n, uint32_t *running) {
+                        const char *level, FILE *report, cli_replica *rs, uint32_t n,
+                        uint32_t *running) {
     char key[CLI_PATH_BYTES_MAX];
     int rc = CLI_EXIT_OK;
-    const char *level = cli_opt(c, "log-level") ? cli_opt(c, "log-level") : "info";
     for (uint32_t i = 0; i < n; i++) {
         cli_replica *r = &rs[i];
         if (!cli_replica_paths(dir, i, r) || !cli_join(key, sizeof key, r->dir, "key.pem")) {
@@ -262,7 +254,10 @@ static int cli_up_start(const cli_ctx *c, const char *dir, const char *conf, con
         if (cli_pid_alive(old)) {
             /* up brings the cluster up: a running replica is already there,
              * so `up` after a crash restarts exactly the ones that died. */
-            printf("replica %" PRIu32 ": already running, pid %d\n", i, (int)old);
+            if (report != NULL) {
+                fprintf(report, "replica %" PRIu32 ": already running, pid %d\n", i, (int)old);
+            }
+            r->pid = old;
             (*running)++;
             continue;
         }
@@ -272,16 +267,10 @@ static int cli_up_start(const cli_ctx *c, const char *dir, const char *conf, con
     return rc;
 }
 
-static int cli_up(cli_ctx *c) {
+int cli_up_dir(const cli_ctx *c, const char *dir, const char *level, uint64_t timeout_ms,
+               FILE *report, cli_replica *rs, uint32_t *n) {
     static rep_cluster cl;
-    static cli_replica rs[REP_MEMBERS_MAX];
     char conf[CLI_PATH_BYTES_MAX], bin[CLI_PATH_BYTES_MAX];
-    const char *dir = cli_opt(c, "dir");
-    const char *level = cli_opt(c, "log-level");
-    if (level != NULL && strcmp(level, "error") && strcmp(level, "warn") && strcmp(level, "info") &&
-        strcmp(level, "debug")) {
-        return cli_usage_error(c, "--log-level \"%s\": expected error|warn|info|debug", level);
-    }
     int rc = cli_load_dir(c, dir, conf, &cl);
     if (rc != CLI_EXIT_OK) {
         return rc;
@@ -291,20 +280,25 @@ static int cli_up(cli_ctx *c) {
                         "twinbft-replica is neither next to this executable nor in PATH");
     }
     uint32_t running = 0;
-    rc = cli_up_start(c, dir, conf, bin, rs, cl.n, &running);
-    uint64_t deadline = cli_now_ms() + (uint64_t)c->g->timeout_ms;
+    memset(rs, 0, cl.n * sizeof *rs);
+    *n = cl.n;
+    rc = cli_up_start(c, dir, conf, bin, level, report, rs, cl.n, &running);
+    uint64_t deadline = cli_now_ms() + timeout_ms;
     uint32_t started = 0;
     for (uint32_t i = 0; i < cl.n; i++) {
         if (!rs[i].started) {
             continue;
         }
-        int wrc = cli_wait_listening(c, &cl.members[i], &rs[i], deadline);
+        int wrc = cli_wait_listening(c, &cl.members[i], &rs[i], timeout_ms, deadline);
         rc = rc == CLI_EXIT_OK ? wrc : rc;
         if (wrc == CLI_EXIT_OK) {
             started++;
-            printf("replica %" PRIu32 ": started, pid %d, listening on %s:%u (log %s)\n", i,
-                   (int)rs[i].pid, cl.members[i].host, (unsigned)cl.members[i].port,
-                   rs[i].log_path);
+            if (report != NULL) {
+                fprintf(report,
+                        "replica %" PRIu32 ": started, pid %d, listening on %s:%u (log %s)\n", i,
+                        (int)rs[i].pid, cl.members[i].host, (unsigned)cl.members[i].port,
+                        rs[i].log_path);
+            }
         }
     }
     if (started == 0 && running == 0 && rc == CLI_EXIT_OK) {
@@ -313,9 +307,21 @@ static int cli_up(cli_ctx *c) {
     return rc;
 }
 
-/* SIGTERM, up to --timeout for a clean exit, then SIGKILL. */
-static const char *cli_stop(const cli_ctx *c, pid_t pid) {
-    uint64_t deadline = cli_now_ms() + (uint64_t)c->g->timeout_ms;
+static int cli_up(cli_ctx *c) {
+    static cli_replica rs[REP_MEMBERS_MAX];
+    const char *level = cli_opt(c, "log-level");
+    uint32_t n = 0;
+    if (level != NULL && strcmp(level, "error") && strcmp(level, "warn") && strcmp(level, "info") &&
+        strcmp(level, "debug")) {
+        return cli_usage_error(c, "--log-level \"%s\": expected error|warn|info|debug", level);
+    }
+    return cli_up_dir(c, cli_opt(c, "dir"), level != NULL ? level : "info",
+                      (uint64_t)c->g->timeout_ms, stdout, rs, &n);
+}
+
+/* SIGTERM, up to timeout_ms for a clean exit, then SIGKILL. */
+static const char *cli_stop(pid_t pid, uint64_t timeout_ms) {
+    uint64_t deadline = cli_now_ms() + timeout_ms;
     if (kill(pid, SIGTERM) != 0) {
         return errno == ESRCH ? "stopped (it was exiting)" : "could not be signalled";
     }
@@ -335,10 +341,9 @@ static const char *cli_stop(const cli_ctx *c, pid_t pid) {
 
 /* Every replica is tried even when one cannot be stopped: leaving the
  * others running would be worse. */
-static int cli_down(cli_ctx *c) {
+int cli_down_dir(const cli_ctx *c, const char *dir, uint64_t timeout_ms, FILE *report) {
     static rep_cluster cl;
     char conf[CLI_PATH_BYTES_MAX];
-    const char *dir = cli_opt(c, "dir");
     cli_replica r;
     int rc = cli_load_dir(c, dir, conf, &cl);
     uint32_t n = rc == CLI_EXIT_OK ? cl.n : 0;
@@ -351,7 +356,7 @@ static int cli_down(cli_ctx *c) {
         if (pid > 0 && !cli_pid_alive(pid)) {
             what = "not running (stale pid file removed)";
         } else if (pid > 0) {
-            what = cli_stop(c, pid);
+            what = cli_stop(pid, timeout_ms);
         }
         if (strstr(what, "still") != NULL || strstr(what, "could not") != NULL) {
             rc = cli_fail(c, CLI_EXIT_FAILED, "replica %" PRIu32 " (pid %d) %s", i, (int)pid, what);
@@ -360,9 +365,15 @@ static int cli_down(cli_ctx *c) {
         if (pid > 0) {
             unlink(r.pid_path);
         }
-        printf("replica %" PRIu32 ": %s\n", i, what);
+        if (report != NULL) {
+            fprintf(report, "replica %" PRIu32 ": %s\n", i, what);
+        }
     }
     return rc;
+}
+
+static int cli_down(cli_ctx *c) {
+    return cli_down_dir(c, cli_opt(c, "dir"), (uint64_t)c->g->timeout_ms, stdout);
 }
 
 static const cli_flag cli_up_flags[] = {
