@@ -134,6 +134,7 @@ static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
 
 static void drive(daemon *d);
 static void schedule_drive(daemon *d);
+static void settle(daemon *d);
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len);
 
 /* The field number of a packed Message's first field, which is its kind
@@ -278,8 +279,9 @@ static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequ
             peers[n_peers++] = j;
         }
     }
+    settle(d);
     uint8_t app[PROTO_DIGEST_BYTES];
-    int rc = sm_digest(rep_storage_sm(d->storage), NULL, app); /* no write is pending */
+    int rc = sm_digest(rep_storage_sm(d->storage), NULL, app); /* settle: no write is pending */
     if (rc != 0) {
         logf_(d, 1, "status: the state machine's digest: %s", tb_strerror(rc));
     }
@@ -513,6 +515,16 @@ static void drive(daemon *d) {
     arm_timer(d);
 }
 
+/* Frames stepped this turn may have executed batches whose writes wait
+ * for the turn's commit. A reader of the state machine outside the core
+ * (status, metrics) finishes the turn first, so it sees committed state
+ * and no write is pending. */
+static void settle(daemon *d) {
+    if (d->drive_pending || pbft_node_has_ready(d->node)) {
+        drive(d);
+    }
+}
+
 static void on_drive(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     daemon *d = arg;
@@ -619,6 +631,7 @@ static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, s
 
 static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     daemon *d = ctx;
+    settle(d);
     s->id = d->opt.id;
     s->n = d->cluster.n;
     s->cluster_id = d->cluster.id;
@@ -635,8 +648,7 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
             s->peer[j] = tb_tls_link_get_stats(d->peers[j]);
         }
     }
-    /* Between cycles no write is pending (the event loop runs one thing at
-     * a time), so the digest needs no transaction. */
+    /* settle() above: no write is pending, so the digest needs no transaction. */
     if (sm_digest(rep_storage_sm(d->storage), NULL, s->app_digest) != 0) {
         memset(s->app_digest, 0, sizeof s->app_digest);
     }
