@@ -315,9 +315,18 @@ static int proto_ed25519_sign(EVP_MD_CTX *ctx, const uint8_t digest[PROTO_DIGEST
     return 0;
 }
 
+/* Ed25519 operations of this thread (proto_ed25519_stats). */
+static _Thread_local uint64_t proto_signs, proto_verifies;
+
+void proto_ed25519_stats(uint64_t *signs, uint64_t *verifies) {
+    *signs = proto_signs;
+    *verifies = proto_verifies;
+}
+
 int proto_sign_body(const proto_key *k, const uint8_t *body, size_t len,
                     uint8_t sig[PROTO_SIG_BYTES]) {
     int rc = TB_ERR_CRYPTO;
+    proto_signs++;
     uint8_t digest[PROTO_DIGEST_BYTES];
     proto_ctx_slot *slot = proto_slot_take(k->slot);
     proto_sign_digest(slot != NULL ? slot->hash : NULL, body, len, digest);
@@ -342,6 +351,7 @@ int proto_sign_body(const proto_key *k, const uint8_t *body, size_t len,
  * (slot != NULL), else with a fresh context. */
 static bool proto_verify_digest(const proto_pubkey *k, proto_ctx_slot *slot,
                                 const uint8_t digest[PROTO_DIGEST_BYTES], const uint8_t *sig) {
+    proto_verifies++;
     if (slot != NULL && proto_slot_ready(slot, k->pkey, false)) {
         return EVP_DigestVerify(slot->sig, sig, PROTO_SIG_BYTES, digest, PROTO_DIGEST_BYTES) == 1;
     }

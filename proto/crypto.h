@@ -74,4 +74,9 @@ void proto_verified_cache_stats(uint64_t *hits, uint64_t *misses);
 /* Forgets the calling thread's entries (the counts stay). For tests. */
 void proto_verified_cache_clear(void);
 
+/* The calling thread's Ed25519 operations since it started: signatures made
+ * and signatures verified (cache hits are not verifications). A replica is
+ * one thread, so these are its totals, exported as metrics. */
+void proto_ed25519_stats(uint64_t *signs, uint64_t *verifies);
+
 #endif

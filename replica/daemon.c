@@ -640,6 +640,7 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     pbft_node_status(d->node, &s->status);
     rep_storage_stats_get(d->storage, &s->storage);
     s->counters = d->counters;
+    proto_ed25519_stats(&s->counters.ed25519_signs, &s->counters.ed25519_verifies);
     s->client_links = (uint32_t)rep_clients_count(d->clients);
     s->listener = tb_tls_listener_get_stats(d->listener);
     for (uint32_t j = 0; j < d->cluster.n; j++) {

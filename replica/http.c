@@ -86,6 +86,10 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
     metric(b, "twinbft_answers_shed_total", "counter",
            "Queries and status requests dropped because the client was not reading its answers.",
            s->counters.answers_shed);
+    metric(b, "twinbft_ed25519_signs_total", "counter", "Ed25519 signatures made.",
+           s->counters.ed25519_signs);
+    metric(b, "twinbft_ed25519_verifies_total", "counter",
+           "Ed25519 signatures verified (each a full verification).", s->counters.ed25519_verifies);
     metric(b, "twinbft_storage_commits_total", "counter", "Durable LMDB commits.",
            s->storage.commits);
     metric(b, "twinbft_storage_records_written_total", "counter", "Consensus records put.",

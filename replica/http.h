@@ -35,7 +35,9 @@ typedef struct rep_counters {
     uint64_t queries_served;
     uint64_t pushes_sent;
     uint64_t status_served;
-    uint64_t answers_shed; /* queries and the like dropped: the client was not reading */
+    uint64_t answers_shed;  /* queries and the like dropped: the client was not reading */
+    uint64_t ed25519_signs; /* proto_ed25519_stats, read when the snapshot is taken */
+    uint64_t ed25519_verifies;
 } rep_counters;
 
 typedef struct rep_http_snapshot {

@@ -291,6 +291,31 @@ static uint64_t cache_misses(void) {
     return misses;
 }
 
+/* proto_ed25519_stats counts every signature made and every full
+ * verification, good or bad; a cache hit is not a verification. */
+START_TEST(test_ed25519_stats) {
+    static const uint8_t body[] = "counted";
+    uint8_t sig[PROTO_SIG_BYTES];
+    proto_key *k = key_from_byte(15);
+    proto_pubkey *pk = pub_of(k);
+    proto_verified_cache_clear();
+    uint64_t s0 = 0, v0 = 0, s = 0, v = 0;
+    proto_ed25519_stats(&s0, &v0);
+    ck_assert_int_eq(proto_sign_body(k, body, sizeof body, sig), 0);
+    ck_assert(proto_verify_body(pk, body, sizeof body, sig, sizeof sig));
+    sig[3] ^= 1;
+    ck_assert(!proto_verify_body(pk, body, sizeof body, sig, sizeof sig));
+    sig[3] ^= 1;
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig));
+    ck_assert(proto_verify_body_cached(pk, body, sizeof body, sig, sizeof sig)); /* a hit */
+    proto_ed25519_stats(&s, &v);
+    ck_assert_uint_eq(s - s0, 1);
+    ck_assert_uint_eq(v - v0, 3);
+    proto_pubkey_free(pk);
+    proto_key_free(k);
+}
+END_TEST
+
 /* The per-thread cache of verified signatures: a hit gives the answer a
  * verification gives; a bad signature is verified (and refused) every time,
  * never remembered; another key (even where a certificate would give it the
@@ -431,6 +456,7 @@ static Suite *crypto_suite(void) {
     tcase_add_test(tc, test_reused_contexts_match_fresh);
     tcase_add_test(tc, test_keys_shared_across_threads);
     tcase_add_test(tc, test_verified_cache);
+    tcase_add_test(tc, test_ed25519_stats);
     tcase_add_test(tc, test_pem_round_trip);
     tcase_add_test(tc, test_pem_errors);
     suite_add_tcase(s, tc);
