@@ -264,11 +264,13 @@ static int env_open(sm_store *s, const char *dir, const sm_options *opt) {
                                     opt->readers_max ? opt->readers_max : SM_READERS_DEFAULT);
     }
     /* MDB_NOTLS: checkpoints keep read transactions open on the thread that
-     * also writes. MDB_WRITEMAP: commits write dirty pages in place rather
-     * than copying each through write(2), which at a million twins is a
-     * third of the apply cost; it rules out nested transactions, which
-     * nothing here uses. Commits are still synced unless no_sync. */
-    unsigned flags = MDB_NOTLS | MDB_WRITEMAP | (opt->no_sync ? MDB_NOSYNC : 0);
+     * also writes. No MDB_WRITEMAP: with it each synced commit is an msync of
+     * the map plus write-protect faults and TLB flushes on every dirtied page;
+     * ordinary writes plus fdatasync cost a replica 40% less CPU per commit
+     * (twinbft bench, 4 replicas, 1 client: 2.68 -> 1.65 CPU-s per replica
+     * in 10 s) and a full disk is an error from write(2), not a SIGBUS.
+     * Commits are synced unless no_sync. */
+    unsigned flags = MDB_NOTLS | (opt->no_sync ? MDB_NOSYNC : 0);
     if (rc == 0) {
         rc = mdb_env_open(s->env, dir, flags, 0600);
     }
