@@ -73,6 +73,9 @@ typedef struct pbft_slot {
     size_t cc_batch_len;
     uint64_t cc_view;
     bool dirty; /* must be persisted in the next ready */
+    bool lazy;  /* dirty with nothing that needs a commit of its own: only an
+                 * accepted pre-prepare, which early votes never rely on
+                 * (normal.c); written with the next ready that commits */
 } pbft_slot;
 
 /* A checkpoint at one seq: ours (once executed) and peers' signed votes. */
@@ -184,8 +187,22 @@ struct pbft_node {
     uint64_t *fetch_served_at; /* [n] when we last answered each peer's FETCH */
     uint64_t *resent_at;       /* [n] when we last resent to each peer (its link opened) */
     uint64_t *nv_sent_at;      /* [n] when we last answered each peer's late VIEW-CHANGE */
-    bool replaying;            /* inside replay_future: do not start another */
-    bool replay_pending;       /* view or window moved: replay buffered messages at top level */
+    /* Early votes (pbft.h): the view of the last meta record handed out in
+     * a ready, durable once that ready advances; and the view a restart
+     * from storage abstains in. */
+    bool meta_out;          /* a meta record is in the current ready */
+    uint64_t meta_out_view; /* its view */
+    bool meta_out_in_vc;    /* and whether it was in a view change */
+    bool durable_known;     /* a meta record is durable */
+    uint64_t durable_view;  /* the view of the last durable meta record */
+    bool durable_in_vc;     /* it says: in a view change to durable_view */
+    bool restarted;         /* restored from stored records */
+    uint64_t abstain_view;  /* when restarted: the view it restarted in */
+    bool out_early;         /* messages queued now are early (out_msg) */
+    bool stopped;           /* pbft_node_stop: no more input; meta says clean */
+    bool restored_clean;    /* the stored meta record said clean_stop */
+    bool replaying;         /* inside replay_future: do not start another */
+    bool replay_pending;    /* view or window moved: replay buffered messages at top level */
 
     /* Records handed to pbft_node_restore_record, applied by restore_done. */
     struct pbft_restore *restore;
@@ -256,6 +273,11 @@ void accept_pre_prepare(pbft_node *node, pbft_slot *sl, uint64_t view, const uin
                         uint8_t *pp, size_t pp_len, const uint8_t *batch, size_t batch_len);
 void recheck_waiting(pbft_node *node);
 bool batch_bytes_ok(const pbft_node *node, const uint8_t *data, size_t len);
+/* Early votes: true when this replica must not vote PRE-PREPARE or PREPARE
+ * in view (it restarted in it and may have forgotten a vote); true from
+ * early_ok when a vote in view may go out before the ready's commit. */
+bool abstains(const pbft_node *node, uint64_t view);
+bool early_ok(const pbft_node *node, uint64_t view);
 void slot_progress(pbft_node *node, pbft_slot *sl);
 
 /* execute.c */

@@ -359,7 +359,15 @@ static void settle(pbft_node *node) {
     maybe_propose(node, false);
 }
 
+void pbft_node_stop(pbft_node *node) {
+    node->stopped = true;
+    meta_dirty(node); /* and with it every dirty slot, lazy ones too */
+}
+
 int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len) {
+    if (node->stopped) {
+        return TB_ERR_STATE;
+    }
     if (from == NULL || (from->is_client && from->client == NULL)) {
         node->dropped++;
         return TB_ERR_INVALID;
@@ -376,11 +384,17 @@ int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, 
 }
 
 void pbft_node_flush(pbft_node *node) {
+    if (node->stopped) {
+        return;
+    }
     settle(node);
     maybe_propose(node, true);
 }
 
 void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
+    if (node->stopped) {
+        return;
+    }
     if (now_ms > node->now) {
         node->now = now_ms;
     }
@@ -422,18 +436,34 @@ uint64_t pbft_node_next_deadline(const pbft_node *node) {
     return b < d ? b : d;
 }
 
-static size_t dirty_slots(const pbft_node *node) {
+/* Slots to persist before what they vouch for goes out (not lazy ones). */
+static size_t urgent_slots(const pbft_node *node) {
     size_t n = 0;
     for (uint32_t i = 0; i < node->cfg.log_window; i++) {
-        n += node->slots[i].dirty;
+        n += node->slots[i].dirty && !node->slots[i].lazy;
     }
     return n;
 }
 
-bool pbft_node_has_ready(const pbft_node *node) {
+/* Whether the next ready needs a durable commit: anything but early
+ * messages and lazy slots. Without one, the ready holds only the early
+ * messages, and lazy slots wait for a ready that commits. */
+static bool needs_commit(const pbft_node *node) {
     const pbft_out *o = &node->out;
-    return o->n_msgs || o->n_records || o->n_executed || o->n_stable || o->transferred ||
-           o->meta_dirty || dirty_slots(node) > 0;
+    if (o->n_records || o->n_executed || o->n_stable || o->transferred || o->meta_dirty ||
+        urgent_slots(node) > 0) {
+        return true;
+    }
+    for (size_t i = 0; i < o->n_msgs; i++) {
+        if (!o->msgs[i].early) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool pbft_node_has_ready(const pbft_node *node) {
+    return node->out.n_msgs > 0 || needs_commit(node);
 }
 
 static uint8_t *slot_record(const pbft_slot *s, size_t *len) {
@@ -466,6 +496,7 @@ static uint8_t *meta_record(const pbft_node *node, size_t *len) {
     r.executed = node->executed;
     r.last_timestamp_ms = node->last_ts;
     r.view_timeout_ms = node->vc_timeout;
+    r.clean_stop = node->stopped;
     Twinbft__Signed *proof[PBFT_REPLICAS_MAX];
     size_t np = 0;
     for (uint32_t i = 0; i < node->n; i++) {
@@ -488,13 +519,14 @@ static uint8_t *meta_record(const pbft_node *node, size_t *len) {
 }
 
 void pbft_node_ready(pbft_node *node, pbft_ready *rd) {
-    for (uint32_t i = 0; i < node->cfg.log_window; i++) {
+    bool commit = needs_commit(node);
+    for (uint32_t i = 0; i < node->cfg.log_window && commit; i++) {
         pbft_slot *s = &node->slots[i];
         if (s->dirty) {
             size_t len = 0;
             uint8_t *b = slot_record(s, &len);
             out_record(node, PBFT_REC_SLOT, s->seq, NULL, false, b, len);
-            s->dirty = false;
+            s->dirty = s->lazy = false;
         }
     }
     if (node->out.meta_dirty) {
@@ -502,6 +534,9 @@ void pbft_node_ready(pbft_node *node, pbft_ready *rd) {
         uint8_t *b = meta_record(node, &len);
         out_record(node, PBFT_REC_META, 0, NULL, false, b, len);
         node->out.meta_dirty = false;
+        node->meta_out = true;
+        node->meta_out_view = node->view;
+        node->meta_out_in_vc = node->in_vc;
     }
     pbft_out *o = &node->out;
     *rd = (pbft_ready){.records = o->records,
@@ -517,6 +552,13 @@ void pbft_node_ready(pbft_node *node, pbft_ready *rd) {
 }
 
 void pbft_node_advance(pbft_node *node, pbft_ready *rd) {
+    if (node->meta_out) {
+        /* The host committed this ready: its meta record is durable. */
+        node->meta_out = false;
+        node->durable_known = true;
+        node->durable_view = node->meta_out_view;
+        node->durable_in_vc = node->meta_out_in_vc;
+    }
     out_clear(&node->out);
     memset(rd, 0, sizeof *rd);
 }

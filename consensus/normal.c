@@ -38,8 +38,40 @@ static size_t unproposed(const pbft_node *node, bool *priority, uint64_t *oldest
     return n;
 }
 
+/* ---- early votes ----
+ *
+ * A PRE-PREPARE or PREPARE may leave before the commit of the ready that
+ * holds it (pbft.h), so that a request's path holds two synced commits (the
+ * prepared certificate before COMMIT, the execution before the reply)
+ * rather than four. The cost is memory: a replica that crashes between
+ * sending and committing does not know, after the restart, that it voted.
+ * Were it to accept another batch for the same (view, seq) -- a faulty
+ * primary offers one, or it is the primary and proposes anew -- it would
+ * have voted for two, which is the one thing a correct replica never does.
+ * So a replica that restarts from storage abstains in the view it restarts
+ * in: no proposal and no PREPARE there (a PREPARE it had stored with the
+ * pre-prepare is not lost, but it is not needed either: the quorum of the
+ * others suffices, and the next view change ends the abstention). A vote
+ * goes out early only in a view its storage already records as entered
+ * (NEW-VIEW done), so the view a replica restarts in is never below one it
+ * voted in early, and a new primary's NEW-VIEW always precedes its early
+ * proposals. COMMITs wait:
+ * a commit quorum is safe across view changes only because every member
+ * keeps its prepared certificate, and that must be durable first. A lone
+ * replica (n = 1) sends nothing and could not end an abstention with a view
+ * change, so neither applies to it. */
+bool abstains(const pbft_node *node, uint64_t view) {
+    return node->n > 1 && node->restarted && view == node->abstain_view &&
+           !PBFT_BUG(node, PBFT_BUG_NO_ABSTAIN);
+}
+
+bool early_ok(const pbft_node *node, uint64_t view) {
+    return node->n > 1 && node->durable_known && node->durable_view == view && !node->durable_in_vc;
+}
+
 static bool may_propose(const pbft_node *node) {
-    return !node->in_vc && primary_of(node, node->view) == node->cfg.self &&
+    return !node->in_vc && !abstains(node, node->view) &&
+           primary_of(node, node->view) == node->cfg.self &&
            node->next_seq <= node->h + node->cfg.log_window &&
            node->next_seq - 1 < node->executed + node->cfg.inflight_batches_max;
 }
@@ -178,7 +210,9 @@ void maybe_propose(pbft_node *node, bool flush) {
         accept_pre_prepare(node, sl, node->view, digest, sb, slen, batch, blen);
         sl->ts = ts;
         free(batch);
+        node->out_early = early_ok(node, node->view);
         send_pre_prepare(node, PBFT_TO_ALL, sl);
+        node->out_early = false;
         node->next_seq++;
         slot_progress(node, sl);
     }
@@ -202,6 +236,9 @@ void accept_pre_prepare(pbft_node *node, pbft_slot *sl, uint64_t view, const uin
     sl->batch = dup_bytes(batch, batch_len);
     sl->batch_len = batch_len;
     sl->ts = 0;
+    if (!sl->dirty) {
+        sl->lazy = true; /* see pbft_slot.lazy */
+    }
     sl->dirty = true;
 }
 
@@ -259,10 +296,15 @@ static bool timestamp_ok(pbft_node *node, uint64_t seq, uint64_t ts) {
 }
 
 static void send_prepare(pbft_node *node, pbft_slot *sl) {
+    if (abstains(node, sl->pp_view)) {
+        return; /* early votes: it may have voted here before a crash */
+    }
     size_t slen = 0;
     uint8_t *sb =
         sign_phase(node, TWINBFT__BODY__KIND_PREPARE, sl->pp_view, sl->seq, sl->digest, &slen);
+    node->out_early = early_ok(node, sl->pp_view);
     out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_PREPARE, sb, slen);
+    node->out_early = false;
     vote_set(&sl->prepares[node->cfg.self], sl->pp_view, sl->digest, sb, slen);
 }
 
@@ -545,6 +587,7 @@ void slot_progress(pbft_node *node, pbft_slot *sl) {
         sl->prepared = true;
         make_prepared_cert(node, sl);
         sl->dirty = true; /* durable before the commit that depends on it */
+        sl->lazy = false;
     }
     if (sl->prepared && !sl->sent_commit) {
         sl->sent_commit = true;
@@ -559,6 +602,7 @@ void slot_progress(pbft_node *node, pbft_slot *sl) {
             commit_quorum(node)) {
         make_committed_cert(node, sl);
         sl->dirty = true;
+        sl->lazy = false;
         try_execute(node);
     }
 }

@@ -55,7 +55,8 @@ void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Me
         (pbft_msg){.to = to,
                    .client = client ? (const char *)dup_bytes(client, strlen(client) + 1) : NULL,
                    .data = data,
-                   .len = len};
+                   .len = len,
+                   .early = node->out_early};
 }
 
 bool answer_allowed(const pbft_node *node, uint64_t *at) {

@@ -9,8 +9,20 @@
  *   1. persist: write every record in ready.records, together with whatever
  *      the application wrote while executing (pbft_app.execute is called
  *      from inside step/tick), in ONE durable commit;
- *   2. send: ready.msgs, in order, only after that commit is durable;
+ *   2. send: ready.msgs, in order, only after that commit is durable --
+ *      except those marked early, which may go out before it (and should:
+ *      they are what keeps synced commits off a request's critical path);
  *   3. call pbft_node_advance(node, &ready), which releases the ready.
+ *
+ * Early messages are a replica's PRE-PREPARE and PREPARE votes in a view
+ * that its storage already records. A replica that crashes after sending
+ * one and before the commit forgets that it voted; so a replica that
+ * restarts from stored records abstains in the view it restarts in: it
+ * proposes nothing and sends no PREPARE for a batch it had not stored,
+ * until the next view (consensus/normal.c, "early votes"). It can then
+ * never vote twice for one (view, seq). COMMIT, checkpoint, view-change
+ * and reply messages always wait for the commit: each vouches for state
+ * (a prepared certificate, an execution) that must survive a crash.
  * Nothing in a ready may be used after advance. ready.executed and
  * ready.stable report what happened (for observers, tests and metrics).
  *
@@ -111,6 +123,7 @@ enum pbft_bug {
     PBFT_BUG_NO_DEDUP = 1u << 2,         /* repeated client requests re-executed */
     PBFT_BUG_SKIP_CKPT_VERIFY = 1u << 3, /* state transfer trusts any checkpoint */
     PBFT_BUG_STALE_VIEW = 1u << 4,       /* accepts normal-case msgs of older views */
+    PBFT_BUG_NO_ABSTAIN = 1u << 5,       /* votes again after a restart in its view */
 };
 
 typedef struct pbft_config {
@@ -166,6 +179,7 @@ typedef struct pbft_msg {
     const char *client;
     const uint8_t *data;
     size_t len;
+    bool early; /* may be sent before this ready's commit (see the contract above) */
 } pbft_msg;
 
 /* A batch this node executed. */
@@ -241,6 +255,13 @@ void pbft_node_peer_connected(pbft_node *node, uint32_t peer);
  * that grow with load and no added delay for a lone request; one that
  * never calls it batches by batch_delay_ms alone. */
 void pbft_node_flush(pbft_node *node);
+
+/* A clean stop: the next ready records every accepted pre-prepare (lazy
+ * ones too) and marks the meta record clean, so that the replica, once
+ * restarted from those records, knows every vote it sent and need not
+ * abstain (early votes, above). After this the node takes no more input:
+ * step and tick do nothing. The host persists that ready and exits. */
+void pbft_node_stop(pbft_node *node);
 
 /* Advance time. Fires batching, request and view-change timers. */
 void pbft_node_tick(pbft_node *node, uint64_t now_ms);

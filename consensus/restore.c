@@ -59,6 +59,7 @@ static int apply_meta(pbft_node *node, const uint8_t *data, size_t len) {
     node->executed = m->executed;
     node->last_ts = m->last_timestamp_ms;
     node->vc_timeout = m->view_timeout_ms ? m->view_timeout_ms : node->cfg.view_timeout_ms;
+    node->restored_clean = m->clean_stop;
     twinbft__meta_record__free_unpacked(m, NULL);
     return 0;
 }
@@ -174,7 +175,7 @@ static int apply_slot(pbft_node *node, const uint8_t *data, size_t len) {
             twinbft__committed_cert__free_unpacked(cc, NULL);
         }
     }
-    sl->dirty = false;
+    sl->dirty = sl->lazy = false;
 done:
     twinbft__slot_record__free_unpacked(r, NULL);
     return rc;
@@ -270,6 +271,22 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
     /* Re-registering clients queued CLIENT records; they are stored already. */
     out_clear(&node->out);
     restore_derived(node);
+    /* Early votes (normal.c): it may have voted in this view and not stored
+     * the vote. Not when the stored meta record says it was changing views:
+     * early votes need a view entered (NEW-VIEW done) on disk, so none went
+     * out in this one. Nor after a clean stop (pbft_node_stop): the records
+     * hold every vote. */
+    node->restarted = !node->in_vc && !node->restored_clean;
+    node->abstain_view = node->view;
+    node->durable_known = true;
+    node->durable_view = node->view;
+    node->durable_in_vc = node->in_vc;
+    if (node->restored_clean) {
+        /* The stored record says clean until a new one says otherwise:
+         * no early vote before that one is durable (advance). */
+        node->durable_known = false;
+        meta_dirty(node);
+    }
     if (node->in_vc) {
         node->in_vc = false;
         start_view_change(node, node->view); /* re-send our VIEW-CHANGE */

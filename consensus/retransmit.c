@@ -44,7 +44,7 @@ static void resend_checkpoints(pbft_node *node, uint32_t peer) {
 }
 
 void pbft_node_peer_connected(pbft_node *node, uint32_t peer) {
-    if (peer >= node->n || peer == node->cfg.self ||
+    if (node->stopped || peer >= node->n || peer == node->cfg.self ||
         !answer_allowed(node, &node->resent_at[peer])) {
         return; /* a link that flaps on purpose gets one resend per interval */
     }

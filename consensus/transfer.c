@@ -245,6 +245,7 @@ static void install_committed(pbft_node *node, const Twinbft__CommittedCert *cc)
     sl->cc_batch_len = cc->batch.len;
     sl->cc_view = view;
     sl->dirty = true;
+    sl->lazy = false;
 }
 
 void on_fetch_reply(pbft_node *node, const Twinbft__FetchReply *r) {

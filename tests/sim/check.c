@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/frame.h"
 #include "proto/hex.h"
 #include "proto/tb_assert.h"
 
@@ -23,6 +24,7 @@ void sim_check_init(sim_check *ck, uint32_t n_replicas, uint32_t n_clients, uint
 }
 
 void sim_check_free(sim_check *ck) {
+    free(ck->votes);
     free(ck->seqs);
     free(ck->reqs);
     free(ck->last_exec);
@@ -185,6 +187,104 @@ void sim_check_app_execute(sim_check *ck, uint32_t r, uint64_t seq, const pbft_r
     }
     sim_check_seq *s = seq_at(ck, seq);
     digest_agree(ck, "agreement", "state", seq, &s->has_app, &s->app_by, s->app, r, digest);
+}
+
+/* ---- votes: no correct replica signs two digests for one (view, seq) ---- */
+
+static size_t vote_slot(const sim_check *ck, const sim_vote *v) {
+    uint64_t h = v->seq * 0x9e3779b97f4a7c15ull ^ v->view * 0xc2b2ae3d27d4eb4full ^
+                 ((uint64_t)v->replica << 8 | v->kind) * 0x165667b19e3779f9ull;
+    size_t i = (size_t)(h ^ h >> 29) & (ck->cap_votes - 1);
+    while (ck->votes[i].used &&
+           !(ck->votes[i].kind == v->kind && ck->votes[i].replica == v->replica &&
+             ck->votes[i].view == v->view && ck->votes[i].seq == v->seq)) {
+        i = (i + 1) & (ck->cap_votes - 1);
+    }
+    return i;
+}
+
+static void votes_grow(sim_check *ck) {
+    sim_vote *old = ck->votes;
+    size_t old_cap = ck->cap_votes;
+    ck->cap_votes = old_cap ? old_cap * 2 : 1024;
+    ck->votes = calloc(ck->cap_votes, sizeof *ck->votes);
+    TB_ASSERT(ck->votes != NULL);
+    for (size_t i = 0; i < old_cap; i++) {
+        if (old[i].used) {
+            ck->votes[vote_slot(ck, &old[i])] = old[i];
+        }
+    }
+    free(old);
+}
+
+static void check_vote(sim_check *ck, const sim_vote *v) {
+    if (2 * (ck->n_votes + 1) > ck->cap_votes) {
+        votes_grow(ck);
+    }
+    sim_vote *e = &ck->votes[vote_slot(ck, v)];
+    if (!e->used) {
+        *e = *v;
+        ck->n_votes++;
+        return;
+    }
+    if (memcmp(e->digest, v->digest, PROTO_DIGEST_BYTES) != 0) {
+        char a[17], b[17];
+        short_hex(e->digest, a);
+        short_hex(v->digest, b);
+        sim_check_violate(ck, "equivocation", v->seq, v->replica, NONE,
+                          "correct replica %u signed %s for view %" PRIu64 " seq %" PRIu64
+                          " with digest %s and again with %s",
+                          v->replica, v->kind == 1 ? "a PRE-PREPARE" : "a PREPARE", v->view, v->seq,
+                          a, b);
+    }
+}
+
+/* The Message's kind: its first field's number (every kind is a
+ * length-delimited field of the oneof), without unpacking the rest. */
+static uint32_t message_kind(const uint8_t *data, size_t len) {
+    uint64_t tag = 0;
+    for (size_t i = 0; i < len && i < 5; i++) {
+        tag |= (uint64_t)(data[i] & 0x7f) << (7 * i);
+        if ((data[i] & 0x80) == 0) {
+            return (tag & 7) == 2 ? (uint32_t)(tag >> 3) : 0;
+        }
+    }
+    return 0;
+}
+
+void sim_check_sent(sim_check *ck, uint32_t r, const uint8_t *data, size_t len) {
+    uint32_t kind = message_kind(data, len);
+    if (kind != TWINBFT__MESSAGE__KIND_PRE_PREPARE && kind != TWINBFT__MESSAGE__KIND_PREPARE) {
+        return;
+    }
+    Twinbft__Message *m = proto_message_unpack(data, len);
+    TB_ASSERT(m != NULL); /* a correct replica's own message */
+    const Twinbft__Signed *s = m->kind_case == TWINBFT__MESSAGE__KIND_PRE_PREPARE
+                                   ? (m->pre_prepare ? m->pre_prepare->pre_prepare : NULL)
+                                   : m->prepare;
+    Twinbft__Body *b = s ? twinbft__body__unpack(NULL, s->body.len, s->body.data) : NULL;
+    TB_ASSERT(b != NULL);
+    sim_vote v = {.used = true, .replica = r};
+    const ProtobufCBinaryData *d = NULL;
+    if (b->kind_case == TWINBFT__BODY__KIND_PRE_PREPARE) {
+        v.kind = 1, v.view = b->pre_prepare->view, v.seq = b->pre_prepare->seq;
+        d = &b->pre_prepare->digest;
+    } else if (b->kind_case == TWINBFT__BODY__KIND_PREPARE) {
+        v.kind = 2, v.view = b->prepare->view, v.seq = b->prepare->seq;
+        d = &b->prepare->digest;
+    }
+    TB_ASSERT(d != NULL && d->len == PROTO_DIGEST_BYTES);
+    memcpy(v.digest, d->data, PROTO_DIGEST_BYTES);
+    twinbft__body__free_unpacked(b, NULL);
+    twinbft__message__free_unpacked(m, NULL);
+    check_vote(ck, &v);
+}
+
+void sim_check_undo(sim_check *ck, uint32_t r, uint64_t durable_seq) {
+    TB_ASSERT(r < ck->n_replicas);
+    if (durable_seq < ck->last_exec[r]) {
+        ck->last_exec[r] = durable_seq;
+    }
 }
 
 bool sim_check_executed(sim_check *ck, uint32_t r, const pbft_executed *e) {

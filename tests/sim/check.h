@@ -49,8 +49,19 @@ typedef struct sim_violation {
     char detail[256];
 } sim_violation;
 
+/* A PRE-PREPARE or PREPARE a correct replica signed (see sim_check_vote). */
+typedef struct sim_vote {
+    bool used;
+    uint8_t kind; /* 1 pre-prepare, 2 prepare */
+    uint32_t replica;
+    uint64_t view, seq;
+    uint8_t digest[PROTO_DIGEST_BYTES];
+} sim_vote;
+
 typedef struct sim_check {
     uint32_t n_replicas, n_clients, n_requests;
+    sim_vote *votes; /* open addressing, by (replica, kind, view, seq) */
+    size_t cap_votes, n_votes;
     sim_check_seq *seqs; /* indexed by seq */
     size_t cap_seqs;
     sim_check_req *reqs; /* [client][number], numbers 1..n_requests */
@@ -75,6 +86,14 @@ void sim_check_app_execute(sim_check *ck, uint32_t r, uint64_t seq, const pbft_r
                            const uint8_t digest[PROTO_DIGEST_BYTES]);
 /* ready.executed of correct replica r. True when r is the first to report seq. */
 bool sim_check_executed(sim_check *ck, uint32_t r, const pbft_executed *e);
+/* A message correct replica r sends (packed Message): a PRE-PREPARE or
+ * PREPARE must never name another digest than one r signed before for the
+ * same view and seq -- not even across a crash (early votes, pbft.h). */
+void sim_check_sent(sim_check *ck, uint32_t r, const uint8_t *data, size_t len);
+/* Replica r crashed before the commit of what it had executed past
+ * durable_seq: those executions are undone (nothing of them went out), and
+ * it will execute them again, which must then agree with what it did. */
+void sim_check_undo(sim_check *ck, uint32_t r, uint64_t durable_seq);
 /* ready.stable of correct replica r. True when r is the first to report seq. */
 bool sim_check_stable(sim_check *ck, uint32_t r, uint64_t seq,
                       const uint8_t digest[PROTO_DIGEST_BYTES]);

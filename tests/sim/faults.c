@@ -201,6 +201,28 @@ static void crash_one(sim_world *w) {
     push(w, w->now_us + down, SIM_EV_RESTART, r->id, in->inst, 0);
 }
 
+/* One eligible commit in this many crashes right before it. */
+enum { COMMIT_CRASH_ONE_IN = 64 };
+
+uint64_t faults_commit_crash_due(sim_world *w, const sim_replica *r) {
+    if (!(w->faults & SIM_FAULT_CRASH) || w->healed || w->n == 1) {
+        return 0;
+    }
+    bool budget = w->n_byz + w->crashed_correct < w->f;
+    if (r->style == SIM_CORRECT && !budget) {
+        return 0;
+    }
+    if (sim_rng_below(&w->commit_crash_rng, COMMIT_CRASH_ONE_IN) != 0) {
+        return 0;
+    }
+    return sim_rng_range(&w->commit_crash_rng, 50 * MS, 3000 * MS);
+}
+
+void faults_restart_later(sim_world *w, const sim_replica *r, const sim_instance *in,
+                          uint64_t down_us) {
+    push(w, w->now_us + down_us, SIM_EV_RESTART, r->id, in->inst, 0);
+}
+
 /* ---- clock skew --------------------------------------------------------- */
 
 void faults_skew(sim_world *w, sim_replica *r) {

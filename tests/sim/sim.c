@@ -110,10 +110,34 @@ static uint32_t receivers(const sim_world *w, const sim_replica *r, const sim_in
     return k;
 }
 
-static void send_ready(sim_world *w, sim_replica *r, sim_instance *in, const pbft_ready *rd) {
+enum { SEND_ALL, SEND_EARLY };
+
+static bool has_early(const pbft_ready *rd) {
+    for (size_t i = 0; i < rd->n_msgs; i++) {
+        if (rd->msgs[i].early) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A ready with something to make durable (else the host skips the commit). */
+static bool commits(const pbft_ready *rd) {
+    return rd->n_records > 0 || rd->n_executed > 0 || rd->n_stable > 0 || rd->transferred;
+}
+
+/* Sends a ready's messages (SEND_ALL, in order) or only its early ones. */
+static void send_ready(sim_world *w, sim_replica *r, sim_instance *in, const pbft_ready *rd,
+                       int which) {
     uint32_t to[PBFT_REPLICAS_MAX];
     for (size_t i = 0; i < rd->n_msgs; i++) {
         const pbft_msg *m = &rd->msgs[i];
+        if (which == SEND_EARLY && !m->early) {
+            continue;
+        }
+        if (r->style == SIM_CORRECT) {
+            sim_check_sent(&w->check, r->id, m->data, m->len);
+        }
         uint32_t k = receivers(w, r, in, m, to);
         if (k == 0) {
             continue;
@@ -216,6 +240,21 @@ static void drive_cause(sim_world *w, sim_replica *r, sim_instance *in, const ch
         TB_ASSERT(rounds < DRIVE_ROUNDS_MAX);
         pbft_ready rd;
         pbft_node_ready(in->node, &rd);
+        /* 0. A crash may fall between the early messages and the commit. */
+        uint64_t down = has_early(&rd) && commits(&rd) ? faults_commit_crash_due(w, r) : 0;
+        if (down != 0) {
+            say(w,
+                "replica %u%s crashes after sending its early votes, before their commit (down "
+                "for %.0f ms)",
+                r->id, r->n_inst > 1 ? (in->inst ? "b" : "a") : "", (double)down / 1000.0);
+            send_ready(w, r, in, &rd, SEND_EARLY);
+            if (r->style == SIM_CORRECT) {
+                sim_check_undo(&w->check, r->id, in->executed);
+            }
+            world_crash(w, r, in); /* rd goes with the core */
+            faults_restart_later(w, r, in, down);
+            return;
+        }
         /* 1. persist: the records and the application state, one commit. */
         for (size_t i = 0; i < rd.n_records; i++) {
             sim_store_apply(&in->store, &rd.records[i]);
@@ -223,7 +262,7 @@ static void drive_cause(sim_world *w, sim_replica *r, sim_instance *in, const ch
         app_persist(w, in);
         in->store.commits++;
         /* 2. send, 3. report, 4. advance. */
-        send_ready(w, r, in, &rd);
+        send_ready(w, r, in, &rd, SEND_ALL);
         observe_ready(w, r, in, &rd);
         pbft_node_advance(in->node, &rd);
     }
@@ -661,6 +700,7 @@ static int world_setup(sim_world *w, const sim_options *opt) {
     w->end_us = UINT64_MAX;
     w->now_us = SIM_T0_US;
     sim_rng_seed(&w->rng, opt->seed);
+    sim_rng_seed(&w->commit_crash_rng, opt->seed ^ 0x636f6d6d69746372ull);
     sim_eventq_init(&w->q);
     sim_net_init(&w->net, w->n_ep, &w->rng, &w->q);
     int rc = sim_crypto_create(opt->seed, w->n, opt->ed25519, &w->crypto);

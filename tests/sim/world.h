@@ -98,6 +98,9 @@ typedef struct sim_world {
     sim_options opt;
     uint32_t n, f, n_ep;
     sim_rng rng;
+    /* Crashes between a ready's early messages and its commit: a stream of
+     * its own, so that seeds without such a crash keep their schedules. */
+    sim_rng commit_crash_rng;
     sim_eventq q;
     sim_net net;
     sim_crypto *crypto;
@@ -153,6 +156,13 @@ void faults_partition_end(sim_world *w, uint64_t id);
 void faults_heal(sim_world *w);
 void faults_twins_split(sim_world *w, sim_replica *r);
 void faults_skew(sim_world *w, sim_replica *r);
+/* Whether the instance is to crash now, after sending a ready's early
+ * messages and before its commit (the window early votes open,
+ * consensus/pbft.h): 0 if not, else for how long it stays down (us). The
+ * caller sends, crashes it, then calls faults_restart_later. */
+uint64_t faults_commit_crash_due(sim_world *w, const sim_replica *r);
+void faults_restart_later(sim_world *w, const sim_replica *r, const sim_instance *in,
+                          uint64_t down_us);
 
 /* trace.c */
 void trace_begin(sim_world *w);
