@@ -105,6 +105,13 @@ typedef struct pbft_pending {
     uint64_t arrival;    /* arrival order, for FIFO batching */
     uint64_t arrival_ms; /* for the batching delay */
     uint64_t proposed;   /* seq it was proposed at by us as primary, 0 if not */
+    /* The request this one replaced before we executed it (0: none). A
+     * client sends its next request once a quorum answered the last, so a
+     * replica behind the quorum may hold the next one while a batch still
+     * in flight names the last: that batch must not wait for it. */
+    uint64_t prev_number;
+    uint8_t *prev_op;
+    size_t prev_op_len;
 } pbft_pending;
 
 typedef struct pbft_buffered {

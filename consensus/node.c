@@ -151,6 +151,7 @@ void pbft_node_free(pbft_node *node) {
     for (size_t i = 0; i < node->n_pending; i++) {
         free(node->pending[i].client);
         free(node->pending[i].op);
+        free(node->pending[i].prev_op);
     }
     free(node->pending);
     for (size_t i = 0; i < node->n_future; i++) {

@@ -253,8 +253,11 @@ static bool requests_known(pbft_node *node, const Twinbft__Batch *b) {
             continue;
         }
         pbft_pending *p = pending_find(node, r->client);
-        if (p == NULL || p->number != r->number || p->op_len != r->op.len ||
-            memcmp(p->op, r->op.data, p->op_len) != 0) {
+        bool latest = p != NULL && p->number == r->number && p->op_len == r->op.len &&
+                      memcmp(p->op, r->op.data, p->op_len) == 0;
+        bool prev = p != NULL && p->prev_number == r->number && p->prev_op_len == r->op.len &&
+                    memcmp(p->prev_op, r->op.data, p->prev_op_len) == 0;
+        if (!latest && !prev) {
             return false;
         }
     }

@@ -106,11 +106,22 @@ pbft_pending *pending_find(pbft_node *node, const char *client) {
 void pending_remove_upto(pbft_node *node, const char *client, uint64_t number) {
     bool found = false;
     ptrdiff_t i = pending_index(node, client, &found);
-    if (!found || node->pending[i].number > number) {
+    if (!found) {
+        return;
+    }
+    pbft_pending *p = &node->pending[i];
+    if (p->number > number) {
+        if (p->prev_number != 0 && p->prev_number <= number) {
+            free(p->prev_op); /* executed: no batch can need it any more */
+            p->prev_op = NULL;
+            p->prev_op_len = 0;
+            p->prev_number = 0;
+        }
         return;
     }
     free(node->pending[i].client);
     free(node->pending[i].op);
+    free(node->pending[i].prev_op);
     memmove(&node->pending[i], &node->pending[i + 1],
             (node->n_pending - (size_t)i - 1) * sizeof *node->pending);
     node->n_pending--;
@@ -153,7 +164,11 @@ static void pending_put(pbft_node *node, const Twinbft__Request *r) {
         node->pending[i] =
             (pbft_pending){.client = (char *)dup_bytes(r->client, strlen(r->client) + 1)};
     } else {
-        free(node->pending[i].op);
+        pbft_pending *old = &node->pending[i];
+        free(old->prev_op);
+        old->prev_number = old->number; /* see pbft_pending.prev_number */
+        old->prev_op = old->op;
+        old->prev_op_len = old->op_len;
     }
     pbft_pending *p = &node->pending[i];
     p->number = r->number;

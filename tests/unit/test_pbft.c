@@ -634,6 +634,24 @@ START_TEST(test_restarted_primary_abstains_in_its_view) {
 }
 END_TEST
 
+/* A client sends its next request once a quorum has answered, so a backup
+ * behind the quorum can hold request 2 before the pre-prepare of request 1
+ * reaches it. That batch is still the client's own and must not wait: were
+ * two backups to wait, no batch would prepare until a view change. */
+START_TEST(test_batch_of_a_replaced_request_does_not_wait) {
+    setup(4);
+    submit("dan", 1, 4); /* proposed at seq 1; the pre-prepare stays queued */
+    submit("dan", 2, 4); /* every backup now holds dan's request 2 */
+    deliver_all();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 2);
+        ck_assert_uint_eq(C.apps[i].v[4], 2);
+        ck_assert_uint_eq(status(i).view, 0);
+    }
+    teardown();
+}
+END_TEST
+
 /* A clean stop (pbft_node_stop) stores every vote, the pre-prepare that
  * went out early included: the restarted primary knows what it proposed,
  * goes on in its view without abstaining, and no view change is needed. */
@@ -850,6 +868,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_restarted_primary_joins_the_new_view);
     tcase_add_test(tc, test_restarted_primary_abstains_in_its_view);
     tcase_add_test(tc, test_clean_stop_keeps_the_view);
+    tcase_add_test(tc, test_batch_of_a_replaced_request_does_not_wait);
     tcase_add_test(tc, test_resend_when_links_open);
     tcase_add_test(tc, test_new_view_relayed_after_primary_restart);
     tcase_add_test(tc, test_priority_first_in_batch);
