@@ -46,11 +46,25 @@ enum {
      * hold back the commit (and every reply behind it). */
     REP_TURN_FRAMES_MAX = 1024,
     REP_TURN_MS_MAX = 2,
+    /* Frames that arrive while a turn's commit waits for its early
+     * messages to be written are held, up to this many bytes; beyond it
+     * they are dropped (peers resend, clients retry). */
+    REP_HELD_BYTES_MAX = 64 * 1024 * 1024,
     /* Event priorities: links and timers run first; the group commit and
      * the links' coalesced writes run when nothing more is readable. */
     REP_PRIORITIES = 3,
     REP_PRIORITY_DRIVE = REP_PRIORITIES - 1,
 };
+
+/* A frame held while a commit is pending (see daemon.commit_pending). */
+typedef struct held_frame {
+    struct held_frame *next;
+    size_t len;
+    uint8_t *data; /* after the peer's name, in the same allocation */
+    char peer[];
+} held_frame;
+
+_Static_assert(REP_MEMBERS_MAX <= 64, "daemon.reconnected has a bit per replica");
 
 typedef struct daemon {
     rep_daemon_options opt;
@@ -59,6 +73,17 @@ typedef struct daemon {
     struct event *timer, *sig_term, *sig_int;
     struct event *drive_ev; /* the end of a turn: persist, send, advance */
     bool drive_pending;     /* drive_ev is active */
+    /* A turn in two halves (drive, then finish_commit): the ready is out
+     * and its early messages are written while commit_ev waits; the core
+     * is not touched until the commit is done. */
+    struct event *commit_ev;
+    bool commit_pending;
+    pbft_ready rd;
+    struct held_frame *held, **held_tail; /* frames that arrived meanwhile, in order */
+    size_t held_bytes;
+    uint64_t held_dropped;
+    bool tick_due;          /* the timer fired meanwhile */
+    uint64_t reconnected;   /* peers whose link opened meanwhile, one bit per id */
     uint32_t turn_frames;   /* frames stepped since the last drive */
     uint64_t turn_start_ms; /* when the first of them was */
     tb_tls_ctx *tls;
@@ -135,6 +160,7 @@ static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
 static void drive(daemon *d);
 static void schedule_drive(daemon *d);
 static void settle(daemon *d);
+static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size_t len);
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len);
 
 /* The field number of a packed Message's first field, which is its kind
@@ -424,9 +450,16 @@ static void send_to(tb_tls_link *link, const pbft_msg *m) {
     }
 }
 
-static void send_all(daemon *d, const pbft_ready *rd) {
+/* Sends the ready's messages that are early (or those that are not);
+ * returns how many there were. */
+static size_t send_all(daemon *d, const pbft_ready *rd, bool early) {
+    size_t n_sent = 0;
     for (size_t i = 0; i < rd->n_msgs; i++) {
         const pbft_msg *m = &rd->msgs[i];
+        if (m->early != early) {
+            continue;
+        }
+        n_sent++;
         if (m->to == PBFT_TO_CLIENT) {
             /* Every open link of the principal: any of them may be waiting. */
             rep_client_link *links[REP_PRINCIPAL_LINKS_MAX];
@@ -444,6 +477,7 @@ static void send_all(daemon *d, const pbft_ready *rd) {
             send_to(d->peers[m->to], m);
         }
     }
+    return n_sent;
 }
 
 static void arm_timer(daemon *d) {
@@ -474,54 +508,129 @@ static void log_view(daemon *d) {
     }
 }
 
+/* A ready with nothing to make durable (only messages). */
+static bool ready_is_messages(const pbft_ready *rd) {
+    return rd->n_records == 0 && rd->n_executed == 0 && rd->n_stable == 0 && !rd->transferred;
+}
+
+/* Steps what waited for the commit: held frames, a timer that fired, links
+ * that opened. The caller drives afterwards. */
+static void release_held(daemon *d) {
+    held_frame *h = d->held;
+    d->held = NULL;
+    d->held_tail = &d->held;
+    d->held_bytes = 0;
+    while (h != NULL) {
+        held_frame *next = h->next;
+        step_core_now(d, h->peer, h->data, h->len);
+        free(h);
+        h = next;
+    }
+    for (uint32_t j = 0; d->reconnected != 0 && j < d->cluster.n; j++) {
+        if (d->reconnected & ((uint64_t)1 << j)) {
+            pbft_node_peer_connected(d->node, j);
+        }
+    }
+    d->reconnected = 0;
+    if (d->tick_due) {
+        d->tick_due = false;
+        pbft_node_tick(d->node, now_ms());
+    }
+}
+
+/* The second half of a turn: the durable commit, the messages that wait
+ * for it, advance. */
+static void finish_commit(daemon *d) {
+    if (!d->commit_pending) {
+        return;
+    }
+    event_del(d->commit_ev);
+    pbft_ready *rd = &d->rd;
+    int rc = rep_storage_persist(d->storage, rd);
+    if (rc != 0) {
+        logf_(d, 0, "storage commit failed (%s): stopping, nothing more is sent", tb_strerror(rc));
+        d->failed = rc;
+        pbft_node_advance(d->node, rd);
+        d->commit_pending = false;
+        event_base_loopbreak(d->base);
+        return;
+    }
+    send_all(d, rd, false);
+    if (rd->transferred) {
+        drop_subscribers(d);
+    }
+    push_new(d);
+    d->counters.messages_sent += rd->n_msgs;
+    d->counters.batches_executed += rd->n_executed;
+    for (size_t i = 0; i < rd->n_executed; i++) {
+        d->counters.requests_executed += rd->executed[i].n_requests;
+    }
+    for (size_t i = 0; i < rd->n_stable; i++) {
+        logf_(d, 3, "checkpoint %" PRIu64 " stable", rd->stable[i].seq);
+    }
+    pbft_node_advance(d->node, rd);
+    d->commit_pending = false;
+    log_view(d);
+    release_held(d);
+}
+
 /* The core's contract: persist (one durable commit), then send, then
  * advance. Called at the end of a turn, so that one commit covers every
- * slot and phase the turn's frames produced. */
-static void drive(daemon *d) {
+ * slot and phase the turn's frames produced. Early messages (votes the
+ * core allows out before the commit, pbft.h) are handed to the links
+ * first; unless sync, the commit then waits for commit_ev, which has the
+ * lowest priority, so the loop writes them to the sockets (libevent defers
+ * link writes) and the peers work while this replica syncs. */
+static void drive_turn(daemon *d, bool sync) {
     if (d->drive_pending) {
         event_del(d->drive_ev);
         d->drive_pending = false;
     }
-    d->turn_frames = 0;
-    pbft_node_flush(d->node);
-    while (d->failed == 0 && pbft_node_has_ready(d->node)) {
-        pbft_ready rd;
-        pbft_node_ready(d->node, &rd);
-        int rc = rep_storage_persist(d->storage, &rd);
-        if (rc != 0) {
-            logf_(d, 0, "storage commit failed (%s): stopping, nothing more is sent",
-                  tb_strerror(rc));
-            d->failed = rc;
-            pbft_node_advance(d->node, &rd);
-            event_base_loopbreak(d->base);
-            return;
+    while (!d->commit_pending && d->failed == 0) {
+        d->turn_frames = 0;
+        pbft_node_flush(d->node);
+        if (!pbft_node_has_ready(d->node)) {
+            break;
         }
-        send_all(d, &rd);
-        if (rd.transferred) {
-            drop_subscribers(d);
+        pbft_node_ready(d->node, &d->rd);
+        size_t early = send_all(d, &d->rd, true);
+        if (early == d->rd.n_msgs && ready_is_messages(&d->rd)) {
+            /* Only early messages (lazy records wait in the core): no commit. */
+            d->counters.messages_sent += d->rd.n_msgs;
+            pbft_node_advance(d->node, &d->rd);
+            continue;
         }
-        push_new(d);
-        d->counters.messages_sent += rd.n_msgs;
-        d->counters.batches_executed += rd.n_executed;
-        for (size_t i = 0; i < rd.n_executed; i++) {
-            d->counters.requests_executed += rd.executed[i].n_requests;
+        d->commit_pending = true;
+        if (early > 0 && !sync) {
+            event_active(d->commit_ev, EV_TIMEOUT, 1);
+            return; /* on_commit finishes the turn and drives again */
         }
-        for (size_t i = 0; i < rd.n_stable; i++) {
-            logf_(d, 3, "checkpoint %" PRIu64 " stable", rd.stable[i].seq);
-        }
-        pbft_node_advance(d->node, &rd);
-        log_view(d);
+        finish_commit(d);
     }
-    arm_timer(d);
+    if (!d->commit_pending && d->failed == 0) {
+        arm_timer(d);
+    }
+}
+
+static void drive(daemon *d) {
+    drive_turn(d, false);
+}
+
+static void on_commit(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    daemon *d = arg;
+    finish_commit(d);
+    drive(d);
 }
 
 /* Frames stepped this turn may have executed batches whose writes wait
  * for the turn's commit. A reader of the state machine outside the core
- * (status, metrics) finishes the turn first, so it sees committed state
- * and no write is pending. */
+ * (status, metrics, shutdown) finishes the turn first, so it sees
+ * committed state and no write is pending. */
 static void settle(daemon *d) {
+    finish_commit(d);
     if (d->drive_pending || pbft_node_has_ready(d->node)) {
-        drive(d);
+        drive_turn(d, true);
     }
 }
 
@@ -554,6 +663,10 @@ static void schedule_drive(daemon *d) {
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     daemon *d = arg;
+    if (d->commit_pending) {
+        d->tick_due = true; /* release_held ticks once the commit is done */
+        return;
+    }
     pbft_node_tick(d->node, now_ms());
     drive(d);
 }
@@ -562,6 +675,12 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
     (void)what;
     daemon *d = arg;
     logf_(d, 2, "signal %d: shutting down", (int)sig);
+    settle(d); /* what was decided is durable (and its replies out) before we go */
+    if (d->failed == 0) {
+        /* A clean stop: every vote on disk, so the restart need not abstain. */
+        pbft_node_stop(d->node);
+        settle(d);
+    }
     event_base_loopexit(d->base, NULL);
 }
 
@@ -574,8 +693,12 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         logf_(d, 2, "link with %s open", peer);
         if (link == d->peers[j]) {
             /* Our own link to j: what we sent while it was down is lost. */
-            pbft_node_peer_connected(d->node, j);
-            schedule_drive(d);
+            if (d->commit_pending) {
+                d->reconnected |= (uint64_t)1 << j; /* release_held tells the core */
+            } else {
+                pbft_node_peer_connected(d->node, j);
+                schedule_drive(d);
+            }
         }
         return;
     }
@@ -603,7 +726,39 @@ static void on_close(tb_tls_link *link, const char *reason, void *arg) {
     }
 }
 
+/* While a commit is pending the core is not touched: the frame waits. */
+static void hold_frame(daemon *d, const char *peer, const uint8_t *data, size_t len) {
+    size_t name_len = strlen(peer) + 1;
+    held_frame *h = NULL;
+    if (d->held_bytes + len <= REP_HELD_BYTES_MAX) {
+        h = malloc(sizeof *h + name_len + len);
+    }
+    if (h == NULL) {
+        d->held_dropped++;
+        logf_(d, 3, "dropped a frame from %s: %zu bytes already wait for a commit", peer,
+              d->held_bytes);
+        return;
+    }
+    memcpy(h->peer, peer, name_len);
+    h->data = (uint8_t *)h->peer + name_len;
+    memcpy(h->data, data, len);
+    h->len = len;
+    h->next = NULL;
+    *d->held_tail = h;
+    d->held_tail = &h->next;
+    d->held_bytes += len;
+}
+
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len) {
+    if (d->commit_pending) {
+        hold_frame(d, peer, data, len);
+        return;
+    }
+    step_core_now(d, peer, data, len);
+    schedule_drive(d);
+}
+
+static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size_t len) {
     pbft_from from = {.is_client = true, .client = peer};
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
@@ -613,7 +768,6 @@ static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t l
     if (rc != 0) {
         logf_(d, 3, "dropped a message from %s: %s", peer, tb_strerror(rc));
     }
-    schedule_drive(d);
 }
 
 static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
@@ -802,8 +956,11 @@ static int start(daemon *d) {
         event_base_priority_init(d->base, REP_PRIORITIES) != 0) {
         return TB_ERR_NOMEM;
     }
+    d->held_tail = &d->held;
     d->drive_ev = event_new(d->base, -1, 0, on_drive, d);
-    if (d->drive_ev == NULL || event_priority_set(d->drive_ev, REP_PRIORITY_DRIVE) != 0) {
+    d->commit_ev = event_new(d->base, -1, 0, on_commit, d);
+    if (d->drive_ev == NULL || event_priority_set(d->drive_ev, REP_PRIORITY_DRIVE) != 0 ||
+        d->commit_ev == NULL || event_priority_set(d->commit_ev, REP_PRIORITY_DRIVE) != 0) {
         return TB_ERR_NOMEM;
     }
     d->timer = evtimer_new(d->base, on_timer, d);
@@ -829,6 +986,20 @@ static void stop(daemon *d) {
     if (d->drive_ev) {
         event_free(d->drive_ev);
     }
+    if (d->commit_ev) {
+        event_free(d->commit_ev);
+    }
+    if (d->commit_pending) {
+        /* Stopped on a failure with a commit pending: like a crash after
+         * the early messages, which the core allows (pbft.h). */
+        pbft_node_advance(d->node, &d->rd);
+        d->commit_pending = false;
+    }
+    for (held_frame *h = d->held, *next = NULL; h != NULL; h = next) {
+        next = h->next;
+        free(h);
+    }
+    d->held = NULL;
     if (d->sig_term) {
         event_free(d->sig_term);
     }
