@@ -88,3 +88,14 @@ Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len) {
     }
     return m;
 }
+
+uint32_t proto_message_kind_peek(const uint8_t *data, size_t len) {
+    uint64_t tag = 0;
+    for (size_t i = 0; i < len && i < 5; i++) {
+        tag |= (uint64_t)(data[i] & 0x7f) << (7 * i);
+        if ((data[i] & 0x80) == 0) {
+            return (tag & 7) == 2 ? (uint32_t)(tag >> 3) : 0;
+        }
+    }
+    return 0;
+}

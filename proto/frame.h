@@ -30,5 +30,9 @@ int proto_frame_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
  * no kind we know, or on len above the maximum (then nothing is read). Free
  * with twinbft__message__free_unpacked(m, NULL). */
 Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len);
+/* The field number of a packed Message's first field, which is its kind
+ * (Message is a single oneof), or 0 when the bytes do not start with a
+ * length-delimited field. Lets a Request reach the core undecoded. */
+uint32_t proto_message_kind_peek(const uint8_t *data, size_t len);
 
 #endif

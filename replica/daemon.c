@@ -163,20 +163,6 @@ static void settle(daemon *d);
 static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size_t len);
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len);
 
-/* The field number of a packed Message's first field, which is its kind
- * (Message is a single oneof), or 0 when the bytes do not start with a
- * length-delimited field. Lets a Request reach the core undecoded. */
-static uint32_t kind_peek(const uint8_t *data, size_t len) {
-    uint64_t tag = 0;
-    for (size_t i = 0; i < len && i < 5; i++) {
-        tag |= (uint64_t)(data[i] & 0x7f) << (7 * i);
-        if ((data[i] & 0x80) == 0) {
-            return (tag & 7) == 2 ? (uint32_t)(tag >> 3) : 0;
-        }
-    }
-    return 0;
-}
-
 static bool served_here(uint32_t kind) {
     return kind == TWINBFT__MESSAGE__KIND_QUERY || kind == TWINBFT__MESSAGE__KIND_STATUS_REQUEST ||
            kind == TWINBFT__MESSAGE__KIND_SUBSCRIBE;
@@ -413,7 +399,7 @@ static void serve(daemon *d, tb_tls_link *link, const char *peer, const uint8_t 
     }
     /* A Subscribe is never shed: its round is bounded by itself (push_kept)
      * and a subscriber whose Subscribe went unanswered would wait forever. */
-    if (kind_peek(data, len) != TWINBFT__MESSAGE__KIND_SUBSCRIBE &&
+    if (proto_message_kind_peek(data, len) != TWINBFT__MESSAGE__KIND_SUBSCRIBE &&
         tb_tls_link_output_bytes(link) > REP_CLIENT_OUTPUT_BYTES_MAX) {
         d->counters.answers_shed++;
         logf_(d, 3, "%s has %zu bytes of answers waiting: request dropped", peer,
@@ -774,7 +760,7 @@ static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, s
                      void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
-    if (!replica_of(d, peer, &j) && served_here(kind_peek(data, len))) {
+    if (!replica_of(d, peer, &j) && served_here(proto_message_kind_peek(data, len))) {
         serve(d, link, peer, data, len);
     } else {
         step_core(d, peer, data, len); /* Requests are decoded once, by the core */

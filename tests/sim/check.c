@@ -239,21 +239,8 @@ static void check_vote(sim_check *ck, const sim_vote *v) {
     }
 }
 
-/* The Message's kind: its first field's number (every kind is a
- * length-delimited field of the oneof), without unpacking the rest. */
-static uint32_t message_kind(const uint8_t *data, size_t len) {
-    uint64_t tag = 0;
-    for (size_t i = 0; i < len && i < 5; i++) {
-        tag |= (uint64_t)(data[i] & 0x7f) << (7 * i);
-        if ((data[i] & 0x80) == 0) {
-            return (tag & 7) == 2 ? (uint32_t)(tag >> 3) : 0;
-        }
-    }
-    return 0;
-}
-
 void sim_check_sent(sim_check *ck, uint32_t r, const uint8_t *data, size_t len) {
-    uint32_t kind = message_kind(data, len);
+    uint32_t kind = proto_message_kind_peek(data, len);
     if (kind != TWINBFT__MESSAGE__KIND_PRE_PREPARE && kind != TWINBFT__MESSAGE__KIND_PREPARE) {
         return;
     }
