@@ -48,7 +48,7 @@ void sim_app_image_free(sim_app_image *im);
 void sim_app_image_copy(sim_app_image *dst, const sim_app_image *src);
 
 /* Told about every execute (the requests, their results and the state
- * digest after the batch) and every successful restore (the digest of the
+ * digest after the batch, NULL when replayed) and every successful restore (the digest of the
  * installed state). */
 typedef struct sim_app_observer {
     void *ctx;

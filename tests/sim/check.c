@@ -185,8 +185,10 @@ void sim_check_app_execute(sim_check *ck, uint32_t r, uint64_t seq, const pbft_r
     for (size_t i = 0; i < n && !ck->v.set; i++) {
         check_request(ck, r, seq, &reqs[i], &results[i]);
     }
-    sim_check_seq *s = seq_at(ck, seq);
-    digest_agree(ck, "agreement", "state", seq, &s->has_app, &s->app_by, s->app, r, digest);
+    if (digest != NULL) {
+        sim_check_seq *s = seq_at(ck, seq);
+        digest_agree(ck, "agreement", "state", seq, &s->has_app, &s->app_by, s->app, r, digest);
+    }
 }
 
 /* ---- votes: no correct replica signs two digests for one (view, seq) ---- */

@@ -80,7 +80,8 @@ int sim_client_index(const char *name, uint32_t n_clients);
 void sim_check_issued(sim_check *ck, uint32_t client, uint64_t number, const uint8_t *op,
                       size_t len);
 /* The application of correct replica r executed one batch (from app.c's
- * observer); digest is the state after it. */
+ * observer); digest is the state after it, or NULL for a batch replayed
+ * from the history (its state was already committed before a crash). */
 void sim_check_app_execute(sim_check *ck, uint32_t r, uint64_t seq, const pbft_request *reqs,
                            size_t n, const pbft_result *results,
                            const uint8_t digest[PROTO_DIGEST_BYTES]);
