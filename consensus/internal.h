@@ -306,6 +306,7 @@ void state_digest(const uint8_t app[PROTO_DIGEST_BYTES], const uint8_t clients[P
 
 /* view_change.c */
 void start_view_change(pbft_node *node, uint64_t view);
+void view_change_timeout(pbft_node *node);
 void nudge_primary(pbft_node *node, uint64_t view);
 void note_later_view(pbft_node *node, uint32_t from, uint64_t view);
 void on_view_change(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,

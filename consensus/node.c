@@ -400,8 +400,7 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
         node->now = now_ms;
     }
     if (node->in_vc && node->vc_deadline != 0 && node->now >= node->vc_deadline) {
-        /* PBFT 4.5.2: the new primary did not deliver in time; try the next view. */
-        start_view_change(node, node->view + 1);
+        view_change_timeout(node);
     }
     if (node->req_deadline != 0 && node->now >= node->req_deadline) {
         if (!node->req_fetched) {

@@ -288,6 +288,31 @@ void start_view_change(pbft_node *node, uint64_t view) {
     try_new_view(node);
 }
 
+/* PBFT 4.5.2: the new primary did not deliver in time. Try the next view
+ * only if a quorum is changing to this one (2f+1 VIEW-CHANGEs, ours among
+ * them): then its primary is what failed. Without a quorum the fault may
+ * be ours (cut off, restarted, a clock gone wrong), and climbing views
+ * alone would strand us above the view the others run in, with no fault
+ * margin left for them until they climbed as high. So stay, and show our
+ * VIEW-CHANGE again: peers that missed it count it (and f+1 of them pull
+ * the rest along, maybe_join), and once the others change view for their
+ * own reasons we are already there. */
+void view_change_timeout(pbft_node *node) {
+    uint32_t support = 0;
+    for (uint32_t i = 0; i < node->n; i++) {
+        support += node->vcs[i].has && node->vcs[i].view == node->view;
+    }
+    if (support >= node->q) {
+        start_view_change(node, node->view + 1);
+        return;
+    }
+    node->vc_deadline = node->now + node->vc_timeout;
+    const pbft_vote *own = &node->vcs[node->cfg.self];
+    if (own->has && own->view == node->view) {
+        out_signed(node, PBFT_TO_ALL, TWINBFT__MESSAGE__KIND_VIEW_CHANGE, own->sbytes, own->slen);
+    }
+}
+
 /* Unpacks the stored VIEW-CHANGEs for the current view, at most q of them,
  * lowest replica ids first (ours always included). */
 static size_t collect_vcs(pbft_node *node, Twinbft__Signed **ss, Twinbft__Body **bodies) {

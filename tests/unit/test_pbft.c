@@ -114,6 +114,7 @@ static struct {
     uint32_t ids[NMAX];
     bool down[NMAX];
     bool mute[NMAX]; /* everything it sends is lost */
+    bool deaf[NMAX]; /* everything sent to it is lost */
     rec recs[NMAX][RECMAX];
     size_t n_recs[NMAX];
     pkt q[QMAX];
@@ -290,7 +291,7 @@ static void deliver_all(void) {
                 m->kind_case = TWINBFT__MESSAGE__KIND__NOT_SET;
             }
             twinbft__message__free_unpacked(m, NULL);
-        } else if (!C.down[p.to]) {
+        } else if (!C.down[p.to] && !C.deaf[p.to]) {
             pbft_from from = {.is_client = false, .replica = p.from};
             pbft_node_step(C.node[p.to], &from, p.data, p.len);
             drain(p.to);
@@ -853,6 +854,44 @@ START_TEST(test_single_replica_no_view_change) {
 }
 END_TEST
 
+/* PBFT 4.5.2: a replica cut off from the others times out and asks for
+ * view 1, but with no quorum behind that view it does not climb further
+ * on its own timers (it used to reach view 6 in 10 s, found by review).
+ * Once the others change view for their own reason, it is already there
+ * and the four run the new view together. */
+START_TEST(test_isolated_replica_does_not_climb_alone) {
+    setup(4);
+    C.mute[3] = C.deaf[3] = true;
+    submit("kim", 1, 7); /* replica 3 holds it but never sees it ordered */
+    deliver_all();
+    tick(5000);
+    pbft_status st = status(3);
+    ck_assert_uint_eq(st.view, 1);
+    ck_assert(st.in_view_change);
+    for (uint32_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq(status(i).view, 0);
+        ck_assert_uint_eq(C.executed[i], 1);
+    }
+    C.mute[3] = C.deaf[3] = false; /* healed: the others keep view 0 */
+    tick(1000);
+    ck_assert_uint_eq(status(0).view, 0);
+    ck_assert_uint_eq(status(3).view, 1);
+    C.mute[0] = true; /* the primary of view 0 fails: the others move to 1 */
+    submit("lou", 1, 6);
+    deliver_all();
+    tick(2000);
+    for (uint32_t i = 1; i < 4; i++) {
+        st = status(i);
+        ck_assert_uint_eq(st.view, 1);
+        ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.executed[i], 2);
+        ck_assert_uint_eq(C.apps[i].v[7], 1);
+        ck_assert_uint_eq(C.apps[i].v[6], 1);
+    }
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -875,6 +914,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_unseen_request_vouched_by_f_plus_1);
     tcase_add_test(tc, test_single_replica);
     tcase_add_test(tc, test_single_replica_no_view_change);
+    tcase_add_test(tc, test_isolated_replica_does_not_climb_alone);
     suite_add_tcase(s, tc);
     return s;
 }
