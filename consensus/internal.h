@@ -189,6 +189,7 @@ struct pbft_node {
 
     pbft_out out;
     uint64_t dropped;
+    uint64_t votes_redundant;  /* votes beyond a quorum, dropped unverified */
     uint64_t oversize;         /* outgoing messages too large for a frame */
     size_t *future_bytes;      /* [n] bytes buffered per sender */
     uint64_t *fetch_served_at; /* [n] when we last answered each peer's FETCH */

@@ -573,6 +573,7 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     st->next_seq = node->next_seq;
     st->view_changes = node->view_changes;
     st->dropped = node->dropped;
+    st->votes_redundant = node->votes_redundant;
     for (size_t i = 0; i < node->n_ckpts; i++) {
         const pbft_ckpt *c = &node->ckpts[i];
         if (c->own && c->seq >= st->state_digest_seq) {

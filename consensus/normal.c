@@ -449,9 +449,37 @@ void recheck_waiting(pbft_node *node) {
 
 /* ---- prepares and commits ---- */
 
+/* A vote for a slot that already holds what votes of its kind build in
+ * that view (a prepared certificate, a committed one) changes nothing:
+ * drop it before paying for its signature. Only its unverified body is
+ * read, and only to drop it, so a forged one can cost nothing but itself.
+ * With n = 4 this is one PREPARE and one COMMIT per batch at each replica,
+ * the ones beyond the quorum. */
+static bool vote_redundant(const pbft_node *node, const Twinbft__Signed *s, bool is_commit) {
+    Twinbft__Body *b = twinbft__body__unpack(NULL, s->body.len, s->body.data);
+    if (b == NULL) {
+        return false; /* verify_signed drops it, and counts it */
+    }
+    bool redundant = false;
+    const Twinbft__Commit *c = b->kind_case == TWINBFT__BODY__KIND_COMMIT ? b->commit : NULL;
+    const Twinbft__Prepare *p = b->kind_case == TWINBFT__BODY__KIND_PREPARE ? b->prepare : NULL;
+    if ((is_commit && c != NULL) || (!is_commit && p != NULL)) {
+        uint64_t view = c ? c->view : p->view, seq = c ? c->seq : p->seq;
+        const pbft_slot *sl = &node->slots[seq % node->cfg.log_window];
+        redundant = seq > node->h && sl->seq == seq && sl->has_pp && sl->pp_view == view &&
+                    view == node->view && (is_commit ? sl->cc != NULL : sl->prepared);
+    }
+    twinbft__body__free_unpacked(b, NULL);
+    return redundant;
+}
+
 static void on_vote(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s,
                     const uint8_t *raw, size_t raw_len, bool is_commit) {
     Twinbft__Body *body = NULL;
+    if (s != NULL && s->signer == from->replica && vote_redundant(node, s, is_commit)) {
+        node->votes_redundant++;
+        return;
+    }
     if (s == NULL || s->signer != from->replica || verify_signed(node, s, &body) != 0) {
         node->dropped++;
         return;

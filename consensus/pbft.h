@@ -220,6 +220,7 @@ typedef struct pbft_status {
     uint64_t next_seq;                        /* primary: next seq to assign */
     uint64_t view_changes;                    /* views entered since start */
     uint64_t dropped;                         /* invalid messages dropped */
+    uint64_t votes_redundant;                 /* votes beyond a quorum, dropped unverified */
     uint8_t state_digest[PROTO_DIGEST_BYTES]; /* digest of the last own checkpoint */
     uint64_t state_digest_seq;
 } pbft_status;

@@ -71,6 +71,9 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            st->view_changes);
     metric(b, "twinbft_messages_invalid_total", "counter", "Invalid messages dropped.",
            st->dropped);
+    metric(b, "twinbft_votes_redundant_total", "counter",
+           "PREPARE and COMMIT votes beyond a quorum, dropped before their signature was checked.",
+           st->votes_redundant);
     metric(b, "twinbft_batches_executed_total", "counter", "Batches executed since start.",
            s->counters.batches_executed);
     metric(b, "twinbft_requests_executed_total", "counter", "Requests executed since start.",
