@@ -189,7 +189,10 @@ struct pbft_node {
 
     pbft_out out;
     uint64_t dropped;
-    uint64_t votes_redundant;  /* votes beyond a quorum, dropped unverified */
+    uint64_t votes_redundant; /* votes beyond a quorum, dropped unverified */
+    pbft_vc_cause vc_cause;   /* why the latest view change started */
+    char vc_request_client[PBFT_CLIENT_NAME_BYTES_MAX];
+    uint64_t vc_request_number, vc_request_waited_ms;
     uint64_t oversize;         /* outgoing messages too large for a frame */
     size_t *future_bytes;      /* [n] bytes buffered per sender */
     uint64_t *fetch_served_at; /* [n] when we last answered each peer's FETCH */

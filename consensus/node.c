@@ -392,6 +392,44 @@ void pbft_node_flush(pbft_node *node) {
     maybe_propose(node, true);
 }
 
+const char *pbft_vc_cause_text(pbft_vc_cause cause) {
+    switch (cause) {
+    case PBFT_VC_REQUEST_TIMEOUT:
+        return "a request waited too long: it suspects the primary";
+    case PBFT_VC_NEW_VIEW_TIMEOUT:
+        return "a quorum changed view and the new primary did not deliver NEW-VIEW in time";
+    case PBFT_VC_PEERS_ASKED:
+        return "f+1 peers asked for a later view";
+    case PBFT_VC_LATER_VIEW:
+        return "f+1 peers were seen working in a later view";
+    case PBFT_VC_RESTART:
+        return "restarted during a view change";
+    case PBFT_VC_NONE:
+        break;
+    }
+    return "none";
+}
+
+/* For the log line of a view change on a request timeout: which request
+ * the primary did not get executed (the oldest one held). */
+static void note_oldest_request(pbft_node *node) {
+    const pbft_pending *old = NULL;
+    for (size_t i = 0; i < node->n_pending; i++) {
+        if (old == NULL || node->pending[i].arrival < old->arrival) {
+            old = &node->pending[i];
+        }
+    }
+    node->vc_request_client[0] = '\0';
+    node->vc_request_number = node->vc_request_waited_ms = 0;
+    if (old != NULL) {
+        size_t len = strnlen(old->client, sizeof node->vc_request_client - 1);
+        memcpy(node->vc_request_client, old->client, len);
+        node->vc_request_client[len] = '\0';
+        node->vc_request_number = old->number;
+        node->vc_request_waited_ms = node->now > old->arrival_ms ? node->now - old->arrival_ms : 0;
+    }
+}
+
 void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
     if (node->stopped) {
         return;
@@ -409,6 +447,8 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
             node->req_deadline = node->now + node->cfg.request_timeout_ms;
             start_fetch(node);
         } else if (!node->in_vc) {
+            note_oldest_request(node);
+            node->vc_cause = PBFT_VC_REQUEST_TIMEOUT;
             start_view_change(node, node->view + 1);
         } else {
             node->req_deadline = 0;
@@ -574,6 +614,10 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     st->view_changes = node->view_changes;
     st->dropped = node->dropped;
     st->votes_redundant = node->votes_redundant;
+    st->vc_cause = node->vc_cause;
+    memcpy(st->vc_request_client, node->vc_request_client, sizeof st->vc_request_client);
+    st->vc_request_number = node->vc_request_number;
+    st->vc_request_waited_ms = node->vc_request_waited_ms;
     for (size_t i = 0; i < node->n_ckpts; i++) {
         const pbft_ckpt *c = &node->ckpts[i];
         if (c->own && c->seq >= st->state_digest_seq) {

@@ -211,16 +211,35 @@ typedef struct pbft_ready {
     uint64_t transfer_seq;
 } pbft_ready;
 
+/* Why a replica started its latest view change (for logs and status). */
+typedef enum pbft_vc_cause {
+    PBFT_VC_NONE = 0,
+    PBFT_VC_REQUEST_TIMEOUT,  /* a request it holds waited too long: it suspects the primary */
+    PBFT_VC_NEW_VIEW_TIMEOUT, /* a quorum changed view, and the new primary did not deliver */
+    PBFT_VC_PEERS_ASKED,      /* f+1 peers sent VIEW-CHANGEs for a later view */
+    PBFT_VC_LATER_VIEW,       /* f+1 peers were seen working in a later view */
+    PBFT_VC_RESTART,          /* restarted in the middle of a view change */
+} pbft_vc_cause;
+
+const char *pbft_vc_cause_text(pbft_vc_cause cause);
+
 typedef struct pbft_status {
     uint64_t view;
     uint32_t primary;
     bool in_view_change;
-    uint64_t executed;                        /* last executed seq */
-    uint64_t stable_seq;                      /* low watermark h */
-    uint64_t next_seq;                        /* primary: next seq to assign */
-    uint64_t view_changes;                    /* views entered since start */
-    uint64_t dropped;                         /* invalid messages dropped */
-    uint64_t votes_redundant;                 /* votes beyond a quorum, dropped unverified */
+    uint64_t executed;        /* last executed seq */
+    uint64_t stable_seq;      /* low watermark h */
+    uint64_t next_seq;        /* primary: next seq to assign */
+    uint64_t view_changes;    /* views entered since start */
+    uint64_t dropped;         /* invalid messages dropped */
+    uint64_t votes_redundant; /* votes beyond a quorum, dropped unverified */
+    pbft_vc_cause vc_cause;   /* of the latest view change (PBFT_VC_NONE: none yet) */
+    /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, how
+     * long it had waited, and the seq this replica had proposed it at as
+     * primary (0: not proposed by us). */
+    char vc_request_client[PBFT_CLIENT_NAME_BYTES_MAX];
+    uint64_t vc_request_number;
+    uint64_t vc_request_waited_ms;
     uint8_t state_digest[PROTO_DIGEST_BYTES]; /* digest of the last own checkpoint */
     uint64_t state_digest_seq;
 } pbft_status;

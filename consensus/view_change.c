@@ -264,6 +264,7 @@ void note_later_view(pbft_node *node, uint32_t from, uint64_t view) {
             }
         }
     }
+    node->vc_cause = PBFT_VC_LATER_VIEW;
     start_view_change(node, top[node->f]);
 }
 
@@ -303,6 +304,7 @@ void view_change_timeout(pbft_node *node) {
         support += node->vcs[i].has && node->vcs[i].view == node->view;
     }
     if (support >= node->q) {
+        node->vc_cause = PBFT_VC_NEW_VIEW_TIMEOUT;
         start_view_change(node, node->view + 1);
         return;
     }
@@ -493,6 +495,7 @@ static void maybe_join(pbft_node *node) {
         }
     }
     if (count >= node->f + 1) {
+        node->vc_cause = PBFT_VC_PEERS_ASKED;
         start_view_change(node, smallest);
     }
 }

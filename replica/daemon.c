@@ -486,8 +486,16 @@ static void log_view(daemon *d) {
     }
     d->logged_view = st.view;
     d->logged_in_vc = st.in_view_change;
-    if (st.in_view_change) {
-        logf_(d, 2, "changing to view %" PRIu64 " (primary %u)", st.view, st.primary);
+    if (st.in_view_change && st.vc_cause == PBFT_VC_REQUEST_TIMEOUT &&
+        st.vc_request_client[0] != '\0') {
+        logf_(d, 2,
+              "changing to view %" PRIu64 " (primary %u): %s (oldest: %s #%" PRIu64
+              ", held %" PRIu64 " ms)",
+              st.view, st.primary, pbft_vc_cause_text(st.vc_cause), st.vc_request_client,
+              st.vc_request_number, st.vc_request_waited_ms);
+    } else if (st.in_view_change) {
+        logf_(d, 2, "changing to view %" PRIu64 " (primary %u): %s", st.view, st.primary,
+              pbft_vc_cause_text(st.vc_cause));
     } else {
         logf_(d, 2, "in view %" PRIu64 ", primary %u%s, executed %" PRIu64, st.view, st.primary,
               st.primary == d->opt.id ? " (this replica)" : "", st.executed);

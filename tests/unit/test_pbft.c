@@ -870,8 +870,16 @@ START_TEST(test_isolated_replica_does_not_climb_alone) {
     pbft_status st = status(3);
     ck_assert_uint_eq(st.view, 1);
     ck_assert(st.in_view_change);
+    /* What its log line says: why, and which request waited. */
+    ck_assert_int_eq(st.vc_cause, PBFT_VC_REQUEST_TIMEOUT);
+    ck_assert_str_eq(st.vc_request_client, "kim");
+    ck_assert_uint_eq(st.vc_request_number, 1);
+    ck_assert_uint_ge(st.vc_request_waited_ms, 200); /* a fetch first, then the suspicion */
+    ck_assert_str_eq(pbft_vc_cause_text(st.vc_cause),
+                     "a request waited too long: it suspects the primary");
     for (uint32_t i = 0; i < 3; i++) {
         ck_assert_uint_eq(status(i).view, 0);
+        ck_assert_int_eq(status(i).vc_cause, PBFT_VC_NONE);
         ck_assert_uint_eq(C.executed[i], 1);
     }
     C.mute[3] = C.deaf[3] = false; /* healed: the others keep view 0 */
