@@ -233,6 +233,8 @@ void send_pre_prepare(pbft_node *node, uint32_t to, const pbft_slot *sl);
 void out_record(pbft_node *node, pbft_record_kind kind, uint64_t seq, const char *client, bool del,
                 uint8_t *data, size_t len); /* takes data */
 int out_sign(pbft_node *node, const Twinbft__Body *body, uint8_t **sbytes, size_t *slen);
+/* The signature alone (the body stays packed). */
+int verify_signature(pbft_node *node, const Twinbft__Signed *s);
 int verify_signed(pbft_node *node, const Twinbft__Signed *s, Twinbft__Body **body);
 int verify_signed_bytes(pbft_node *node, const uint8_t *sbytes, size_t slen, uint32_t *signer,
                         Twinbft__Body **body);
@@ -309,7 +311,7 @@ void state_digest(const uint8_t app[PROTO_DIGEST_BYTES], const uint8_t clients[P
                   uint64_t last_ts, uint8_t out[PROTO_DIGEST_BYTES]);
 
 /* view_change.c */
-void start_view_change(pbft_node *node, uint64_t view);
+void start_view_change(pbft_node *node, uint64_t view, pbft_vc_cause cause);
 void view_change_timeout(pbft_node *node);
 void nudge_primary(pbft_node *node, uint64_t view);
 void note_later_view(pbft_node *node, uint32_t from, uint64_t view);

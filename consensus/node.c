@@ -448,8 +448,7 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
             start_fetch(node);
         } else if (!node->in_vc) {
             note_oldest_request(node);
-            node->vc_cause = PBFT_VC_REQUEST_TIMEOUT;
-            start_view_change(node, node->view + 1);
+            start_view_change(node, node->view + 1, PBFT_VC_REQUEST_TIMEOUT);
         } else {
             node->req_deadline = 0;
         }

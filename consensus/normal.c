@@ -451,36 +451,24 @@ void recheck_waiting(pbft_node *node) {
 
 /* A vote for a slot that already holds what votes of its kind build in
  * that view (a prepared certificate, a committed one) changes nothing:
- * drop it before paying for its signature. Only its unverified body is
- * read, and only to drop it, so a forged one can cost nothing but itself.
- * With n = 4 this is one PREPARE and one COMMIT per batch at each replica,
- * the ones beyond the quorum. */
-static bool vote_redundant(const pbft_node *node, const Twinbft__Signed *s, bool is_commit) {
-    Twinbft__Body *b = twinbft__body__unpack(NULL, s->body.len, s->body.data);
-    if (b == NULL) {
-        return false; /* verify_signed drops it, and counts it */
-    }
-    bool redundant = false;
-    const Twinbft__Commit *c = b->kind_case == TWINBFT__BODY__KIND_COMMIT ? b->commit : NULL;
-    const Twinbft__Prepare *p = b->kind_case == TWINBFT__BODY__KIND_PREPARE ? b->prepare : NULL;
-    if ((is_commit && c != NULL) || (!is_commit && p != NULL)) {
-        uint64_t view = c ? c->view : p->view, seq = c ? c->seq : p->seq;
-        const pbft_slot *sl = &node->slots[seq % node->cfg.log_window];
-        redundant = seq > node->h && sl->seq == seq && sl->has_pp && sl->pp_view == view &&
-                    view == node->view && (is_commit ? sl->cc != NULL : sl->prepared);
-    }
-    twinbft__body__free_unpacked(b, NULL);
-    return redundant;
+ * it is dropped before paying for its signature. Only its unverified body
+ * decides that, and only to drop it, so a forged one can cost nothing but
+ * itself. With n = 4 this is one PREPARE and one COMMIT per batch at each
+ * replica, the ones beyond the quorum. */
+static bool vote_redundant(const pbft_node *node, uint64_t view, uint64_t seq, bool is_commit) {
+    const pbft_slot *sl = &node->slots[seq % node->cfg.log_window];
+    return seq > node->h && sl->seq == seq && sl->has_pp && sl->pp_view == view &&
+           view == node->view && (is_commit ? sl->cc != NULL : sl->prepared);
 }
 
 static void on_vote(pbft_node *node, const pbft_from *from, const Twinbft__Signed *s,
                     const uint8_t *raw, size_t raw_len, bool is_commit) {
-    Twinbft__Body *body = NULL;
-    if (s != NULL && s->signer == from->replica && vote_redundant(node, s, is_commit)) {
-        node->votes_redundant++;
+    if (s == NULL || s->signer != from->replica) {
+        node->dropped++;
         return;
     }
-    if (s == NULL || s->signer != from->replica || verify_signed(node, s, &body) != 0) {
+    Twinbft__Body *body = twinbft__body__unpack(NULL, s->body.len, s->body.data);
+    if (body == NULL) {
         node->dropped++;
         return;
     }
@@ -495,6 +483,14 @@ static void on_vote(pbft_node *node, const pbft_from *from, const Twinbft__Signe
     }
     if (digest == NULL || !digest_ok(digest) ||
         (!is_commit && s->signer == primary_of(node, view))) {
+        node->dropped++;
+        goto done;
+    }
+    if (vote_redundant(node, view, seq, is_commit)) {
+        node->votes_redundant++;
+        goto done;
+    }
+    if (verify_signature(node, s) != 0) {
         node->dropped++;
         goto done;
     }

@@ -163,13 +163,21 @@ int out_sign(pbft_node *node, const Twinbft__Body *body, uint8_t **sbytes, size_
 }
 
 /* Checks a Signed: known signer, valid signature, decodable Body. */
-int verify_signed(pbft_node *node, const Twinbft__Signed *s, Twinbft__Body **body) {
+int verify_signature(pbft_node *node, const Twinbft__Signed *s) {
     if (s == NULL || s->signer >= node->n || s->signature.len != PROTO_SIG_BYTES) {
         return TB_ERR_INVALID;
     }
     if (!node->cfg.crypto.verify(node->cfg.crypto.ctx, s->signer, s->body.data, s->body.len,
                                  s->signature.data, s->signature.len)) {
         return TB_ERR_BAD_SIG;
+    }
+    return 0;
+}
+
+int verify_signed(pbft_node *node, const Twinbft__Signed *s, Twinbft__Body **body) {
+    int rc = verify_signature(node, s);
+    if (rc != 0) {
+        return rc;
     }
     *body = twinbft__body__unpack(NULL, s->body.len, s->body.data);
     return *body ? 0 : TB_ERR_INVALID;

@@ -234,9 +234,8 @@ typedef struct pbft_status {
     uint64_t dropped;         /* invalid messages dropped */
     uint64_t votes_redundant; /* votes beyond a quorum, dropped unverified */
     pbft_vc_cause vc_cause;   /* of the latest view change (PBFT_VC_NONE: none yet) */
-    /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, how
-     * long it had waited, and the seq this replica had proposed it at as
-     * primary (0: not proposed by us). */
+    /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, and
+     * how long it had waited. */
     char vc_request_client[PBFT_CLIENT_NAME_BYTES_MAX];
     uint64_t vc_request_number;
     uint64_t vc_request_waited_ms;

@@ -289,8 +289,7 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
     }
     if (node->in_vc) {
         node->in_vc = false;
-        node->vc_cause = PBFT_VC_RESTART;
-        start_view_change(node, node->view); /* re-send our VIEW-CHANGE */
+        start_view_change(node, node->view, PBFT_VC_RESTART); /* re-send our VIEW-CHANGE */
     }
     try_execute(node);
     return 0;

@@ -264,14 +264,14 @@ void note_later_view(pbft_node *node, uint32_t from, uint64_t view) {
             }
         }
     }
-    node->vc_cause = PBFT_VC_LATER_VIEW;
-    start_view_change(node, top[node->f]);
+    start_view_change(node, top[node->f], PBFT_VC_LATER_VIEW);
 }
 
-void start_view_change(pbft_node *node, uint64_t view) {
+void start_view_change(pbft_node *node, uint64_t view, pbft_vc_cause cause) {
     if (view < node->view || (view == node->view && node->in_vc)) {
         return;
     }
+    node->vc_cause = cause;
     node->view = view;
     node->in_vc = true;
     node->nudged = false;
@@ -304,8 +304,7 @@ void view_change_timeout(pbft_node *node) {
         support += node->vcs[i].has && node->vcs[i].view == node->view;
     }
     if (support >= node->q) {
-        node->vc_cause = PBFT_VC_NEW_VIEW_TIMEOUT;
-        start_view_change(node, node->view + 1);
+        start_view_change(node, node->view + 1, PBFT_VC_NEW_VIEW_TIMEOUT);
         return;
     }
     node->vc_deadline = node->now + node->vc_timeout;
@@ -495,8 +494,7 @@ static void maybe_join(pbft_node *node) {
         }
     }
     if (count >= node->f + 1) {
-        node->vc_cause = PBFT_VC_PEERS_ASKED;
-        start_view_change(node, smallest);
+        start_view_change(node, smallest, PBFT_VC_PEERS_ASKED);
     }
 }
 
