@@ -49,7 +49,9 @@ typedef struct pbft_slot {
     uint64_t seq; /* 0: unused */
     /* Current-view state (reset on view change). */
     bool has_pp;
-    bool waiting; /* pre-prepare held until its requests arrive from clients */
+    bool waiting;  /* pre-prepare held until its requests arrive from clients */
+    bool stale_ts; /* ... or, also, because its timestamp was older than the
+                    * clock skew allows when it reached us (normal.c) */
     uint64_t pp_view;
     uint64_t ts; /* batch timestamp (0 for the null batch) */
     uint8_t digest[PROTO_DIGEST_BYTES];

@@ -92,7 +92,7 @@ void slot_reset_view(pbft_node *node, pbft_slot *s) {
     free(s->batch);
     s->pp = s->batch = NULL;
     s->pp_len = s->batch_len = 0;
-    s->has_pp = s->waiting = s->prepared = s->sent_commit = false;
+    s->has_pp = s->waiting = s->stale_ts = s->prepared = s->sent_commit = false;
     s->pp_view = 0;
     for (uint32_t i = 0; i < node->n; i++) {
         vote_clear(&s->prepares[i]);

@@ -226,7 +226,7 @@ void accept_pre_prepare(pbft_node *node, pbft_slot *sl, uint64_t view, const uin
     free(sl->pp);
     free(sl->batch);
     sl->has_pp = true;
-    sl->waiting = false;
+    sl->waiting = sl->stale_ts = false;
     sl->prepared = false;
     sl->sent_commit = false;
     sl->pp_view = view;
@@ -280,11 +280,19 @@ static bool batch_wellformed(const pbft_node *node, const Twinbft__Batch *b) {
 }
 
 /* PBFT 4.6: the primary's timestamp must be close to our clock and
- * monotonic with the other batches we hold. */
-static bool timestamp_ok(pbft_node *node, uint64_t seq, uint64_t ts) {
+ * monotonic with the other batches we hold. A timestamp that is only too
+ * old (*stale) may be a pre-prepare that reached us late: a link that
+ * was down, a resend, a loop that fell behind. Dropping it would stall
+ * the seq for good, since no one sends it again unasked, so it is held
+ * instead (see slot_progress). */
+static bool timestamp_ok(pbft_node *node, uint64_t seq, uint64_t ts, bool *stale) {
     uint64_t skew = node->cfg.clock_skew_ms_max;
-    if (ts > node->now + skew || ts + skew < node->now || ts < node->last_ts) {
+    *stale = false;
+    if (ts > node->now + skew || ts < node->last_ts) {
         return false;
+    }
+    if (ts + skew < node->now) {
+        *stale = true;
     }
     for (uint64_t s = node->h + 1; s <= node->h + node->cfg.log_window; s++) {
         pbft_slot *o = &node->slots[s % node->cfg.log_window];
@@ -405,7 +413,8 @@ void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePr
         goto done;
     }
     b = check_batch(node, &m->batch, pp->digest.data);
-    if (b == NULL || !timestamp_ok(node, pp->seq, b->timestamp_ms)) {
+    bool stale = false;
+    if (b == NULL || !timestamp_ok(node, pp->seq, b->timestamp_ms, &stale)) {
         node->dropped++;
         goto done;
     }
@@ -416,8 +425,14 @@ void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePr
     if (sl->ts > node->pp_ts_max) {
         node->pp_ts_max = sl->ts;
     }
+    if (stale) {
+        sl->waiting = sl->stale_ts = true;
+        slot_progress(node, sl); /* the vouching prepares may be here already */
+        goto done;
+    }
     if (!requests_known(node, b)) {
         sl->waiting = true;
+        slot_progress(node, sl);
         goto done;
     }
     send_prepare(node, sl);
@@ -429,10 +444,26 @@ done:
     twinbft__body__free_unpacked(body, NULL);
 }
 
+/* requests_known for the batch a slot holds. */
+static bool requests_known_slot(pbft_node *node, const pbft_slot *sl) {
+    if (sl->batch_len == 0) {
+        return true;
+    }
+    Twinbft__Batch *b = twinbft__batch__unpack(NULL, sl->batch_len, sl->batch);
+    PBFT_ASSERT(b != NULL);
+    bool known = requests_known(node, b);
+    twinbft__batch__free_unpacked(b, NULL);
+    return known;
+}
+
 void recheck_waiting(pbft_node *node) {
     for (uint64_t s = node->h + 1; s <= node->h + node->cfg.log_window; s++) {
         pbft_slot *sl = &node->slots[s % node->cfg.log_window];
         if (sl->seq != s || !sl->has_pp || !sl->waiting || node->in_vc) {
+            continue;
+        }
+        if (sl->stale_ts) {
+            slot_progress(node, sl); /* the requests were what the vouch waited for */
             continue;
         }
         Twinbft__Batch *b = twinbft__batch__unpack(NULL, sl->batch_len, sl->batch);
@@ -596,14 +627,23 @@ void slot_progress(pbft_node *node, pbft_slot *sl) {
         return;
     }
     uint32_t primary = primary_of(node, sl->pp_view);
-    if (sl->waiting &&
-        matching(node, sl->prepares, sl->pp_view, sl->digest, primary, NULL) >= node->f + 1) {
+    size_t vouched =
+        sl->waiting ? matching(node, sl->prepares, sl->pp_view, sl->digest, primary, NULL) : 0;
+    if (sl->waiting && vouched >= node->f + 1) {
         /* f+1 backups prepared the batch, so at least one correct replica
          * had every request in it from the client's own channel: it is no
          * invention of the primary. A client that reached only some of us
          * (a short-lived CLI, a flaky link) must not stall this slot until
-         * a fetch or a view change. */
-        sl->waiting = false;
+         * a fetch or a view change. The same f+1 vouch for its timestamp. */
+        sl->waiting = sl->stale_ts = false;
+        send_prepare(node, sl);
+    } else if (sl->waiting && sl->stale_ts && vouched >= node->f && requests_known_slot(node, sl)) {
+        /* Only the timestamp held it: the primary that signed it and f
+         * backups that prepared it are f+1 replicas, so at least one
+         * correct one found it fresh. (Seen at 256 clients: a pre-prepare
+         * that reached two backups 2 s late stalled its seq until a view
+         * change.) */
+        sl->waiting = sl->stale_ts = false;
         send_prepare(node, sl);
     }
     if (sl->waiting) {

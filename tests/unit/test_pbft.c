@@ -113,8 +113,11 @@ static struct {
     proto_pubkey *pubs[NMAX];
     uint32_t ids[NMAX];
     bool down[NMAX];
-    bool mute[NMAX]; /* everything it sends is lost */
-    bool deaf[NMAX]; /* everything sent to it is lost */
+    bool mute[NMAX];    /* everything it sends is lost */
+    bool deaf[NMAX];    /* everything sent to it is lost */
+    bool late_pp[NMAX]; /* pre-prepares sent to it wait in `late` */
+    pkt late[16];
+    size_t n_late;
     rec recs[NMAX][RECMAX];
     size_t n_recs[NMAX];
     pkt q[QMAX];
@@ -275,6 +278,9 @@ static void teardown(void) {
     for (size_t k = C.qh; k < C.qt; k++) {
         free(C.q[k].data);
     }
+    for (size_t k = 0; k < C.n_late; k++) {
+        free(C.late[k].data);
+    }
     for (size_t k = 0; k < C.n_replies; k++) {
         twinbft__reply__free_unpacked(C.replies[k], NULL);
     }
@@ -293,6 +299,10 @@ static void deliver_all(void) {
                 m->kind_case = TWINBFT__MESSAGE__KIND__NOT_SET;
             }
             twinbft__message__free_unpacked(m, NULL);
+        } else if (C.late_pp[p.to] && C.n_late < 16 &&
+                   proto_message_kind_peek(p.data, p.len) == TWINBFT__MESSAGE__KIND_PRE_PREPARE) {
+            C.late[C.n_late++] = p;
+            continue; /* delivered by deliver_late */
         } else if (!C.down[p.to] && !C.deaf[p.to]) {
             pbft_from from = {.is_client = false, .replica = p.from};
             pbft_node_step(C.node[p.to], &from, p.data, p.len);
@@ -300,6 +310,19 @@ static void deliver_all(void) {
         }
         free(p.data);
     }
+}
+
+/* Delivers the pre-prepares deliver_all kept back, now. */
+static void deliver_late(void) {
+    for (size_t k = 0; k < C.n_late; k++) {
+        pkt p = C.late[k];
+        pbft_from from = {.is_client = false, .replica = p.from};
+        pbft_node_step(C.node[p.to], &from, p.data, p.len);
+        drain(p.to);
+        free(p.data);
+    }
+    C.n_late = 0;
+    deliver_all();
 }
 
 static void tick(uint64_t ms) {
@@ -923,6 +946,38 @@ START_TEST(test_votes_beyond_quorum_not_verified) {
 }
 END_TEST
 
+/* A pre-prepare that reaches two backups later than the clock skew allows
+ * (2 s by default) is held, not dropped, and prepared once f other backups
+ * vouch for it with their PREPAREs: the primary and they are f+1, so one
+ * correct replica found the timestamp fresh. Before, both dropped it and
+ * the seq stalled every later one until a view change (seen at 256
+ * clients). */
+START_TEST(test_late_pre_prepare_is_vouched_not_dropped) {
+    setup(4);
+    C.late_pp[2] = C.late_pp[3] = true;
+    submit("olga", 1, 5);
+    deliver_all();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 0); /* one PREPARE (replica 1's): no quorum */
+    }
+    ck_assert_uint_eq(C.n_late, 2);
+    C.late_pp[2] = C.late_pp[3] = false;
+    C.now += 3000; /* only replicas 2 and 3 see the time: no timer runs out */
+    for (uint32_t i = 2; i < 4; i++) {
+        pbft_node_tick(C.node[i], C.now);
+        drain(i);
+    }
+    C.qh = C.qt; /* what the ticks sent (a fetch) is not needed */
+    deliver_late();
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 1);
+        ck_assert_uint_eq(C.apps[i].v[5], 1);
+        ck_assert_uint_eq(status(i).view, 0);
+    }
+    teardown();
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("pbft");
     TCase *tc = tcase_create("core");
@@ -947,6 +1002,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_single_replica_no_view_change);
     tcase_add_test(tc, test_isolated_replica_does_not_climb_alone);
     tcase_add_test(tc, test_votes_beyond_quorum_not_verified);
+    tcase_add_test(tc, test_late_pre_prepare_is_vouched_not_dropped);
     suite_add_tcase(s, tc);
     return s;
 }
