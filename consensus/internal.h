@@ -96,6 +96,12 @@ typedef struct pbft_client {
     uint64_t number; /* last executed request number */
     uint8_t *entry;  /* packed ClientEntry */
     size_t entry_len;
+    /* The entry that clients_hash holds for this client (NULL: none), which
+     * may be older than entry: the hash is brought up to date only when a
+     * digest is asked for (clients_digest), see requests.c. */
+    uint8_t *hashed;
+    size_t hashed_len;
+    bool stale; /* entry is not the one hashed */
 } pbft_client;
 
 typedef struct pbft_pending {
@@ -175,7 +181,8 @@ struct pbft_node {
     /* Clients. */
     pbft_client *clients; /* sorted by name */
     size_t n_clients, cap_clients;
-    proto_lthash clients_hash;
+    proto_lthash clients_hash; /* over the hashed entries, see pbft_client */
+    size_t n_clients_stale;
     pbft_pending *pending; /* sorted by client name; one per client */
     size_t n_pending, cap_pending;
     uint64_t arrivals;
@@ -268,7 +275,8 @@ pbft_client *client_find(pbft_node *node, const char *client);
 void client_update(pbft_node *node, const char *client, uint64_t number, uint8_t *entry,
                    size_t len); /* takes entry */
 void clients_replace(pbft_node *node, Twinbft__ClientEntry **entries, size_t n);
-void clients_digest(const pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]);
+void clients_digest(pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]);
+void client_entry_free(pbft_client *c);
 void request_timer_update(pbft_node *node);
 void resend_reply(pbft_node *node, const pbft_client *c);
 

@@ -144,8 +144,7 @@ void pbft_node_free(pbft_node *node) {
     ckpt_free_all(node);
     free(node->peer_ckpt);
     for (size_t i = 0; i < node->n_clients; i++) {
-        free(node->clients[i].name);
-        free(node->clients[i].entry);
+        client_entry_free(&node->clients[i]);
     }
     free(node->clients);
     for (size_t i = 0; i < node->n_pending; i++) {
