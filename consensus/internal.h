@@ -208,9 +208,11 @@ struct pbft_node {
     uint64_t *resent_at;       /* [n] when we last resent to each peer (its link opened) */
     uint64_t *nv_sent_at;      /* [n] when we last answered each peer's late VIEW-CHANGE */
     /* Early votes (pbft.h): the view of the last meta record handed out in
-     * a ready, durable once that ready advances; and the view a restart
-     * from storage abstains in. */
-    bool meta_out;          /* a meta record is in the current ready */
+     * a ready, durable once the host says that ready is (pbft_node_durable);
+     * and the view a restart from storage abstains in. */
+    uint64_t ready_id;      /* of the last ready handed out */
+    bool meta_out;          /* a meta record was handed out and is not known durable */
+    uint64_t meta_out_id;   /* the ready that holds it */
     uint64_t meta_out_view; /* its view */
     bool meta_out_in_vc;    /* and whether it was in a view change */
     bool durable_known;     /* a meta record is durable */

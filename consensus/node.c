@@ -573,11 +573,13 @@ void pbft_node_ready(pbft_node *node, pbft_ready *rd) {
         out_record(node, PBFT_REC_META, 0, NULL, false, b, len);
         node->out.meta_dirty = false;
         node->meta_out = true;
+        node->meta_out_id = node->ready_id + 1;
         node->meta_out_view = node->view;
         node->meta_out_in_vc = node->in_vc;
     }
     pbft_out *o = &node->out;
-    *rd = (pbft_ready){.records = o->records,
+    *rd = (pbft_ready){.id = ++node->ready_id,
+                       .records = o->records,
                        .n_records = o->n_records,
                        .msgs = o->msgs,
                        .n_msgs = o->n_msgs,
@@ -589,14 +591,19 @@ void pbft_node_ready(pbft_node *node, pbft_ready *rd) {
                        .transfer_seq = o->transfer_seq};
 }
 
-void pbft_node_advance(pbft_node *node, pbft_ready *rd) {
-    if (node->meta_out) {
-        /* The host committed this ready: its meta record is durable. */
+void pbft_node_durable(pbft_node *node, uint64_t ready_id) {
+    /* A meta record handed out in a later ready waits for that one: the
+     * durable view only ever lags, which holds early votes back, never
+     * lets one out too soon. */
+    if (node->meta_out && ready_id >= node->meta_out_id) {
         node->meta_out = false;
         node->durable_known = true;
         node->durable_view = node->meta_out_view;
         node->durable_in_vc = node->meta_out_in_vc;
     }
+}
+
+void pbft_node_advance(pbft_node *node, pbft_ready *rd) {
     out_clear(&node->out);
     memset(rd, 0, sizeof *rd);
 }

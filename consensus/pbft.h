@@ -8,11 +8,18 @@
  * ready in this order:
  *   1. persist: write every record in ready.records, together with whatever
  *      the application wrote while executing (pbft_app.execute is called
- *      from inside step/tick), in ONE durable commit;
- *   2. send: ready.msgs, in order, only after that commit is durable --
+ *      from inside step/tick), in ONE atomic commit. It need not be durable
+ *      yet (see 4);
+ *   2. send: ready.msgs, in order, only once that commit is durable --
  *      except those marked early, which may go out before it (and should:
  *      they are what keeps synced commits off a request's critical path);
- *   3. call pbft_node_advance(node, &ready), which releases the ready.
+ *   3. call pbft_node_advance(node, &ready), which releases the ready: a
+ *      host that sends after advance keeps its own copy of the messages;
+ *   4. call pbft_node_durable(node, ready.id) once the commits of that
+ *      ready and of every ready before it are durable (at once, for a host
+ *      whose commits are synced; later, for one whose next commit or a
+ *      background flush makes them durable). The node may step and tick in
+ *      between: what it then lets out early relies only on what is durable.
  *
  * Early messages are a replica's PRE-PREPARE and PREPARE votes in a view
  * that its storage already records. A replica that crashes after sending
@@ -199,6 +206,7 @@ typedef struct pbft_stable {
 } pbft_stable;
 
 typedef struct pbft_ready {
+    uint64_t id; /* increasing; for pbft_node_durable */
     pbft_record *records;
     size_t n_records;
     pbft_msg *msgs;
@@ -292,6 +300,9 @@ bool pbft_node_has_ready(const pbft_node *node);
 /* Hands out the accumulated outputs; see the contract at the top. */
 void pbft_node_ready(pbft_node *node, pbft_ready *rd);
 void pbft_node_advance(pbft_node *node, pbft_ready *rd);
+/* The commits of the ready with this id, and of every ready before it,
+ * are durable (step 4 of the contract above). */
+void pbft_node_durable(pbft_node *node, uint64_t ready_id);
 
 void pbft_node_status(const pbft_node *node, pbft_status *st);
 

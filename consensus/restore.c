@@ -283,7 +283,7 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
     node->durable_in_vc = node->in_vc;
     if (node->restored_clean) {
         /* The stored record says clean until a new one says otherwise:
-         * no early vote before that one is durable (advance). */
+         * no early vote before that one is durable (pbft_node_durable). */
         node->durable_known = false;
         meta_dirty(node);
     }

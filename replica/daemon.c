@@ -562,7 +562,9 @@ static void finish_commit(daemon *d) {
     for (size_t i = 0; i < rd->n_stable; i++) {
         logf_(d, 3, "checkpoint %" PRIu64 " stable", rd->stable[i].seq);
     }
+    uint64_t ready_id = rd->id;
     pbft_node_advance(d->node, rd);
+    pbft_node_durable(d->node, ready_id); /* the commit above was synced */
     d->commit_pending = false;
     log_view(d);
     release_held(d);

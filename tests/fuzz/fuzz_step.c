@@ -92,7 +92,9 @@ static void drain(pbft_node *node) {
     while (pbft_node_has_ready(node)) {
         pbft_ready rd;
         pbft_node_ready(node, &rd);
+        uint64_t ready_id = rd.id;
         pbft_node_advance(node, &rd);
+        pbft_node_durable(node, ready_id);
     }
 }
 

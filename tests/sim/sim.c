@@ -264,7 +264,9 @@ static void drive_cause(sim_world *w, sim_replica *r, sim_instance *in, const ch
         /* 2. send, 3. report, 4. advance. */
         send_ready(w, r, in, &rd, SEND_ALL);
         observe_ready(w, r, in, &rd);
+        uint64_t ready_id = rd.id;
         pbft_node_advance(in->node, &rd);
+        pbft_node_durable(in->node, ready_id); /* the commit above is synced */
     }
     if (in->up) {
         narrate_status(w, r, in, cause);

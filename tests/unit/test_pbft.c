@@ -113,9 +113,11 @@ static struct {
     proto_pubkey *pubs[NMAX];
     uint32_t ids[NMAX];
     bool down[NMAX];
-    bool mute[NMAX];    /* everything it sends is lost */
-    bool deaf[NMAX];    /* everything sent to it is lost */
-    bool late_pp[NMAX]; /* pre-prepares sent to it wait in `late` */
+    bool mute[NMAX];           /* everything it sends is lost */
+    bool deaf[NMAX];           /* everything sent to it is lost */
+    bool late_pp[NMAX];        /* pre-prepares sent to it wait in `late` */
+    bool lazy_sync[NMAX];      /* its commits are not made durable (no pbft_node_durable) */
+    uint64_t early_sent[NMAX]; /* messages it sent marked early */
     pkt late[16];
     size_t n_late;
     rec recs[NMAX][RECMAX];
@@ -211,6 +213,7 @@ static void drain(uint32_t i) {
         }
         for (size_t k = 0; k < rd.n_msgs; k++) {
             const pbft_msg *m = &rd.msgs[k];
+            C.early_sent[i] += m->early;
             if (C.mute[i]) {
                 continue;
             }
@@ -227,7 +230,11 @@ static void drain(uint32_t i) {
         for (size_t k = 0; k < rd.n_executed; k++) {
             C.executed[i] = rd.executed[k].seq;
         }
+        uint64_t ready_id = rd.id;
         pbft_node_advance(C.node[i], &rd);
+        if (!C.lazy_sync[i]) {
+            pbft_node_durable(C.node[i], ready_id); /* the commit above is synced */
+        }
     }
 }
 
@@ -946,6 +953,44 @@ START_TEST(test_votes_beyond_quorum_not_verified) {
 }
 END_TEST
 
+/* Durability is its own step (pbft.h): a host may advance a ready whose
+ * commit is written but not yet durable and step on. What the node then
+ * lets out early must rest on durable records only: after a clean stop
+ * the restarted replica votes early again only once the meta record that
+ * ends the clean state is durable, not when it is merely written. */
+START_TEST(test_early_votes_wait_for_durable_not_written) {
+    setup(4);
+    submit("ann", 1, 1);
+    deliver_all();
+    submit("ann", 2, 1); /* the first execution wrote a meta record: early from here */
+    deliver_all();
+    ck_assert_uint_gt(C.early_sent[1], 0);
+    pbft_node_stop(C.node[1]);
+    drain(1);
+    crash(1);
+    C.lazy_sync[1] = true;
+    start(1);
+    C.early_sent[1] = 0;
+    submit("bob", 1, 2);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[1], 3);
+    ck_assert_uint_eq(C.early_sent[1], 0); /* its PREPARE waited for a durable view */
+    pbft_ready rd;
+    pbft_node_ready(C.node[1], &rd);
+    uint64_t last = rd.id;
+    pbft_node_advance(C.node[1], &rd);
+    pbft_node_durable(C.node[1], last);
+    C.lazy_sync[1] = false;
+    submit("carl", 1, 3);
+    deliver_all();
+    ck_assert_uint_gt(C.early_sent[1], 0);
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.executed[i], 4);
+    }
+    teardown();
+}
+END_TEST
+
 /* A pre-prepare that reaches two backups later than the clock skew allows
  * (2 s by default) is held, not dropped, and prepared once f other backups
  * vouch for it with their PREPAREs: the primary and they are f+1, so one
@@ -967,7 +1012,9 @@ START_TEST(test_late_pre_prepare_is_vouched_not_dropped) {
         pbft_node_tick(C.node[i], C.now);
         drain(i);
     }
-    C.qh = C.qt; /* what the ticks sent (a fetch) is not needed */
+    while (C.qh < C.qt) { /* what the ticks sent (a fetch) is not needed */
+        free(C.q[C.qh++].data);
+    }
     deliver_late();
     for (uint32_t i = 0; i < 4; i++) {
         ck_assert_uint_eq(C.executed[i], 1);
@@ -1003,6 +1050,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_isolated_replica_does_not_climb_alone);
     tcase_add_test(tc, test_votes_beyond_quorum_not_verified);
     tcase_add_test(tc, test_late_pre_prepare_is_vouched_not_dropped);
+    tcase_add_test(tc, test_early_votes_wait_for_durable_not_written);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -151,7 +151,9 @@ static void drain(uint32_t i) {
             C.transfers[i]++;
             C.executed[i] = rd.transfer_seq > C.executed[i] ? rd.transfer_seq : C.executed[i];
         }
+        uint64_t ready_id = rd.id;
         pbft_node_advance(C.node[i], &rd);
+        pbft_node_durable(C.node[i], ready_id); /* the commit above is synced */
     }
 }
 
