@@ -29,7 +29,8 @@
  * Life of a replica:
  *   rep_storage_open → pbft_node_create with rep_storage_app() as cfg.app
  *   → rep_storage_restore → loop { step/tick; pbft_node_ready;
- *   rep_storage_persist; send rd.msgs; pbft_node_advance }
+ *   rep_storage_persist; send rd.msgs; pbft_node_advance;
+ *   pbft_node_durable (at once: every commit is synced) }
  *   → pbft_node_free → rep_storage_close.
  *
  * Errors: every function returns 0 or a negative tb_err (proto/tb_err.h)
