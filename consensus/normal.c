@@ -466,11 +466,7 @@ void recheck_waiting(pbft_node *node) {
             slot_progress(node, sl); /* the requests were what the vouch waited for */
             continue;
         }
-        Twinbft__Batch *b = twinbft__batch__unpack(NULL, sl->batch_len, sl->batch);
-        PBFT_ASSERT(b != NULL);
-        bool known = requests_known(node, b);
-        twinbft__batch__free_unpacked(b, NULL);
-        if (known) {
+        if (requests_known_slot(node, sl)) {
             sl->waiting = false;
             send_prepare(node, sl);
             slot_progress(node, sl);
