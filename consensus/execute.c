@@ -92,16 +92,33 @@ static void send_reply(pbft_node *node, const Twinbft__ClientEntry *e, const uin
     twinbft__signed__free_unpacked(root, NULL);
 }
 
-void resend_reply(pbft_node *node, const pbft_client *c) {
+/* A client that repeats its last request (it missed replies) gets the
+ * reply again. The signed root comes from the recent batches' ring, or
+ * from the client's own cache: without them, each repeat cost a fresh
+ * Ed25519 signature, and a client could make a replica sign without limit.
+ * Now it costs at most one per executed request. */
+void resend_reply(pbft_node *node, pbft_client *c) {
     Twinbft__ClientEntry *e = twinbft__client_entry__unpack(NULL, c->entry_len, c->entry);
     PBFT_ASSERT(e != NULL);
     if (e->root.len == PROTO_DIGEST_BYTES) {
-        size_t slen = 0;
-        uint8_t *sb = sign_root(node, e->seq, e->root.data, e->timestamp_ms, &slen);
-        send_reply(node, e, sb, slen);
-        free(sb);
+        const pbft_sroot *r = &node->sroots[e->seq % node->cfg.log_window];
+        if (r->seq == e->seq && r->data != NULL) {
+            send_reply(node, e, r->data, r->len);
+        } else {
+            if (c->sroot == NULL) {
+                c->sroot = sign_root(node, e->seq, e->root.data, e->timestamp_ms, &c->sroot_len);
+            }
+            send_reply(node, e, c->sroot, c->sroot_len);
+        }
     }
     twinbft__client_entry__free_unpacked(e, NULL);
+}
+
+/* Keeps a batch's signed root for resend_reply; takes ownership. */
+static void sroot_keep(pbft_node *node, uint64_t seq, uint8_t *data, size_t len) {
+    pbft_sroot *r = &node->sroots[seq % node->cfg.log_window];
+    free(r->data);
+    *r = (pbft_sroot){seq, data, len};
 }
 
 /* Records each executed request in the client table and replies to it. */
@@ -149,7 +166,7 @@ static void reply_all(pbft_node *node, uint64_t seq, uint64_t time_ms, const pbf
         pending_remove_upto(node, reqs[i].client, reqs[i].number);
         free(leaves[i]);
     }
-    free(sroot);
+    sroot_keep(node, seq, sroot, sroot_len);
     proto_merkle_free(tree);
     free(hashes);
     free(leaves);

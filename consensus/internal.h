@@ -102,7 +102,20 @@ typedef struct pbft_client {
     uint8_t *hashed;
     size_t hashed_len;
     bool stale; /* entry is not the one hashed */
+    /* Our signed ResultRoot for entry's batch, kept once a retransmission
+     * made us sign it (NULL: none yet): a client that repeats its last
+     * request gets the same reply, not a fresh signature each time. Local,
+     * like every signature: not in the digest, not persisted. */
+    uint8_t *sroot;
+    size_t sroot_len;
 } pbft_client;
+
+/* A signed ResultRoot kept for retransmissions (seq 0: empty). */
+typedef struct pbft_sroot {
+    uint64_t seq;
+    uint8_t *data;
+    size_t len;
+} pbft_sroot;
 
 typedef struct pbft_pending {
     char *client;
@@ -183,6 +196,10 @@ struct pbft_node {
     size_t n_clients, cap_clients;
     proto_lthash clients_hash; /* over the hashed entries, see pbft_client */
     size_t n_clients_stale;
+    /* The signed roots of the last log_window executed batches, indexed by
+     * seq % log_window, so that a retransmitted request costs no signature
+     * (execute.c resend_reply). */
+    pbft_sroot *sroots;
     pbft_pending *pending; /* sorted by client name; one per client */
     size_t n_pending, cap_pending;
     uint64_t arrivals;
@@ -280,7 +297,7 @@ void clients_replace(pbft_node *node, Twinbft__ClientEntry **entries, size_t n);
 void clients_digest(pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]);
 void client_entry_free(pbft_client *c);
 void request_timer_update(pbft_node *node);
-void resend_reply(pbft_node *node, const pbft_client *c);
+void resend_reply(pbft_node *node, pbft_client *c);
 
 /* normal.c */
 /* Proposes full batches, the safety lane, and requests that waited out the

@@ -79,6 +79,7 @@ int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out) {
     node->fetch_served_at = xcalloc(node->n, sizeof *node->fetch_served_at);
     node->resent_at = xcalloc(node->n, sizeof *node->resent_at);
     node->nv_sent_at = xcalloc(node->n, sizeof *node->nv_sent_at);
+    node->sroots = xcalloc(cfg->log_window, sizeof *node->sroots);
     node->next_seq = 1;
     proto_lthash_init(&node->clients_hash);
     /* The genesis checkpoint (seq 0) is the empty state; every replica agrees on it. */
@@ -147,6 +148,10 @@ void pbft_node_free(pbft_node *node) {
         client_entry_free(&node->clients[i]);
     }
     free(node->clients);
+    for (uint32_t i = 0; i < node->cfg.log_window; i++) {
+        free(node->sroots[i].data);
+    }
+    free(node->sroots);
     for (size_t i = 0; i < node->n_pending; i++) {
         free(node->pending[i].client);
         free(node->pending[i].op);

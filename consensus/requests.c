@@ -59,6 +59,7 @@ void client_entry_free(pbft_client *c) {
     }
     free(c->entry);
     free(c->name);
+    free(c->sroot);
 }
 
 void client_update(pbft_node *node, const char *client, uint64_t number, uint8_t *entry,
@@ -83,6 +84,9 @@ void client_update(pbft_node *node, const char *client, uint64_t number, uint8_t
         c->stale = true;
         node->n_clients_stale++;
     }
+    free(c->sroot); /* it signed the old entry's batch */
+    c->sroot = NULL;
+    c->sroot_len = 0;
     c->number = number;
     c->entry = entry;
     c->entry_len = len;

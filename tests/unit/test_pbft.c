@@ -127,11 +127,13 @@ static struct {
     uint64_t now;
     uint64_t executed[NMAX];
     uint64_t verifies; /* signatures checked by the nodes */
+    uint64_t signs;    /* signatures made by the nodes */
     Twinbft__Reply *replies[64];
     size_t n_replies;
 } C;
 
 static int sign_cb(void *ctx, const uint8_t *b, size_t len, uint8_t sig[PROTO_SIG_BYTES]) {
+    C.signs++;
     return proto_sign_body(C.keys[*(uint32_t *)ctx], b, len, sig);
 }
 
@@ -437,6 +439,41 @@ START_TEST(test_retransmission_exactly_once) {
         ck_assert_uint_eq(C.executed[i], 1);
     }
     ck_assert_uint_eq(C.n_replies, 8); /* every replica answered both times */
+    teardown();
+}
+END_TEST
+
+/* Retransmissions cost no signature: the replica resends the signed root
+ * it made for the batch. After a restart (nothing kept in memory) a repeat
+ * costs one signature per replica, and further repeats none. */
+START_TEST(test_retransmission_signs_nothing_new) {
+    setup(4);
+    submit("alice", 1, 2);
+    deliver_all();
+    uint64_t signs = C.signs;
+    size_t replies = C.n_replies;
+    for (int k = 0; k < 5; k++) {
+        submit("alice", 1, 2);
+        deliver_all();
+    }
+    ck_assert_uint_eq(C.signs, signs);
+    ck_assert_uint_eq(C.n_replies, replies + 5 * 4);
+    for (uint32_t i = 0; i < 4; i++) {
+        crash(i);
+        start(i);
+    }
+    deliver_all();
+    signs = C.signs;
+    replies = C.n_replies;
+    for (int k = 0; k < 5; k++) {
+        submit("alice", 1, 2);
+        deliver_all();
+    }
+    ck_assert_uint_eq(C.signs, signs + 4);
+    ck_assert_uint_eq(C.n_replies, replies + 5 * 4);
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.apps[i].v[2], 1);
+    }
     teardown();
 }
 END_TEST
@@ -1031,6 +1068,7 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_normal_case_certificate);
     tcase_add_test(tc, test_retransmission_exactly_once);
+    tcase_add_test(tc, test_retransmission_signs_nothing_new);
     tcase_add_test(tc, test_silent_primary_view_change);
     tcase_add_test(tc, test_checkpoints_advance_watermark);
     tcase_add_test(tc, test_crash_restart_state_transfer);
