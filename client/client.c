@@ -152,6 +152,9 @@ static int tb_client_connect_all(tb_client *c) {
         char want[32];
         snprintf(want, sizeof want, "replica-%u", (unsigned)j);
         int rc = proto_pubkey_from_raw(c->cfg.members[j].pubkey, &c->trust.keys[j]);
+        /* The replica we dial must hold the key its certificates are
+         * checked with, not merely a CA-issued certificate with its name. */
+        rc = rc ? rc : tb_tls_ctx_pin(c->tls, want, c->cfg.members[j].pubkey);
         if (rc == 0) {
             rc = tb_tls_connect(c->base, c->tls, c->cfg.members[j].host, c->cfg.members[j].port,
                                 want, &cb, &c->links[j]);

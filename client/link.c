@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -40,9 +41,17 @@ _Static_assert(TB_LINK_OUTPUT_BYTES_MAX >= PROTO_FRAME_BYTES_MAX + PROTO_FRAME_H
 _Static_assert(TB_TLS_BACKOFF_MS_MIN > 0 && TB_TLS_BACKOFF_MS_MIN <= TB_TLS_BACKOFF_MS_MAX,
                "backoff must start positive and below its maximum");
 
+typedef struct tb_tls_pin {
+    char name[PROTO_NAME_BYTES_MAX];
+    uint8_t pub[PROTO_PUBKEY_BYTES];
+} tb_tls_pin;
+
 struct tb_tls_ctx {
     SSL_CTX *ssl;
     char name[PROTO_NAME_BYTES_MAX];
+    tb_tls_pin pins[TB_TLS_PINS_MAX];
+    size_t n_pins;
+    char reserved[TB_TLS_RESERVED_PREFIX_BYTES_MAX];
     void (*log)(const char *line, void *arg);
     void *log_arg;
     time_t log_window_s;
@@ -234,6 +243,52 @@ void tb_tls_ctx_free(tb_tls_ctx *ctx) {
 
 const char *tb_tls_ctx_name(const tb_tls_ctx *ctx) {
     return ctx->name;
+}
+
+int tb_tls_ctx_pin(tb_tls_ctx *ctx, const char *name, const uint8_t pub[PROTO_PUBKEY_BYTES]) {
+    if (name == NULL || name[0] == '\0' || strlen(name) >= PROTO_NAME_BYTES_MAX) {
+        return TB_ERR_INVALID;
+    }
+    tb_tls_pin *p = NULL;
+    for (size_t i = 0; i < ctx->n_pins && p == NULL; i++) {
+        p = strcmp(ctx->pins[i].name, name) == 0 ? &ctx->pins[i] : NULL;
+    }
+    if (p == NULL) {
+        if (ctx->n_pins == TB_TLS_PINS_MAX) {
+            return TB_ERR_TOO_LARGE;
+        }
+        p = &ctx->pins[ctx->n_pins++];
+        snprintf(p->name, sizeof p->name, "%s", name);
+    }
+    memcpy(p->pub, pub, PROTO_PUBKEY_BYTES);
+    return 0;
+}
+
+int tb_tls_ctx_reserve_prefix(tb_tls_ctx *ctx, const char *prefix) {
+    if (prefix == NULL || strlen(prefix) >= sizeof ctx->reserved) {
+        return TB_ERR_INVALID;
+    }
+    snprintf(ctx->reserved, sizeof ctx->reserved, "%s", prefix);
+    return 0;
+}
+
+/* NULL when the peer's name and key agree with the pins, else why not. */
+static const char *tb_pin_problem(const tb_tls_ctx *ctx, const char *name, X509 *cert) {
+    for (size_t i = 0; i < ctx->n_pins; i++) {
+        if (strcmp(ctx->pins[i].name, name) != 0) {
+            continue;
+        }
+        uint8_t pub[PROTO_PUBKEY_BYTES];
+        if (proto_pki_pubkey(cert, pub) != 0 ||
+            CRYPTO_memcmp(pub, ctx->pins[i].pub, sizeof pub) != 0) {
+            return "its certificate's key is not the one the cluster file names for it";
+        }
+        return NULL;
+    }
+    if (ctx->reserved[0] != '\0' && strncmp(name, ctx->reserved, strlen(ctx->reserved)) == 0) {
+        return "the name is reserved for cluster members and names none";
+    }
+    return NULL;
 }
 
 void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg) {
@@ -497,6 +552,12 @@ static void tb_link_opened(tb_tls_link *link) {
     if (link->outgoing && strcmp(link->peer, link->expected) != 0) {
         snprintf(reason, sizeof reason, "peer is \"%s\", expected \"%s\"", link->peer,
                  link->expected);
+        tb_link_close(link, reason);
+        return;
+    }
+    const char *pin = tb_pin_problem(link->ctx, link->peer, cert);
+    if (pin != NULL) {
+        snprintf(reason, sizeof reason, "peer \"%s\" refused: %s", link->peer, pin);
         tb_link_close(link, reason);
         return;
     }

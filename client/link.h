@@ -21,6 +21,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "proto/crypto.h"
 #include "proto/frame.h"
 #include "client/frame_reader.h"
 
@@ -47,6 +48,9 @@ enum {
     TB_TCP_KEEPIDLE_S = 30,
     TB_TCP_KEEPINTVL_S = 10,
     TB_TCP_KEEPCNT = 3,
+    /* Names a context can pin to keys (one per cluster member). */
+    TB_TLS_PINS_MAX = 64,
+    TB_TLS_RESERVED_PREFIX_BYTES_MAX = 16,
 };
 
 typedef struct tb_tls_ctx tb_tls_ctx;
@@ -102,6 +106,18 @@ int tb_tls_ctx_load(const char *ca_path, const char *cert_path, const char *key_
 void tb_tls_ctx_free(tb_tls_ctx *ctx);
 /* This identity's name (its certificate's common name). */
 const char *tb_tls_ctx_name(const tb_tls_ctx *ctx);
+/* Pins a peer name to a raw Ed25519 public key: a peer that presents a
+ * certificate with this name (issued by the CA, as always) but another key
+ * is refused at the handshake. The cluster file names each member's
+ * certificate; pinning its key means a CA that issued a second certificate
+ * with a member's name (by mistake or by compromise) cannot make its holder
+ * a member. TB_ERR_INVALID for a bad name, TB_ERR_TOO_LARGE past
+ * TB_TLS_PINS_MAX. Call before any link uses the context. */
+int tb_tls_ctx_pin(tb_tls_ctx *ctx, const char *name, const uint8_t pub[PROTO_PUBKEY_BYTES]);
+/* Names that begin with prefix are reserved for pinned peers: a peer with
+ * such a name that is not pinned (replica-7 in a 4-member cluster,
+ * replica-01) is refused at the handshake. "" (the default) reserves none. */
+int tb_tls_ctx_reserve_prefix(tb_tls_ctx *ctx, const char *prefix);
 /* Where log lines go (default: stderr); log may be NULL to silence them. */
 void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg);
 

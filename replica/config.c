@@ -150,6 +150,28 @@ bool rep_cluster_id_valid(const char *id) {
            strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
 }
 
+bool rep_member_of_name(const char *name, uint32_t n, uint32_t *id) {
+    size_t plen = strlen(REP_MEMBER_NAME_PREFIX);
+    if (strncmp(name, REP_MEMBER_NAME_PREFIX, plen) != 0) {
+        return false;
+    }
+    const char *d = name + plen;
+    size_t len = strlen(d);
+    /* At most 10 digits, so the value fits in 64 bits before the range check. */
+    if (len == 0 || len > 10 || strspn(d, "0123456789") != len || (d[0] == '0' && len > 1)) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        v = v * 10 + (uint64_t)(d[i] - '0');
+    }
+    if (v >= n) {
+        return false;
+    }
+    *id = (uint32_t)v;
+    return true;
+}
+
 static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
     rep_cluster *c = p->out;
     if (strcmp(name, "id") == 0) {

@@ -76,6 +76,14 @@ const char *rep_cluster_size_problem(uint32_t n);
  * (cluster ids go into signed bodies and file names). */
 bool rep_cluster_id_valid(const char *id);
 
+/* Members are known on the wire by the common name of their certificate,
+ * "replica-<id>" (REP_MEMBER_NAME_PREFIX, then the id in decimal without
+ * sign or leading zeros). True, with *id, iff name is exactly the name of a
+ * member of a cluster of n: "replica-01", "replica-+1" and
+ * "replica-4294967297" name none. */
+#define REP_MEMBER_NAME_PREFIX "replica-"
+bool rep_member_of_name(const char *name, uint32_t n, uint32_t *id);
+
 /* Writes c to path in the format above, atomically (a temporary file in the
  * same directory, fsync, rename), replacing any existing file. Paths are
  * written exactly as they are in c, so give them relative to path's

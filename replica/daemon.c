@@ -92,6 +92,7 @@ typedef struct daemon {
     rep_clients *clients;                /* incoming client links, by principal */
     proto_key *key;
     proto_pubkey *pubs[REP_MEMBERS_MAX];
+    uint8_t pubs_raw[REP_MEMBERS_MAX][PROTO_PUBKEY_BYTES]; /* the same, pinned on links */
     rep_storage *storage;
     pbft_node *node;
     rep_http *http;
@@ -145,14 +146,11 @@ static bool verify_cb(void *ctx, uint32_t signer, const uint8_t *body, size_t le
 
 /* ---- clients ---- */
 
+/* The link layer has checked that a peer with a member's name holds the
+ * key the cluster file names for it (open_links pins them), and refused
+ * every other name with the members' prefix. */
 static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
-    unsigned v = 0;
-    char tail = 0;
-    if (sscanf(name, "replica-%u%c", &v, &tail) != 1 || v >= d->cluster.n) {
-        return false;
-    }
-    *id = v;
-    return true;
+    return rep_member_of_name(name, d->cluster.n, id);
 }
 
 /* ---- served by the daemon itself: queries, status, subscriptions ---- */
@@ -847,6 +845,7 @@ static int load_members(daemon *d) {
         } else if (rc == 0) {
             rc = proto_pki_pubkey(cert, pub);
             rc = rc ? rc : proto_pubkey_from_raw(pub, &d->pubs[j]);
+            memcpy(d->pubs_raw[j], pub, sizeof pub);
         } else {
             logf_(d, 0, "cannot read %s: %s", path, tb_strerror(rc));
         }
@@ -870,6 +869,16 @@ static int open_links(daemon *d, const char *key_path) {
         return rc;
     }
     tb_tls_ctx_set_log(d->tls, link_log, d);
+    rc = tb_tls_ctx_reserve_prefix(d->tls, REP_MEMBER_NAME_PREFIX);
+    for (uint32_t j = 0; j < d->cluster.n && rc == 0; j++) {
+        char name[32];
+        snprintf(name, sizeof name, REP_MEMBER_NAME_PREFIX "%u", j);
+        rc = tb_tls_ctx_pin(d->tls, name, d->pubs_raw[j]);
+    }
+    if (rc != 0) {
+        logf_(d, 0, "cannot pin the members' keys: %s", tb_strerror(rc));
+        return rc;
+    }
     tb_tls_callbacks cb = {on_open, on_frame, on_close, d};
     rc = tb_tls_listen(d->base, d->tls, me->host, me->port, &cb, &d->listener);
     if (rc != 0) {

@@ -277,6 +277,28 @@ START_TEST(test_write_load_round_trip) {
 }
 END_TEST
 
+/* Member names are parsed strictly: only the exact decimal name of a
+ * member of the cluster names it. */
+START_TEST(test_member_names_strict) {
+    uint32_t id = 99;
+    ck_assert(rep_member_of_name("replica-0", 4, &id) && id == 0);
+    ck_assert(rep_member_of_name("replica-3", 4, &id) && id == 3);
+    ck_assert(rep_member_of_name("replica-63", 64, &id) && id == 63);
+    const char *bad[] = {"replica-4",   "replica-01",
+                         "replica-+1",  "replica--1",
+                         "replica- 1",  "replica-4294967297",
+                         "replica-",    "replica-1x",
+                         " replica-1",  "Replica-1",
+                         "replica-0x1", "replica-1 ",
+                         "replica1",    ""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        id = 99;
+        ck_assert_msg(!rep_member_of_name(bad[i], 4, &id), "\"%s\" taken as a member", bad[i]);
+        ck_assert_uint_eq(id, 99);
+    }
+}
+END_TEST
+
 static Suite *config_suite(void) {
     Suite *s = suite_create("config");
     TCase *tc = tcase_create("core");
@@ -289,6 +311,7 @@ static Suite *config_suite(void) {
     tcase_add_test(tc, test_single_replica);
     tcase_add_test(tc, test_too_long);
     tcase_add_test(tc, test_write_load_round_trip);
+    tcase_add_test(tc, test_member_names_strict);
     suite_add_tcase(s, tc);
     return s;
 }

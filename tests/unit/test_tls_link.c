@@ -31,10 +31,12 @@ typedef struct identity {
 typedef struct pki_fixture {
     identity ca;
     identity other_ca;
-    identity server;      /* replica-0, from ca */
-    identity client;      /* replica-1, from ca */
-    identity foreign;     /* replica-1 too, but from other_ca */
-    identity foreign_srv; /* replica-0 too, but from other_ca */
+    identity server;       /* replica-0, from ca */
+    identity client;       /* replica-1, from ca */
+    identity foreign;      /* replica-1 too, but from other_ca */
+    identity foreign_srv;  /* replica-0 too, but from other_ca */
+    identity impostor;     /* replica-1 too, from ca, with another key */
+    identity impostor_srv; /* replica-0 too, from ca, with another key */
 } pki_fixture;
 
 static pki_fixture pki;
@@ -51,6 +53,8 @@ static void pki_setup(void) {
     issue(&pki.ca, "replica-1", &pki.client);
     issue(&pki.other_ca, "replica-1", &pki.foreign);
     issue(&pki.other_ca, "replica-0", &pki.foreign_srv);
+    issue(&pki.ca, "replica-1", &pki.impostor);
+    issue(&pki.ca, "replica-0", &pki.impostor_srv);
 }
 
 static void identity_free(identity *id) {
@@ -65,6 +69,8 @@ static void pki_teardown(void) {
     identity_free(&pki.client);
     identity_free(&pki.foreign);
     identity_free(&pki.foreign_srv);
+    identity_free(&pki.impostor);
+    identity_free(&pki.impostor_srv);
     memset(&pki, 0, sizeof pki);
 }
 
@@ -255,6 +261,9 @@ START_TEST(test_pair_exchanges_frames) {
 }
 END_TEST
 
+/* Pins and reservations for the next attempt()'s contexts (NULL: none). */
+static void (*attempt_setup)(tb_tls_ctx *server, tb_tls_ctx *client);
+
 /* Runs one connection attempt between the given identities and reports
  * whether the server ever saw it open. */
 static void attempt(const identity *server_ca, const identity *server_id, const identity *client_ca,
@@ -263,6 +272,10 @@ static void attempt(const identity *server_ca, const identity *server_id, const 
     struct event_base *base = event_base_new();
     tb_tls_ctx *sctx = ctx_for(server_ca, server_id);
     tb_tls_ctx *cctx = ctx_for(client_ca, client_id);
+    if (attempt_setup != NULL) {
+        attempt_setup(sctx, cctx);
+        attempt_setup = NULL;
+    }
     tb_tls_listener *l = NULL;
     tb_tls_link *c = NULL;
     tb_tls_callbacks scb = callbacks(&p->server);
@@ -320,6 +333,74 @@ START_TEST(test_unexpected_peer_name_refused) {
     attempt(&pki.ca, &pki.server, &pki.ca, &pki.client, "replica-2", &p, &st);
     ck_assert_int_eq(p.client.opens, 0);
     ck_assert_ptr_nonnull(strstr(p.client.reason, "expected \"replica-2\""));
+}
+END_TEST
+
+static void pin(tb_tls_ctx *ctx, const char *name, const identity *id) {
+    uint8_t pub[PROTO_PUBKEY_BYTES];
+    ck_assert_int_eq(proto_pki_pubkey(id->cert, pub), 0);
+    ck_assert_int_eq(tb_tls_ctx_pin(ctx, name, pub), 0);
+}
+
+/* The server's log: an accepted link refused before it opened is reported
+ * there, not to on_close. */
+static char server_log[4096];
+
+static void capture_log(const char *line, void *arg) {
+    (void)arg;
+    size_t used = strlen(server_log);
+    snprintf(server_log + used, sizeof server_log - used, "%s\n", line);
+}
+
+static void pin_members(tb_tls_ctx *server, tb_tls_ctx *client) {
+    server_log[0] = '\0';
+    tb_tls_ctx_set_log(server, capture_log, NULL);
+    ck_assert_int_eq(tb_tls_ctx_reserve_prefix(server, "replica-"), 0);
+    pin(server, "replica-0", &pki.server);
+    pin(server, "replica-1", &pki.client);
+    pin(client, "replica-0", &pki.server);
+}
+
+static void pin_server_only(tb_tls_ctx *server, tb_tls_ctx *client) {
+    (void)client;
+    server_log[0] = '\0';
+    tb_tls_ctx_set_log(server, capture_log, NULL);
+    ck_assert_int_eq(tb_tls_ctx_reserve_prefix(server, "replica-"), 0);
+    pin(server, "replica-0", &pki.server);
+}
+
+/* A certificate the cluster CA issued with a member's name but another key
+ * (a second certificate for "replica-1") makes nobody a member: the server
+ * that pinned replica-1's key refuses it. */
+START_TEST(test_impostor_client_refused) {
+    pair p = {0};
+    tb_tls_listener_stats st;
+    attempt_setup = pin_members;
+    attempt(&pki.ca, &pki.server, &pki.ca, &pki.impostor, "replica-0", &p, &st);
+    ck_assert_int_eq(p.server.opens, 0);
+    ck_assert_ptr_nonnull(strstr(server_log, "not the one the cluster file names"));
+}
+END_TEST
+
+/* ... and a client refuses a server that has a member's name but not its key. */
+START_TEST(test_impostor_server_refused) {
+    pair p = {0};
+    tb_tls_listener_stats st;
+    attempt_setup = pin_members;
+    attempt(&pki.ca, &pki.impostor_srv, &pki.ca, &pki.client, "replica-0", &p, &st);
+    ck_assert_int_eq(p.client.opens, 0);
+    ck_assert_ptr_nonnull(strstr(p.client.reason, "not the one the cluster file names"));
+}
+END_TEST
+
+/* A name with the members' prefix that names no member is refused. */
+START_TEST(test_reserved_prefix_refused) {
+    pair p = {0};
+    tb_tls_listener_stats st;
+    attempt_setup = pin_server_only;
+    attempt(&pki.ca, &pki.server, &pki.ca, &pki.client, "replica-0", &p, &st);
+    ck_assert_int_eq(p.server.opens, 0);
+    ck_assert_ptr_nonnull(strstr(server_log, "reserved for cluster members"));
 }
 END_TEST
 
@@ -521,6 +602,9 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_foreign_client_refused);
     tcase_add_test(tc, test_foreign_server_refused);
     tcase_add_test(tc, test_unexpected_peer_name_refused);
+    tcase_add_test(tc, test_impostor_client_refused);
+    tcase_add_test(tc, test_impostor_server_refused);
+    tcase_add_test(tc, test_reserved_prefix_refused);
     tcase_add_test(tc, test_frame_reader_limits);
     tcase_add_test(tc, test_reconnects_after_listener_restart);
     tcase_add_test(tc, test_output_is_bounded);
