@@ -97,7 +97,11 @@ void take_checkpoint(pbft_node *node) {
     node->cfg.app.digest(node->cfg.app.ctx, app);
     clients_digest(node, cl);
     state_digest(app, cl, node->last_ts, d);
-    PBFT_ASSERT(node->cfg.app.checkpoint(node->cfg.app.ctx, seq) == 0);
+    int rc = node->cfg.app.checkpoint(node->cfg.app.ctx, seq);
+    if (rc != 0) {
+        node_fault(node, rc);
+        return;
+    }
     pbft_ckpt *c = ckpt_get(node, seq, true);
     PBFT_ASSERT(c != NULL);
     c->own = true;

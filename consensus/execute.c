@@ -7,7 +7,7 @@
 #include "proto/merkle.h"
 
 void try_execute(pbft_node *node) {
-    for (;;) {
+    while (node->fault == 0) {
         uint64_t next = node->executed + 1;
         if (next > node->h + node->cfg.log_window) {
             return;
@@ -216,7 +216,15 @@ void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8
     }
     if (n > 0) {
         int rc = node->cfg.app.execute(node->cfg.app.ctx, seq, time_ms, reqs, n, res);
-        PBFT_ASSERT(rc == 0); /* a local fault (storage): stop rather than diverge */
+        if (rc != 0) {
+            /* A local fault (storage): not executed, and nothing more is,
+             * rather than diverge from the others. */
+            node_fault(node, rc);
+            free(reqs);
+            free(res);
+            twinbft__batch__free_unpacked(b, NULL);
+            return;
+        }
     }
     node->executed = seq;
     node->last_ts = time_ms;

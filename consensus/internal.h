@@ -239,6 +239,7 @@ struct pbft_node {
     uint64_t abstain_view;  /* when restarted: the view it restarted in */
     bool out_early;         /* messages queued now are early (out_msg) */
     bool stopped;           /* pbft_node_stop: no more input; meta says clean */
+    int fault;              /* pbft_node_fault: the application failed; no more input */
     bool restored_clean;    /* the stored meta record said clean_stop */
     bool replaying;         /* inside replay_future: do not start another */
     bool replay_pending;    /* view or window moved: replay buffered messages at top level */
@@ -329,6 +330,8 @@ void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8
 
 /* checkpoint.c */
 void take_checkpoint(pbft_node *node);
+/* The application reported a local fault (storage): see pbft_node_fault. */
+void node_fault(pbft_node *node, int rc);
 void on_checkpoint(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
                    const uint8_t *sbytes, size_t slen);
 pbft_ckpt *ckpt_get(pbft_node *node, uint64_t seq, bool create);

@@ -84,8 +84,23 @@ int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out) {
     proto_lthash_init(&node->clients_hash);
     /* The genesis checkpoint (seq 0) is the empty state; every replica agrees on it. */
     take_checkpoint(node);
+    if (node->fault != 0) {
+        int fault = node->fault;
+        pbft_node_free(node);
+        return fault;
+    }
     *out = node;
     return 0;
+}
+
+void node_fault(pbft_node *node, int rc) {
+    if (node->fault == 0) {
+        node->fault = rc;
+    }
+}
+
+int pbft_node_fault(const pbft_node *node) {
+    return node->fault;
 }
 
 void slot_reset_view(pbft_node *node, pbft_slot *s) {
@@ -370,7 +385,7 @@ void pbft_node_stop(pbft_node *node) {
 }
 
 int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, size_t len) {
-    if (node->stopped) {
+    if (node->stopped || node->fault != 0) {
         return TB_ERR_STATE;
     }
     if (from == NULL || (from->is_client && from->client == NULL)) {
@@ -389,7 +404,7 @@ int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, 
 }
 
 void pbft_node_flush(pbft_node *node) {
-    if (node->stopped) {
+    if (node->stopped || node->fault != 0) {
         return;
     }
     settle(node);
@@ -435,7 +450,7 @@ static void note_oldest_request(pbft_node *node) {
 }
 
 void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
-    if (node->stopped) {
+    if (node->stopped || node->fault != 0) {
         return;
     }
     if (now_ms > node->now) {
@@ -506,6 +521,9 @@ static bool needs_commit(const pbft_node *node) {
 }
 
 bool pbft_node_has_ready(const pbft_node *node) {
+    if (node->fault != 0) {
+        return false; /* what this turn wrote may be partial: nothing is committed */
+    }
     return node->out.n_msgs > 0 || needs_commit(node);
 }
 

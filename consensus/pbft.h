@@ -290,6 +290,16 @@ void pbft_node_flush(pbft_node *node);
  * step and tick do nothing. The host persists that ready and exits. */
 void pbft_node_stop(pbft_node *node);
 
+/* 0, or the error the application returned when it could not execute a
+ * batch or take a checkpoint (a local fault: the disk or the store's map
+ * is full, an I/O error). The node stops there rather than diverge: that
+ * batch is not executed, step and tick do nothing, and no ready follows,
+ * so the host must not commit the application's pending writes (they may
+ * be partial). The host stops, saying why; restarted once the fault is
+ * cleared, the replica resumes from its last durable commit like after a
+ * crash. pbft_node_create returns such an error directly. */
+int pbft_node_fault(const pbft_node *node);
+
 /* Advance time. Fires batching, request and view-change timers. */
 void pbft_node_tick(pbft_node *node, uint64_t now_ms);
 /* Earliest time at which tick has something to do (UINT64_MAX: none). */

@@ -292,5 +292,5 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
         start_view_change(node, node->view, PBFT_VC_RESTART); /* re-send our VIEW-CHANGE */
     }
     try_execute(node);
-    return 0;
+    return node->fault;
 }

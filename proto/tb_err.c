@@ -30,6 +30,10 @@ const char *tb_strerror(int code) {
         return "not valid in the current state";
     case TB_ERR_TIMEOUT:
         return "timed out";
+    case TB_ERR_NOSPACE:
+        return "no space left (the disk or the store's map is full)";
+    case TB_ERR_READONLY:
+        return "read-only (file system or permissions)";
     default:
         return "unknown error";
     }

@@ -15,9 +15,11 @@ enum tb_err {
     TB_ERR_EXPIRED = -8,   /* outside a validity window */
     TB_ERR_IO = -9,        /* a file or socket operation failed */
     TB_ERR_NOT_FOUND = -10,
-    TB_ERR_AGAIN = -11,   /* incomplete input: wait for more bytes */
-    TB_ERR_STATE = -12,   /* the operation is not valid in the current state */
-    TB_ERR_TIMEOUT = -13, /* no (sufficient) answer in time */
+    TB_ERR_AGAIN = -11,    /* incomplete input: wait for more bytes */
+    TB_ERR_STATE = -12,    /* the operation is not valid in the current state */
+    TB_ERR_TIMEOUT = -13,  /* no (sufficient) answer in time */
+    TB_ERR_NOSPACE = -14,  /* the disk, or a store's map, is full */
+    TB_ERR_READONLY = -15, /* a file or directory that must be written is read-only */
 };
 
 /* A static, human-readable name for an error code; never NULL. */

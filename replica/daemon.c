@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -25,9 +26,17 @@
 #include "replica/storage.h"
 #include "statemachine/sm.h"
 
+/* The LMDB map: address space, not disk (without MDB_WRITEMAP the file
+ * grows only as pages are written). It bounds the store, so it is made
+ * large enough that the disk fills first: a million twins with months of
+ * history need several GiB, and 1 GiB (the old size) ended in MAP_FULL. */
+#define REP_MAP_BYTES ((size_t)64 << 30)
+
 enum {
-    REP_TICK_MS_MAX = 100,              /* the core is ticked at least this often */
-    REP_MAP_BYTES = 1024 * 1024 * 1024, /* LMDB map (sparse) */
+    /* Below this much free space, an I/O error of a commit is taken for a
+     * full disk (LMDB turns a short write into EIO). */
+    REP_DISK_LOW_MIB = 4,
+    REP_TICK_MS_MAX = 100, /* the core is ticked at least this often */
     /* One Subscribe is answered with at most this many pushes, and fewer
      * once this much is queued on the link; the ack then says more = true
      * and the subscriber asks again from the last one it got. */
@@ -530,6 +539,42 @@ static void release_held(daemon *d) {
     }
 }
 
+/* A storage fault stops the replica with a line an operator can act on:
+ * which directory, what went wrong, how much space is left. Nothing of the
+ * turn is committed (the state machine's writes may be partial), so a
+ * restart resumes from the last durable commit, as after a crash. */
+static void storage_failed(daemon *d, const char *what, int rc) {
+    char space[160] = "";
+    struct statvfs vfs;
+    if (statvfs(d->opt.data_dir, &vfs) == 0) {
+        double free_mib = (double)vfs.f_bavail * (double)vfs.f_frsize / (1024.0 * 1024.0);
+        /* LMDB reports a write cut short by a full disk as EIO. */
+        if (rc == TB_ERR_IO && free_mib < REP_DISK_LOW_MIB) {
+            rc = TB_ERR_NOSPACE;
+        }
+        snprintf(space, sizeof space, "; %.1f MiB free on its file system", free_mib);
+    }
+    const char *todo = rc == TB_ERR_NOSPACE ? "free space there and restart the replica"
+                       : rc == TB_ERR_READONLY
+                           ? "make the directory writable and restart the replica"
+                           : "check the disk and restart the replica";
+    logf_(d, 0,
+          "%s in %s failed: %s%s. Stopping; nothing of this turn was committed: %s, which resumes "
+          "from its last commit",
+          what, d->opt.data_dir, tb_strerror(rc), space, todo);
+    d->failed = rc;
+    event_base_loopbreak(d->base);
+}
+
+/* The core stopped on an application fault (pbft_node_fault). */
+static bool core_failed(daemon *d) {
+    int rc = pbft_node_fault(d->node);
+    if (rc != 0 && d->failed == 0) {
+        storage_failed(d, "executing a batch or taking a checkpoint", rc);
+    }
+    return rc != 0;
+}
+
 /* The second half of a turn: the durable commit, the messages that wait
  * for it, advance. */
 static void finish_commit(daemon *d) {
@@ -540,11 +585,9 @@ static void finish_commit(daemon *d) {
     pbft_ready *rd = &d->rd;
     int rc = rep_storage_persist(d->storage, rd);
     if (rc != 0) {
-        logf_(d, 0, "storage commit failed (%s): stopping, nothing more is sent", tb_strerror(rc));
-        d->failed = rc;
+        storage_failed(d, "the durable commit of a turn", rc);
         pbft_node_advance(d->node, rd);
         d->commit_pending = false;
-        event_base_loopbreak(d->base);
         return;
     }
     send_all(d, rd, false);
@@ -580,7 +623,7 @@ static void drive_turn(daemon *d, bool sync) {
         event_del(d->drive_ev);
         d->drive_pending = false;
     }
-    while (!d->commit_pending && d->failed == 0) {
+    while (!d->commit_pending && d->failed == 0 && !core_failed(d)) {
         d->turn_frames = 0;
         pbft_node_flush(d->node);
         if (!pbft_node_has_ready(d->node)) {

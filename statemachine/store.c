@@ -1,6 +1,7 @@
 /* The LMDB environment, its named tables, write-transaction bookkeeping and
  * the raw table access every operation goes through. */
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "statemachine/internal.h"
@@ -28,6 +29,13 @@ int sm_lmdb_err(int rc, const char *what) {
         return TB_ERR_NOT_FOUND;
     }
     fprintf(stderr, "statemachine: %s: %s\n", what, mdb_strerror(rc));
+    /* LMDB passes errno values through (a commit's write or fsync). */
+    if (rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT) {
+        return TB_ERR_NOSPACE;
+    }
+    if (rc == EROFS || rc == EACCES || rc == EPERM) {
+        return TB_ERR_READONLY;
+    }
     return TB_ERR_IO;
 }
 
@@ -275,9 +283,9 @@ static int env_open(sm_store *s, const char *dir, const sm_options *opt) {
         rc = mdb_env_open(s->env, dir, flags, 0600);
     }
     if (rc != 0) {
-        fprintf(stderr, "statemachine: cannot open LMDB environment in \"%s\": %s\n", dir,
-                mdb_strerror(rc));
-        return TB_ERR_IO;
+        char what[600];
+        snprintf(what, sizeof what, "cannot open LMDB environment in \"%.500s\"", dir);
+        return sm_lmdb_err(rc, what);
     }
     return 0;
 }

@@ -21,6 +21,7 @@ typedef struct app {
     uint64_t ckpt_v[64][8];
     size_t n_ckpt;
     uint8_t result[64][8];
+    int fail; /* execute and checkpoint return this (a full disk) */
 } app;
 
 static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_request *reqs,
@@ -28,6 +29,9 @@ static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_req
     app *a = ctx;
     (void)seq;
     (void)time_ms;
+    if (a->fail != 0) {
+        return a->fail;
+    }
     for (size_t i = 0; i < n; i++) {
         uint8_t k = reqs[i].op_len ? reqs[i].op[0] % 8 : 0;
         a->v[k]++;
@@ -43,6 +47,9 @@ static void app_digest(void *ctx, uint8_t out[PROTO_DIGEST_BYTES]) {
 
 static int app_checkpoint(void *ctx, uint64_t seq) {
     app *a = ctx;
+    if (a->fail != 0) {
+        return a->fail;
+    }
     size_t i = a->n_ckpt < 64 ? a->n_ckpt++ : 63;
     a->ckpt_seq[i] = seq;
     memcpy(a->ckpt_v[i], a->v, sizeof a->v);
@@ -474,6 +481,38 @@ START_TEST(test_retransmission_signs_nothing_new) {
     for (uint32_t i = 0; i < 4; i++) {
         ck_assert_uint_eq(C.apps[i].v[2], 1);
     }
+    teardown();
+}
+END_TEST
+
+/* An application that cannot execute (its disk is full) stops the node:
+ * the batch is not executed, nothing more is taken, no ready is offered
+ * (the writes may be partial), and the others go on without it. */
+START_TEST(test_application_fault_stops_the_node) {
+    setup(4);
+    submit("ann", 1, 1);
+    deliver_all();
+    C.apps[3].fail = TB_ERR_NOSPACE;
+    submit("ann", 2, 1);
+    deliver_all();
+    ck_assert_int_eq(pbft_node_fault(C.node[3]), TB_ERR_NOSPACE);
+    ck_assert(!pbft_node_has_ready(C.node[3]));
+    ck_assert_uint_eq(status(3).executed, 1);
+    ck_assert_uint_eq(C.apps[3].v[1], 1);
+    pbft_from from = {.is_client = false, .replica = 0};
+    ck_assert_int_eq(pbft_node_step(C.node[3], &from, (const uint8_t *)"x", 1), TB_ERR_STATE);
+    submit("ann", 3, 1);
+    deliver_all();
+    for (uint32_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq(status(i).executed, 3);
+        ck_assert_uint_eq(C.apps[i].v[1], 3);
+    }
+    ck_assert_uint_eq(status(3).executed, 1);
+    /* A node whose genesis checkpoint fails is not created. */
+    pbft_node *bad = NULL;
+    pbft_config cfg = config(3);
+    ck_assert_int_eq(pbft_node_create(&cfg, C.now, &bad), TB_ERR_NOSPACE);
+    ck_assert_ptr_null(bad);
     teardown();
 }
 END_TEST
@@ -1069,6 +1108,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_normal_case_certificate);
     tcase_add_test(tc, test_retransmission_exactly_once);
     tcase_add_test(tc, test_retransmission_signs_nothing_new);
+    tcase_add_test(tc, test_application_fault_stops_the_node);
     tcase_add_test(tc, test_silent_primary_view_change);
     tcase_add_test(tc, test_checkpoints_advance_watermark);
     tcase_add_test(tc, test_crash_restart_state_transfer);

@@ -41,6 +41,8 @@ static struct {
     size_t transfers[N];
     size_t replies;
     uint64_t number; /* the client's next request number */
+    size_t map[N];   /* LMDB map of each replica's next start (0: MAP_BYTES) */
+    int failed[N];   /* its persist failed: like the daemon, it stopped */
 } C;
 
 static int sign_cb(void *ctx, const uint8_t *b, size_t len, uint8_t sig[PROTO_SIG_BYTES]) {
@@ -64,7 +66,14 @@ static void drain(uint32_t i) {
     while (!C.down[i] && pbft_node_has_ready(C.node[i])) {
         pbft_ready rd;
         pbft_node_ready(C.node[i], &rd);
-        ck_assert_int_eq(rep_storage_persist(C.st[i], &rd), 0);
+        int rc = rep_storage_persist(C.st[i], &rd);
+        if (rc != 0) {
+            /* The daemon stops here, sending nothing of this ready. */
+            C.failed[i] = rc;
+            C.down[i] = true;
+            pbft_node_advance(C.node[i], &rd);
+            return;
+        }
         for (size_t k = 0; k < rd.n_msgs; k++) {
             const pbft_msg *m = &rd.msgs[k];
             for (uint32_t j = 0; j <= N; j++) {
@@ -109,7 +118,8 @@ static pbft_config config(uint32_t i) {
 /* Opens storage and a node over it and restores; returns restore's code
  * (on failure the node and storage are closed again). */
 static int try_start(uint32_t i) {
-    ck_assert_int_eq(rep_storage_open(C.dir[i], "admin", MAP_BYTES, &C.st[i]), 0);
+    ck_assert_int_eq(rep_storage_open(C.dir[i], "admin", C.map[i] ? C.map[i] : MAP_BYTES, &C.st[i]),
+                     0);
     pbft_config cfg = config(i);
     ck_assert_int_eq(pbft_node_create(&cfg, C.now, &C.node[i]), 0);
     int rc = rep_storage_restore(C.st[i], C.node[i], C.now);
@@ -773,6 +783,57 @@ START_TEST(test_outbox_written_read_pruned) {
 }
 END_TEST
 
+/* A full store (here LMDB's map; a full disk fails the same way, at the
+ * commit) stops the replica that hit it, never half-executes a batch and
+ * never crashes it: the core reports the fault, takes no more input and
+ * offers nothing to commit. The others go on; restarted with room, the
+ * replica resumes from its last commit and catches up. */
+START_TEST(test_full_store_stops_cleanly) {
+    setup();
+    submit_grant_self_operator();
+    for (uint64_t k = 1; k <= 4; k++) {
+        submit_config(k);
+    }
+    expect_all_agree(5);
+    crash(3);
+    char path[700];
+    snprintf(path, sizeof path, "%s/data.mdb", C.dir[3]);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    C.map[3] = (size_t)sb.st_size + 16 * 4096; /* room for a few commits only */
+    start(3);
+    /* Full while executing (the core stops) or at the commit (the host does). */
+    uint64_t k = 5;
+    while (pbft_node_fault(C.node[3]) == 0 && C.failed[3] == 0 && k < 5000) {
+        submit_config(k++);
+    }
+    if (C.failed[3] == 0) {
+        ck_assert_int_eq(pbft_node_fault(C.node[3]), TB_ERR_NOSPACE);
+        ck_assert(!pbft_node_has_ready(C.node[3]));
+        pbft_from from = {.is_client = false, .replica = 0};
+        ck_assert_int_eq(pbft_node_step(C.node[3], &from, (const uint8_t *)"x", 1), TB_ERR_STATE);
+    } else {
+        ck_assert_int_eq(C.failed[3], TB_ERR_NOSPACE);
+    }
+    uint64_t stopped_at = status(3).executed;
+    for (uint64_t j = 0; j < 8; j++) {
+        submit_config(k++);
+    }
+    ck_assert_uint_eq(status(3).executed, stopped_at); /* it took nothing more */
+    ck_assert_uint_eq(status(0).executed, k);          /* the others went on */
+    crash(3);
+    C.map[3] = 0;
+    C.failed[3] = 0;
+    C.executed[3] = 0;
+    start(3);
+    ck_assert_uint_le(status(3).executed, stopped_at); /* from its last commit */
+    submit_config(k++);
+    tick(3000);
+    expect_all_agree(k);
+    teardown();
+}
+END_TEST
+
 static Suite *storage_suite(void) {
     Suite *s = suite_create("storage");
     TCase *tc = tcase_create("core");
@@ -783,6 +844,7 @@ static Suite *storage_suite(void) {
     tcase_add_test(tc, test_whole_cluster_restarts);
     tcase_add_test(tc, test_restart_after_state_transfer);
     tcase_add_test(tc, test_corrupt_records_refused);
+    tcase_add_test(tc, test_full_store_stops_cleanly);
     suite_add_tcase(s, tc);
     return s;
 }
