@@ -160,7 +160,13 @@ struct pbft_node {
     pbft_config cfg;
     uint8_t cluster_id[64];
     uint32_t n, f, q;
-    uint64_t now;
+    uint64_t now; /* the timer clock (pbft_node_tick): monotonic */
+    /* The wall clock (pbft_node_set_wall), for batch timestamps only; the
+     * timer clock stands in until a host sets it. */
+    uint64_t wall;
+    bool wall_known;
+    uint64_t ts_rejected; /* pre-prepares dropped for their timestamp */
+    int64_t ts_offset_ms; /* of the last one: its timestamp minus our wall clock */
 
     /* Views. */
     uint64_t view;
@@ -332,6 +338,7 @@ void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8
 void take_checkpoint(pbft_node *node);
 /* The application reported a local fault (storage): see pbft_node_fault. */
 void node_fault(pbft_node *node, int rc);
+uint64_t wall_now(const pbft_node *node);
 void on_checkpoint(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body *body,
                    const uint8_t *sbytes, size_t slen);
 pbft_ckpt *ckpt_get(pbft_node *node, uint64_t seq, bool create);

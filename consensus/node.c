@@ -103,6 +103,15 @@ int pbft_node_fault(const pbft_node *node) {
     return node->fault;
 }
 
+void pbft_node_set_wall(pbft_node *node, uint64_t wall_ms) {
+    node->wall = wall_ms;
+    node->wall_known = true;
+}
+
+uint64_t wall_now(const pbft_node *node) {
+    return node->wall_known ? node->wall : node->now;
+}
+
 void slot_reset_view(pbft_node *node, pbft_slot *s) {
     free(s->pp);
     free(s->batch);
@@ -642,6 +651,8 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     st->view_changes = node->view_changes;
     st->dropped = node->dropped;
     st->votes_redundant = node->votes_redundant;
+    st->ts_rejected = node->ts_rejected;
+    st->ts_offset_ms = node->ts_offset_ms;
     st->vc_cause = node->vc_cause;
     memcpy(st->vc_request_client, node->vc_request_client, sizeof st->vc_request_client);
     st->vc_request_number = node->vc_request_number;

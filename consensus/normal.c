@@ -191,7 +191,7 @@ void maybe_propose(pbft_node *node, bool flush) {
             return;
         }
         /* Agreed time never runs backwards, even across primaries (PBFT 4.6). */
-        uint64_t ts = node->now;
+        uint64_t ts = wall_now(node);
         if (node->pp_ts_max > ts) {
             ts = node->pp_ts_max;
         }
@@ -286,13 +286,26 @@ static bool batch_wellformed(const pbft_node *node, const Twinbft__Batch *b) {
  * the seq for good, since no one sends it again unasked, so it is held
  * instead (see slot_progress). */
 static bool timestamp_ok(pbft_node *node, uint64_t seq, uint64_t ts, bool *stale) {
-    uint64_t skew = node->cfg.clock_skew_ms_max;
+    uint64_t skew = node->cfg.clock_skew_ms_max, wall = wall_now(node);
     *stale = false;
-    if (ts > node->now + skew || ts < node->last_ts) {
+    /* Agreed time never runs backwards, so when the clocks are stepped back
+     * the primary stamps what was agreed already: a stamp no later than one
+     * this replica accepted (when its clock allowed it) is fine. Time then
+     * stands still until the clocks catch up, and no primary can move it. */
+    uint64_t ahead_bound = wall + skew > node->pp_ts_max ? wall + skew : node->pp_ts_max;
+    if (ts > ahead_bound) {
+        /* Ahead of our clock by more than the skew allows: the primary's
+         * clock or ours is wrong. Counted, with the offset, for the log. */
+        node->ts_rejected++;
+        node->ts_offset_ms = (int64_t)(ts - wall);
         return false;
     }
-    if (ts + skew < node->now) {
+    if (ts < node->last_ts) {
+        return false;
+    }
+    if (ts + skew < wall) {
         *stale = true;
+        node->ts_offset_ms = -(int64_t)(wall - ts);
     }
     for (uint64_t s = node->h + 1; s <= node->h + node->cfg.log_window; s++) {
         pbft_slot *o = &node->slots[s % node->cfg.log_window];

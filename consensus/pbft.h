@@ -241,7 +241,12 @@ typedef struct pbft_status {
     uint64_t view_changes;    /* views entered since start */
     uint64_t dropped;         /* invalid messages dropped */
     uint64_t votes_redundant; /* votes beyond a quorum, dropped unverified */
-    pbft_vc_cause vc_cause;   /* of the latest view change (PBFT_VC_NONE: none yet) */
+    /* Pre-prepares dropped because their timestamp was ahead of our wall
+     * clock by more than clock_skew_ms_max, and the offset (timestamp minus
+     * our clock) of the last one so dropped, or held as too old (negative). */
+    uint64_t ts_rejected;
+    int64_t ts_offset_ms;
+    pbft_vc_cause vc_cause; /* of the latest view change (PBFT_VC_NONE: none yet) */
     /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, and
      * how long it had waited. */
     char vc_request_client[PBFT_CLIENT_NAME_BYTES_MAX];
@@ -300,8 +305,20 @@ void pbft_node_stop(pbft_node *node);
  * crash. pbft_node_create returns such an error directly. */
 int pbft_node_fault(const pbft_node *node);
 
-/* Advance time. Fires batching, request and view-change timers. */
+/* Advance time. Fires batching, request and view-change timers. now_ms
+ * is a monotonic clock (CLOCK_MONOTONIC in a daemon): timers must neither
+ * freeze when the wall clock is stepped back nor all fire when it is
+ * stepped forward. The value passed to pbft_node_create and
+ * pbft_node_restore_done is on the same clock. */
 void pbft_node_tick(pbft_node *node, uint64_t now_ms);
+
+/* The wall clock (CLOCK_REALTIME), which the protocol agrees on: the
+ * primary stamps batches with it, and a backup accepts a stamp only within
+ * clock_skew_ms_max of its own (PBFT 4.6). Set it before each step and
+ * tick; until it is set the timer clock stands in (the simulator and unit
+ * tests run one clock). It may go backwards; agreed time still never
+ * does. */
+void pbft_node_set_wall(pbft_node *node, uint64_t wall_ms);
 /* Earliest time at which tick has something to do (UINT64_MAX: none). */
 uint64_t pbft_node_next_deadline(const pbft_node *node);
 

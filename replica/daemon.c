@@ -33,6 +33,7 @@
 #define REP_MAP_BYTES ((size_t)64 << 30)
 
 enum {
+    REP_CLOCK_LOG_MS = 10000, /* clock trouble is logged at most this often */
     /* Below this much free space, an I/O error of a commit is taken for a
      * full disk (LMDB turns a short write into EIO). */
     REP_DISK_LOW_MIB = 4,
@@ -107,7 +108,10 @@ typedef struct daemon {
     rep_http *http;
     rep_counters counters;
     uint64_t started_ms;
-    uint64_t logged_view; /* the view (and view-change state) last reported in the log */
+    uint64_t skew_ms;            /* the core's clock_skew_ms_max */
+    uint64_t logged_ts_rejected; /* timestamp rejections last reported in the log */
+    uint64_t logged_clock_ms;    /* when (timer clock) */
+    uint64_t logged_view;        /* the view (and view-change state) last reported in the log */
     bool logged_in_vc;
     int failed;
 } daemon;
@@ -128,8 +132,11 @@ static void logf_(const daemon *d, int level, const char *fmt, ...) {
     fprintf(stderr, "twinbft-replica[%u] %s: %s\n", d ? d->opt.id : 0, names[level & 3], line);
 }
 
-static uint64_t now_ms(void) {
-    /* Wall clock: backups compare the primary's batch timestamps with it. */
+/* Two clocks (pbft.h): timers run on CLOCK_MONOTONIC, so that a wall
+ * clock stepped back does not freeze them and one stepped forward does not
+ * fire them all; the wall clock only stamps batches, which backups compare
+ * with theirs. */
+static uint64_t wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
@@ -139,6 +146,12 @@ static uint64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Tells the core the wall clock; returns the timer clock, for a tick. */
+static uint64_t core_clock(daemon *d) {
+    pbft_node_set_wall(d->node, wall_ms());
+    return mono_ms();
 }
 
 /* ---- signatures ---- */
@@ -474,7 +487,7 @@ static size_t send_all(daemon *d, const pbft_ready *rd, bool early) {
 }
 
 static void arm_timer(daemon *d) {
-    uint64_t deadline = pbft_node_next_deadline(d->node), now = now_ms();
+    uint64_t deadline = pbft_node_next_deadline(d->node), now = mono_ms();
     uint64_t wait = deadline > now ? deadline - now : 0;
     if (wait > REP_TICK_MS_MAX) {
         wait = REP_TICK_MS_MAX;
@@ -509,6 +522,26 @@ static void log_view(daemon *d) {
     }
 }
 
+/* A primary whose batch timestamps are beyond the skew limit from our
+ * clock is not just ignored: one clock is wrong, and the operator is told
+ * which way and by how much, at most every REP_CLOCK_LOG_MS. */
+static void log_clock(daemon *d) {
+    pbft_status st;
+    pbft_node_status(d->node, &st);
+    uint64_t now = mono_ms();
+    if (st.ts_rejected == d->logged_ts_rejected ||
+        (d->logged_clock_ms != 0 && now - d->logged_clock_ms < REP_CLOCK_LOG_MS)) {
+        return;
+    }
+    logf_(d, 1,
+          "dropped %" PRIu64 " pre-prepares whose timestamps were ahead of this replica's clock "
+          "(the last by %" PRId64 " ms; the limit is %" PRIu64 " ms): this clock or the "
+          "primary's is off; check time synchronisation (NTP)",
+          st.ts_rejected - d->logged_ts_rejected, st.ts_offset_ms, d->skew_ms);
+    d->logged_ts_rejected = st.ts_rejected;
+    d->logged_clock_ms = now;
+}
+
 /* A ready with nothing to make durable (only messages). */
 static bool ready_is_messages(const pbft_ready *rd) {
     return rd->n_records == 0 && rd->n_executed == 0 && rd->n_stable == 0 && !rd->transferred;
@@ -535,7 +568,7 @@ static void release_held(daemon *d) {
     d->reconnected = 0;
     if (d->tick_due) {
         d->tick_due = false;
-        pbft_node_tick(d->node, now_ms());
+        pbft_node_tick(d->node, core_clock(d));
     }
 }
 
@@ -608,6 +641,7 @@ static void finish_commit(daemon *d) {
     pbft_node_durable(d->node, ready_id); /* the commit above was synced */
     d->commit_pending = false;
     log_view(d);
+    log_clock(d);
     release_held(d);
 }
 
@@ -704,7 +738,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
         d->tick_due = true; /* release_held ticks once the commit is done */
         return;
     }
-    pbft_node_tick(d->node, now_ms());
+    pbft_node_tick(d->node, core_clock(d));
     drive(d);
 }
 
@@ -796,6 +830,7 @@ static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t l
 }
 
 static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size_t len) {
+    pbft_node_set_wall(d->node, wall_ms());
     pbft_from from = {.is_client = true, .client = peer};
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
@@ -956,8 +991,12 @@ static int open_node(daemon *d) {
     cfg.epoch = d->cluster.epoch;
     cfg.crypto = (pbft_crypto){d, sign_cb, verify_cb};
     cfg.app = rep_storage_app(d->storage);
-    uint64_t now = now_ms();
+    uint64_t now = mono_ms();
+    d->skew_ms = cfg.clock_skew_ms_max;
     rc = pbft_node_create(&cfg, now, &d->node);
+    if (rc == 0) {
+        pbft_node_set_wall(d->node, wall_ms());
+    }
     rc = rc ? rc : rep_storage_restore(d->storage, d->node, now);
     if (rc != 0) {
         logf_(d, 0, "cannot start the consensus core from %s: %s", d->opt.data_dir,

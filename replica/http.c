@@ -74,6 +74,16 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
     metric(b, "twinbft_votes_redundant_total", "counter",
            "PREPARE and COMMIT votes beyond a quorum, dropped before their signature was checked.",
            st->votes_redundant);
+    metric(b, "twinbft_batch_timestamps_rejected_total", "counter",
+           "Pre-prepares dropped because their timestamp was ahead of this replica's clock by more "
+           "than the allowed skew (this clock or the primary's is off).",
+           st->ts_rejected);
+    evbuffer_add_printf(b,
+                        "# HELP twinbft_clock_offset_ms The last out-of-bounds batch timestamp "
+                        "minus this replica's clock (0: none seen).\n"
+                        "# TYPE twinbft_clock_offset_ms gauge\ntwinbft_clock_offset_ms %" PRId64
+                        "\n",
+                        st->ts_offset_ms);
     metric(b, "twinbft_batches_executed_total", "counter", "Batches executed since start.",
            s->counters.batches_executed);
     metric(b, "twinbft_requests_executed_total", "counter", "Requests executed since start.",

@@ -22,6 +22,7 @@ typedef enum sim_ev_kind {
     SIM_EV_DEADLINE,      /* the liveness bound */
     SIM_EV_TWINS,         /* the twins' split of their peers changes */
     SIM_EV_SKEW,          /* replica a's clock offset drifts */
+    SIM_EV_CLOCK_BACK,    /* replica a's stepped wall clock is set right */
 } sim_ev_kind;
 
 typedef struct sim_event {

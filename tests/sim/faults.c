@@ -180,7 +180,8 @@ static void crash_one(sim_world *w) {
     /* A lone replica (n = 1, f = 0) crashes too: restarting from its durable
      * state is all it has to survive, and while it is down nothing can be
      * ordered, which the fault phase allows. */
-    bool budget = w->n_byz + w->crashed_correct < w->f || (w->n == 1 && w->crashed_correct == 0);
+    uint32_t faulty = w->n_byz + w->crashed_correct + w->stepped_correct;
+    bool budget = faulty < w->f || (w->n == 1 && w->crashed_correct == 0);
     for (uint32_t id = 0; id < w->n; id++) {
         sim_replica *r = &w->replicas[id];
         for (uint32_t i = 0; i < r->n_inst; i++) {
@@ -208,7 +209,7 @@ uint64_t faults_commit_crash_due(sim_world *w, const sim_replica *r) {
     if (!(w->faults & SIM_FAULT_CRASH) || w->healed || w->n == 1) {
         return 0;
     }
-    bool budget = w->n_byz + w->crashed_correct < w->f;
+    bool budget = w->n_byz + w->crashed_correct + w->stepped_correct < w->f;
     if (r->style == SIM_CORRECT && !budget) {
         return 0;
     }
@@ -225,7 +226,44 @@ void faults_restart_later(sim_world *w, const sim_replica *r, const sim_instance
 
 /* ---- clock skew --------------------------------------------------------- */
 
+/* A wall clock stepped far off (an operator's mistake, a bad NTP server):
+ * +-30 s, well beyond the allowed skew, for 0.5 to 3 s. Its batches are
+ * refused or its peers' are, so it counts as faulty while it lasts; its
+ * timers (the timer clock) must not notice at all. */
+enum { CLOCK_STEP_MS = 30000 };
+
+static bool step_clock(sim_world *w, sim_replica *r) {
+    bool budget = w->n_byz + w->crashed_correct + w->stepped_correct < w->f;
+    if (r->step_us != 0 || (r->style == SIM_CORRECT && !budget) || w->n == 1) {
+        return false;
+    }
+    r->step_us = (sim_rng_below(&w->rng, 2) ? 1 : -1) * (int64_t)CLOCK_STEP_MS * 1000;
+    if (r->style == SIM_CORRECT) {
+        w->stepped_correct++;
+    }
+    uint64_t dur = ms_range(w, 500, 3000);
+    say(w, "replica %u's wall clock is stepped %+d s (for %.0f ms)", r->id,
+        r->step_us > 0 ? CLOCK_STEP_MS / 1000 : -CLOCK_STEP_MS / 1000, (double)dur / 1000.0);
+    push(w, w->now_us + dur, SIM_EV_CLOCK_BACK, r->id, 0, 0);
+    return true;
+}
+
+void faults_clock_back(sim_world *w, sim_replica *r) {
+    if (r->step_us == 0) {
+        return;
+    }
+    r->step_us = 0;
+    if (r->style == SIM_CORRECT) {
+        TB_ASSERT(w->stepped_correct > 0);
+        w->stepped_correct--;
+    }
+    say(w, "replica %u's wall clock is set right", r->id);
+}
+
 void faults_skew(sim_world *w, sim_replica *r) {
+    if (sim_rng_below(&w->rng, 3) == 0 && step_clock(w, r)) {
+        return;
+    }
     int64_t old = r->offset_us;
     r->offset_us = random_offset(w);
     say(w, "replica %u's clock drifts from %+.1f ms to %+.1f ms", r->id, (double)old / 1000.0,
@@ -270,6 +308,7 @@ void faults_heal(sim_world *w) {
            "carry on)");
     for (uint32_t id = 0; id < w->n; id++) {
         sim_replica *r = &w->replicas[id];
+        faults_clock_back(w, r);
         for (uint32_t i = 0; i < r->n_inst; i++) {
             if (!r->inst[i].up) {
                 say(w, "replica %u%s restarts from its durable state", r->id,

@@ -22,7 +22,11 @@ bool world_is_byzantine(const sim_world *w, uint32_t id) {
 }
 
 uint64_t world_local_ms(const sim_world *w, const sim_replica *r) {
-    return (uint64_t)((int64_t)w->now_us + r->offset_us) / 1000;
+    return (w->now_us + r->mono_base_us) / 1000;
+}
+
+uint64_t world_wall_ms(const sim_world *w, const sim_replica *r) {
+    return (uint64_t)((int64_t)w->now_us + r->offset_us + r->step_us) / 1000;
 }
 
 /* ---- observers: what correct replicas did, to the checker ---------------- */
@@ -204,10 +208,10 @@ static void schedule_tick(sim_world *w, const sim_replica *r, sim_instance *in) 
     if (d == UINT64_MAX) {
         return;
     }
-    /* The replica's clock reads d at sim time d - offset; ticking again in
-     * the same millisecond of its clock could do nothing new. */
-    int64_t at = (int64_t)d * 1000 - r->offset_us;
-    int64_t next_ms = (int64_t)(in->last_tick_local_ms + 1) * 1000 - r->offset_us;
+    /* The replica's timer clock reads d at sim time d - base; ticking again
+     * in the same millisecond of its clock could do nothing new. */
+    int64_t at = (int64_t)d * 1000 - (int64_t)r->mono_base_us;
+    int64_t next_ms = (int64_t)(in->last_tick_local_ms + 1) * 1000 - (int64_t)r->mono_base_us;
     if (at < next_ms) {
         at = next_ms;
     }
@@ -283,6 +287,7 @@ static void tick_instance(sim_world *w, sim_replica *r, sim_instance *in) {
     if (local > in->last_tick_local_ms) {
         in->last_tick_local_ms = local;
     }
+    pbft_node_set_wall(in->node, world_wall_ms(w, r));
     pbft_node_tick(in->node, local);
     drive_cause(w, r, in, "tick");
 }
@@ -363,6 +368,7 @@ static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool 
     cfg.bugs = w->opt.bugs;
     uint64_t local = world_local_ms(w, r);
     TB_ASSERT(pbft_node_create(&cfg, local, &in->node) == 0);
+    pbft_node_set_wall(in->node, world_wall_ms(w, r));
     if (from_storage && restore_from_store(w, r, in, local) != 0) {
         /* The core refused what it had itself asked to persist: a replica
          * that cannot restart is a failure of the run, not of the harness. */
@@ -445,8 +451,10 @@ static void deliver_to_replica(sim_world *w, uint32_t from, sim_replica *r, cons
             /* The replica's clock moved since it last looked: let it see the
              * time before the message, as a daemon's event loop would. */
             in->last_tick_local_ms = local;
+            pbft_node_set_wall(in->node, world_wall_ms(w, r));
             pbft_node_tick(in->node, local);
         }
+        pbft_node_set_wall(in->node, world_wall_ms(w, r));
         (void)pbft_node_step(in->node, &pf, data, len);
         drive_cause(w, r, in, "step");
         if (w->check.v.set) {
@@ -556,6 +564,9 @@ static void handle(sim_world *w, const sim_event *ev) {
         break;
     case SIM_EV_SKEW:
         faults_skew(w, &w->replicas[ev->a]);
+        break;
+    case SIM_EV_CLOCK_BACK:
+        faults_clock_back(w, &w->replicas[ev->a]);
         break;
     }
 }
@@ -717,6 +728,9 @@ static int world_setup(sim_world *w, const sim_options *opt) {
         sim_replica *r = &w->replicas[id];
         r->id = id;
         r->n_inst = 1;
+        /* Timer clocks start anywhere (boot time), far from the wall clock,
+         * so that code mixing the two shows. */
+        r->mono_base_us = (uint64_t)(id + 1) * 977 * 1000 * 1000;
         for (uint32_t i = 0; i < 2; i++) {
             r->inst[i].id = id;
             r->inst[i].inst = i;

@@ -70,6 +70,8 @@ static const char *ev_name(sim_ev_kind k) {
         return "twins-split";
     case SIM_EV_SKEW:
         return "skew";
+    case SIM_EV_CLOCK_BACK:
+        return "clock-back";
     }
     return "?";
 }

@@ -65,9 +65,11 @@ typedef struct sim_replica {
     sim_style style;
     sim_instance inst[2]; /* [1] only for twins */
     uint32_t n_inst;
-    sim_byz byz;        /* SIM_MUTATE */
-    int64_t offset_us;  /* clock skew: local clock = sim time + offset */
-    uint8_t *twin_side; /* SIM_TWINS: [n_ep] bit 0 = twin A hears/talks to it, bit 1 = twin B */
+    sim_byz byz;           /* SIM_MUTATE */
+    int64_t offset_us;     /* clock skew: wall clock = sim time + offset + step */
+    int64_t step_us;       /* a wall clock stepped far off (faults.c), 0 when none */
+    uint64_t mono_base_us; /* timer clock = sim time + base: not the wall clock */
+    uint8_t *twin_side;    /* SIM_TWINS: [n_ep] bit 0 = twin A hears/talks to it, bit 1 = twin B */
 } sim_replica;
 
 typedef struct sim_reply_seen {
@@ -118,6 +120,7 @@ typedef struct sim_world {
     bool healed;
     uint32_t n_byz;
     uint32_t crashed_correct;
+    uint32_t stepped_correct; /* correct replicas whose wall clock is stepped far off */
     uint64_t clients_done;
     uint64_t events;
     bool stuck;
@@ -139,7 +142,10 @@ void world_drive(sim_world *w, sim_replica *r, sim_instance *in);
 void world_crash(sim_world *w, sim_replica *r, sim_instance *in);
 void world_links_up(sim_world *w, uint32_t id);
 void world_restart(sim_world *w, sim_replica *r, sim_instance *in);
+/* A replica's two clocks (consensus/pbft.h): the timer clock it ticks its
+ * core with, which never steps, and the wall clock it stamps batches with. */
 uint64_t world_local_ms(const sim_world *w, const sim_replica *r);
+uint64_t world_wall_ms(const sim_world *w, const sim_replica *r);
 bool world_is_byzantine(const sim_world *w, uint32_t id);
 
 /* client.c */
@@ -156,6 +162,7 @@ void faults_partition_end(sim_world *w, uint64_t id);
 void faults_heal(sim_world *w);
 void faults_twins_split(sim_world *w, sim_replica *r);
 void faults_skew(sim_world *w, sim_replica *r);
+void faults_clock_back(sim_world *w, sim_replica *r);
 /* Whether the instance is to crash now, after sending a ready's early
  * messages and before its commit (the window early votes open,
  * consensus/pbft.h): 0 if not, else for how long it stays down (us). The

@@ -133,11 +133,20 @@ static struct {
     size_t qh, qt;
     uint64_t now;
     uint64_t executed[NMAX];
-    uint64_t verifies; /* signatures checked by the nodes */
-    uint64_t signs;    /* signatures made by the nodes */
+    uint64_t verifies;      /* signatures checked by the nodes */
+    uint64_t signs;         /* signatures made by the nodes */
+    bool wall_on;           /* nodes get a wall clock of their own: */
+    int64_t wall_off[NMAX]; /* now + wall_off[i] */
     Twinbft__Reply *replies[64];
     size_t n_replies;
 } C;
+
+/* Before a node steps or ticks: its wall clock, when the test gives it one. */
+static void wall(uint32_t i) {
+    if (C.wall_on) {
+        pbft_node_set_wall(C.node[i], (uint64_t)((int64_t)C.now + C.wall_off[i]));
+    }
+}
 
 static int sign_cb(void *ctx, const uint8_t *b, size_t len, uint8_t sig[PROTO_SIG_BYTES]) {
     C.signs++;
@@ -321,6 +330,8 @@ static void deliver_all(void) {
             continue; /* delivered by deliver_late */
         } else if (!C.down[p.to] && !C.deaf[p.to]) {
             pbft_from from = {.is_client = false, .replica = p.from};
+            wall(p.to);
+            wall(p.to);
             pbft_node_step(C.node[p.to], &from, p.data, p.len);
             drain(p.to);
         }
@@ -333,6 +344,7 @@ static void deliver_late(void) {
     for (size_t k = 0; k < C.n_late; k++) {
         pkt p = C.late[k];
         pbft_from from = {.is_client = false, .replica = p.from};
+        wall(p.to);
         pbft_node_step(C.node[p.to], &from, p.data, p.len);
         drain(p.to);
         free(p.data);
@@ -346,6 +358,7 @@ static void tick(uint64_t ms) {
         C.now += 10;
         for (uint32_t i = 0; i < C.n; i++) {
             if (!C.down[i]) {
+                wall(i);
                 pbft_node_tick(C.node[i], C.now);
                 drain(i);
             }
@@ -371,6 +384,7 @@ static void submit_to(const char *client, uint64_t number, uint8_t key, bool pri
     for (uint32_t i = 0; i < C.n; i++) {
         if (!C.down[i] && (to & (1u << i)) != 0) {
             pbft_from from = {.is_client = true, .client = client};
+            wall(i);
             pbft_node_step(C.node[i], &from, b, len);
             drain(i);
         }
@@ -513,6 +527,67 @@ START_TEST(test_application_fault_stops_the_node) {
     pbft_config cfg = config(3);
     ck_assert_int_eq(pbft_node_create(&cfg, C.now, &bad), TB_ERR_NOSPACE);
     ck_assert_ptr_null(bad);
+    teardown();
+}
+END_TEST
+
+/* Timers run on the timer clock (pbft_node_tick), not on the wall clock:
+ * every wall clock stepped back 30 s freezes no timer, so a silent primary
+ * is replaced on time, and the new primary's stamps (on the same stepped
+ * clocks) are accepted. */
+START_TEST(test_wall_clock_step_leaves_timers_alone) {
+    setup(4);
+    C.now += 100000; /* room for clocks 30 s behind */
+    C.wall_on = true;
+    submit("bob", 1, 1);
+    deliver_all();
+    tick(100);
+    for (uint32_t i = 0; i < 4; i++) {
+        C.wall_off[i] = -30000; /* every wall clock is stepped back */
+    }
+    C.mute[0] = true;
+    submit("bob", 2, 1);
+    deliver_all();
+    tick(2000);
+    for (uint32_t i = 1; i < 4; i++) {
+        pbft_status st = status(i);
+        ck_assert_uint_ge(st.view, 1);
+        ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.apps[i].v[1], 2);
+    }
+    /* Stepped forward 60 s, with a request waiting: nothing fires early. */
+    uint64_t vcs = status(1).view_changes;
+    for (uint32_t i = 0; i < 4; i++) {
+        C.wall_off[i] = 30000;
+    }
+    C.mute[1] = true; /* the primary of view 1, so that the request waits */
+    submit("bob", 3, 1);
+    deliver_all();
+    tick(20);
+    ck_assert_uint_eq(status(2).view_changes, vcs);
+    ck_assert(!status(2).in_view_change);
+    teardown();
+}
+END_TEST
+
+/* A replica whose wall clock is 30 s behind drops the primary's batches
+ * (stamped 30 s ahead of it) and says so: the count and the offset are in
+ * its status. The others go on. */
+START_TEST(test_clock_off_replica_reports_offset) {
+    setup(4);
+    C.now += 100000; /* room for clocks 30 s behind */
+    C.wall_on = true;
+    C.wall_off[3] = -30000;
+    submit("cy", 1, 1);
+    deliver_all();
+    for (uint32_t i = 0; i < 3; i++) {
+        ck_assert_uint_eq(C.apps[i].v[1], 1);
+        ck_assert_uint_eq(status(i).ts_rejected, 0);
+    }
+    pbft_status st = status(3);
+    ck_assert_uint_ge(st.ts_rejected, 1);
+    ck_assert_int_ge(st.ts_offset_ms, 29000);
+    ck_assert_int_le(st.ts_offset_ms, 31000);
     teardown();
 }
 END_TEST
@@ -1109,6 +1184,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_retransmission_exactly_once);
     tcase_add_test(tc, test_retransmission_signs_nothing_new);
     tcase_add_test(tc, test_application_fault_stops_the_node);
+    tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
+    tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
     tcase_add_test(tc, test_checkpoints_advance_watermark);
     tcase_add_test(tc, test_crash_restart_state_transfer);
