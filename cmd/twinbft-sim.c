@@ -17,64 +17,72 @@
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static void usage(FILE *out) {
-    fprintf(
-        out,
-        "usage: twinbft-sim --seeds N [--seed-start S] [--replicas R] [--byzantine B]\n"
-        "                   [--faults LIST|all|none] [--inject-bug NAME] [--clients C]\n"
-        "                   [--requests M] [--crypto fast|ed25519] [--app twins|counter]\n"
-        "                   [--keep-going] [--verbose] [--narrate]\n"
-        "\n"
-        "Runs seeds S..S+N-1. Each seed is one whole run: R replicas on the real PBFT core,\n"
-        "C clients issuing M requests each, simulated clock, network and durable storage,\n"
-        "and one PRNG seeded with the seed behind every choice, so a seed replays exactly.\n"
-        "\n"
-        "  --seeds N         number of seeds (default 1)\n"
-        "  --seed-start S    first seed (default 1)\n"
-        "  --replicas R      replicas, 1 or 4..%d (default 4)\n"
-        "  --byzantine B     Byzantine replicas, at most f = (R-1)/3 (default f). Each is\n"
-        "                    either a pair of twins sharing its identity and key, fed by a\n"
-        "                    changing split of its peers, or a replica that mutates what it\n"
-        "                    sends (view/seq +-1, stale digests, rewritten batches, omission\n"
-        "                    to some receivers, bad snapshots), re-signed with its own key.\n"
-        "                    Half the seeds make the view-0 primary Byzantine. When crashes\n"
-        "                    are on and B = f, one seed in four runs B-1 so that a correct\n"
-        "                    replica can crash: at most f replicas are ever faulty at once\n"
-        "                    (R = 1: the lone replica crashes and restarts too).\n"
-        "  --faults LIST     comma list of drop,delay,dup,reorder,partition,crash,skew, or\n"
-        "                    all (default) or none. Faults run from the start until a heal\n"
-        "                    time drawn per seed (3-8 s of simulated time); then the network\n"
-        "                    heals and crashed replicas restart. A crash may also fall\n"
-        "                    between a replica's early votes and their commit.\n"
-        "  --inject-bug NAME run the core with a planted bug: quorum-2f, vc-drop-prepared,\n"
-        "                    no-dedup, skip-ckpt-verify, stale-view, no-abstain. The run stops\n"
-        "                    at the first failing seed (unless --keep-going).\n"
-        "  --keep-going      with --inject-bug, run every seed (to see all it breaks)\n"
-        "  --clients C       clients (default 4, at most %d)\n"
-        "  --requests M      requests per client (default 25)\n"
-        "  --crypto SCHEME   fast (default: SHA-256 keyed signatures) or ed25519\n"
-        "  --app APP         twins (default): the real orchestration state machine, one\n"
-        "                    LMDB store per replica under $TMPDIR, fed a random twin\n"
-        "                    workload (registry, placement, scaling, config, actuation,\n"
-        "                    e-stop, shadow, ACL; client c0 is the bootstrap admin);\n"
-        "                    counter: sixteen counters, a faster stand-in\n"
-        "  --verbose         print every event and, per seed, trace=<hex>: a SHA-256 over\n"
-        "                    the whole event trace (the same seed gives the same hash)\n"
-        "  --narrate         print what matters: views, commits, checkpoints, faults,\n"
-        "                    Byzantine actions, clients\n"
-        "\n"
-        "Checked after every step: agreement (same batch and state per seq on correct\n"
-        "replicas), validity (only issued requests, each executed once), stable checkpoint\n"
-        "digests agree, every reply a client accepted matches the committed history,\n"
-        "no correct replica signs two digests for one view and seq (equivocation),\n"
-        "and a restarted correct replica accepts what it was told to persist.\n"
-        "Liveness: every client must finish all its requests within %d s of simulated\n"
-        "time after the faults stop, or the seed is stuck.\n"
-        "\n"
-        "For each failing seed it prints FAIL and the command that replays it; the last\n"
-        "line is \"seeds=N violations=V stuck=S\". Exit status: 0 when V = S = 0, 1\n"
-        "otherwise, 2 for bad arguments. A seed that aborts (a failed assertion in the\n"
-        "core) prints its FAIL and replay lines and counts as a violation.\n",
-        PBFT_REPLICAS_MAX, SIM_CLIENTS_MAX, SIM_LIVENESS_BOUND_MS / 1000);
+    fprintf(out,
+            "usage: twinbft-sim --seeds N [--seed-start S] [--replicas R] [--byzantine B]\n"
+            "                   [--faults LIST|all|none] [--inject-bug NAME] [--clients C]\n"
+            "                   [--requests M] [--crypto fast|ed25519] [--app twins|counter]\n"
+            "                   [--censor] [--keep-going] [--verbose] [--narrate]\n"
+            "\n"
+            "Runs seeds S..S+N-1. Each seed is one whole run: R replicas on the real PBFT core,\n"
+            "C clients issuing M requests each, simulated clock, network and durable storage,\n"
+            "and one PRNG seeded with the seed behind every choice, so a seed replays exactly.\n"
+            "\n"
+            "  --seeds N         number of seeds (default 1)\n"
+            "  --seed-start S    first seed (default 1)\n"
+            "  --replicas R      replicas, 1 or 4..%d (default 4)\n"
+            "  --byzantine B     Byzantine replicas, at most f = (R-1)/3 (default f). Each is\n"
+            "                    either a pair of twins sharing its identity and key, fed by a\n"
+            "                    changing split of its peers, or a replica that mutates what it\n"
+            "                    sends (view/seq +-1, stale digests, rewritten batches, omission\n"
+            "                    to some receivers, bad snapshots), re-signed with its own key.\n"
+            "                    Half the seeds make the view-0 primary Byzantine. When crashes\n"
+            "                    are on and B = f, one seed in four runs B-1 so that a correct\n"
+            "                    replica can crash: at most f replicas are ever faulty at once\n"
+            "                    (R = 1: the lone replica crashes and restarts too).\n"
+            "                    Half the Byzantine replicas also censor client c0: they never\n"
+            "                    take its requests, so as primary they order everyone else's.\n"
+            "  --censor          every Byzantine replica only censors c0 (no other misdeed),\n"
+            "                    and replica 0, the view-0 primary, is one of them\n"
+            "  --faults LIST     comma list of drop,delay,dup,reorder,partition,crash,skew, or\n"
+            "                    all (default) or none. Faults run from the start until a heal\n"
+            "                    time drawn per seed (3-8 s of simulated time); then the network\n"
+            "                    heals and crashed replicas restart. A crash may also fall\n"
+            "                    between a replica's early votes and their commit.\n"
+            "  --inject-bug NAME run the core with a planted bug: quorum-2f, vc-drop-prepared,\n"
+            "                    no-dedup, skip-ckpt-verify, stale-view, no-abstain, timer-reset.\n"
+            "                    The run stops\n"
+            "                    at the first failing seed (unless --keep-going).\n"
+            "  --keep-going      with --inject-bug, run every seed (to see all it breaks)\n"
+            "  --clients C       clients (default 4, at most %d)\n"
+            "  --requests M      requests per client (default 25)\n"
+            "  --crypto SCHEME   fast (default: SHA-256 keyed signatures) or ed25519\n"
+            "  --app APP         twins (default): the real orchestration state machine, one\n"
+            "                    LMDB store per replica under $TMPDIR, fed a random twin\n"
+            "                    workload (registry, placement, scaling, config, actuation,\n"
+            "                    e-stop, shadow, ACL; client c0 is the bootstrap admin);\n"
+            "                    counter: sixteen counters, a faster stand-in\n"
+            "  --verbose         print every event and, per seed, trace=<hex>: a SHA-256 over\n"
+            "                    the whole event trace (the same seed gives the same hash)\n"
+            "  --narrate         print what matters: views, commits, checkpoints, faults,\n"
+            "                    Byzantine actions, clients\n"
+            "\n"
+            "Checked after every step: agreement (same batch and state per seq on correct\n"
+            "replicas), validity (only issued requests, each executed once), stable checkpoint\n"
+            "digests agree, every reply a client accepted matches the committed history,\n"
+            "no correct replica signs two digests for one view and seq (equivocation),\n"
+            "and a restarted correct replica accepts what it was told to persist.\n"
+            "Liveness: every client must finish all its requests within %d s of simulated\n"
+            "time after the faults stop, and no request may wait more than %d s (from its\n"
+            "sending or the heal, whichever is later; %d s in a run without faults) while\n"
+            "a later request of another client executes (starvation), or the seed is\n"
+            "stuck.\n"
+            "\n"
+            "For each failing seed it prints FAIL and the command that replays it; the last\n"
+            "line is \"seeds=N violations=V stuck=S\". Exit status: 0 when V = S = 0, 1\n"
+            "otherwise, 2 for bad arguments. A seed that aborts (a failed assertion in the\n"
+            "core) prints its FAIL and replay lines and counts as a violation.\n",
+            PBFT_REPLICAS_MAX, SIM_CLIENTS_MAX, SIM_LIVENESS_BOUND_MS / 1000,
+            (int)(SIM_STARVE_MS / 1000), (int)(SIM_STARVE_CALM_MS / 1000));
 }
 
 static int parse_u64(const char *opt, const char *s, uint64_t max, uint64_t *out) {
@@ -118,6 +126,7 @@ enum {
     OPT_VERBOSE,
     OPT_NARRATE,
     OPT_KEEP_GOING,
+    OPT_CENSOR,
     OPT_HELP,
 };
 
@@ -135,6 +144,7 @@ static const struct option long_opts[] = {
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"narrate", no_argument, NULL, OPT_NARRATE},
     {"keep-going", no_argument, NULL, OPT_KEEP_GOING},
+    {"censor", no_argument, NULL, OPT_CENSOR},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -197,6 +207,9 @@ static int parse_one(cli *c, int ch, const char *arg) {
         return 0;
     case OPT_KEEP_GOING:
         c->keep_going = true;
+        return 0;
+    case OPT_CENSOR:
+        c->opt.censor_only = true;
         return 0;
     case OPT_HELP:
         usage(stdout);
@@ -268,10 +281,10 @@ static void format_replay(const cli *c, uint64_t seed, char *out, size_t cap) {
     }
     snprintf(out, cap,
              "replay: twinbft-sim --seed-start %" PRIu64 " --seeds 1 --replicas %" PRIu64
-             " --byzantine %" PRIu64 " --faults %s%s%s%s%s --verbose",
+             " --byzantine %" PRIu64 " --faults %s%s%s%s%s%s --verbose",
              seed, c->replicas, c->byzantine, faults, workload,
              c->opt.ed25519 ? " --crypto ed25519" : "", c->opt.counter_app ? " --app counter" : "",
-             bug);
+             c->opt.censor_only ? " --censor" : "", bug);
 }
 
 /* A core assertion (or a sanitizer report) aborts the process in the middle

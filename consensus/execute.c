@@ -231,10 +231,13 @@ void execute_committed(pbft_node *node, uint64_t seq, uint64_t view, const uint8
     meta_dirty(node);
     if (n > 0) {
         reply_all(node, seq, time_ms, reqs, res, n);
-        /* PBFT 4.5.2: progress restarts the timer, and a view that executes
-         * requests has succeeded, so the view-change timeout resets. */
-        node->req_fetched = false;
-        node->req_deadline = 0;
+        /* The request timer follows the oldest request still held (see
+         * request_timer_update), and a view that executes requests has
+         * succeeded, so the view-change timeout resets. */
+        if (PBFT_BUG(node, PBFT_BUG_TIMER_RESET)) {
+            node->req_fetched = false; /* the old rule: any progress restarts it */
+            node->req_since = node->now;
+        }
         request_timer_update(node);
         if (!node->in_vc) {
             /* Only execution in a working view proves it: batches that

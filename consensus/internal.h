@@ -210,6 +210,7 @@ struct pbft_node {
     size_t n_pending, cap_pending;
     uint64_t arrivals;
     uint64_t req_deadline; /* 0: no request timer */
+    uint64_t req_since;    /* waiting counts from here in this view (its start) */
     bool req_fetched;      /* the timer fired once: we fetched, next fire = view change */
 
     /* State transfer. */

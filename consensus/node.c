@@ -472,7 +472,7 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
         if (!node->req_fetched) {
             /* First expiry: maybe we are only behind; catch up before accusing the primary. */
             node->req_fetched = true;
-            node->req_deadline = node->now + node->cfg.request_timeout_ms;
+            request_timer_update(node);
             start_fetch(node);
         } else if (!node->in_vc) {
             note_oldest_request(node);

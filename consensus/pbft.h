@@ -131,6 +131,7 @@ enum pbft_bug {
     PBFT_BUG_SKIP_CKPT_VERIFY = 1u << 3, /* state transfer trusts any checkpoint */
     PBFT_BUG_STALE_VIEW = 1u << 4,       /* accepts normal-case msgs of older views */
     PBFT_BUG_NO_ABSTAIN = 1u << 5,       /* votes again after a restart in its view */
+    PBFT_BUG_TIMER_RESET = 1u << 6,      /* any execution restarts the request timer */
 };
 
 typedef struct pbft_config {

@@ -166,16 +166,34 @@ void pending_remove_upto(pbft_node *node, const char *client, uint64_t number) {
     node->n_pending--;
 }
 
-/* PBFT 4.5.2: a backup that holds a request it has not executed runs a timer.
- * A lone replica (n = 1) runs none: the only primary it could suspect is
- * itself, and every view would make it primary again. */
+/* PBFT 4.5.2: a replica that holds a request it has not executed runs a
+ * timer. Each request ages on its own, from its arrival or the start of
+ * the view, whichever is later: the timer is due when the oldest request
+ * held has waited request_timeout_ms (then the replica fetches, in case it
+ * is only behind) and again at twice that (then it suspects the primary).
+ * Executing other requests does not restart it, or a primary that orders
+ * everyone but one client could censor that client for ever while the
+ * cluster looked healthy. A lone replica (n = 1) runs no timer: the only
+ * primary it could suspect is itself. */
 void request_timer_update(pbft_node *node) {
     if (node->n_pending == 0 || node->n == 1) {
         node->req_deadline = 0;
         node->req_fetched = false;
-    } else if (node->req_deadline == 0) {
-        node->req_deadline = node->now + node->cfg.request_timeout_ms;
+        return;
     }
+    uint64_t oldest = UINT64_MAX;
+    for (size_t i = 0; i < node->n_pending; i++) {
+        uint64_t a = node->pending[i].arrival_ms;
+        oldest = a < oldest ? a : oldest;
+    }
+    if (oldest < node->req_since) {
+        oldest = node->req_since;
+    }
+    uint64_t t = node->cfg.request_timeout_ms;
+    if (node->req_fetched && oldest + t > node->now) {
+        node->req_fetched = false; /* what was overdue has executed */
+    }
+    node->req_deadline = oldest + (node->req_fetched ? 2 * t : t);
 }
 
 static bool request_valid(const pbft_from *from, const Twinbft__Request *r) {
@@ -243,6 +261,8 @@ void on_request(pbft_node *node, const pbft_from *from, const Twinbft__Request *
         return;
     }
     pending_put(node, r);
-    request_timer_update(node);
+    if (p != NULL || node->req_deadline == 0) {
+        request_timer_update(node); /* a new arrival is the youngest: unless it replaced one */
+    }
     recheck_waiting(node);
 }

@@ -93,8 +93,36 @@ void client_timer(sim_world *w, sim_client *c, uint64_t gen) {
     arm_timer(w, c);
 }
 
+/* Liveness for each client, not only for the cluster: after the heal, a
+ * request of c's that was sent later than another client's and executed
+ * first shows the cluster ordering around it; one that has waited longer
+ * than (uint64_t)SIM_STARVE_MS * 1000 meanwhile is being starved (censored). A cluster that
+ * is merely slow to recover executes the older requests first. */
+static void check_starvation(sim_world *w, const sim_client *c) {
+    if ((!w->healed && w->faults != 0) || w->stuck) {
+        return;
+    }
+    for (uint32_t i = 0; i < w->opt.clients; i++) {
+        const sim_client *o = &w->clients[i];
+        /* Without faults the whole run is fault-free. */
+        uint64_t heal = w->faults == 0 ? 0 : w->heal_us;
+        uint64_t since = o->sent_at_us > heal ? o->sent_at_us : heal;
+        uint64_t bound = (uint64_t)(w->faults == 0 ? SIM_STARVE_CALM_MS : SIM_STARVE_MS) * 1000;
+        if (o == c || !o->outstanding || c->sent_at_us <= since || w->now_us - since <= bound) {
+            continue;
+        }
+        w->stuck = true;
+        snprintf(w->stuck_why, sizeof w->stuck_why,
+                 "starvation: %s has waited %" PRIu64 " ms for request %" PRIu64
+                 " since the faults stopped while %s's requests executed (max view %" PRIu64 ")",
+                 o->name, (w->now_us - since) / 1000, o->number, c->name, w->max_view);
+        return;
+    }
+}
+
 static void accept(sim_world *w, sim_client *c, uint64_t seq, const sim_reply_seen *s) {
     sim_check_accepted(&w->check, c->idx, c->number, seq, s->result, s->result_len);
+    check_starvation(w, c); /* before c->sent_at_us is reused */
     uint64_t latency = w->now_us - c->sent_at_us;
     if (latency > c->latency_max_us) {
         c->latency_max_us = latency;

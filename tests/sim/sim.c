@@ -437,6 +437,9 @@ void world_links_up(sim_world *w, uint32_t id) {
 static void deliver_to_replica(sim_world *w, uint32_t from, sim_replica *r, const uint8_t *data,
                                size_t len) {
     pbft_from pf = {.is_client = from >= w->n, .replica = from, .client = NULL};
+    if (pf.is_client && r->censor && from == w->n) {
+        return;
+    }
     if (pf.is_client) {
         pf.replica = 0;
         pf.client = w->clients[from - w->n].name;
@@ -582,8 +585,9 @@ static void choose_byzantine(sim_world *w) {
     }
     w->n_byz = nb;
     uint32_t chosen = 0;
-    /* A Byzantine primary is the interesting case: half the seeds have one. */
-    if (nb > 0 && sim_rng_chance(&w->rng, 500)) {
+    /* A Byzantine primary is the interesting case: half the seeds have one
+     * (every seed with --censor). */
+    if (nb > 0 && (w->opt.censor_only || sim_rng_chance(&w->rng, 500))) {
         w->replicas[0].style = SIM_TWINS;
         chosen++;
     }
@@ -599,7 +603,14 @@ static void choose_byzantine(sim_world *w) {
         if (r->style == SIM_CORRECT) {
             continue;
         }
-        if (sim_rng_chance(&w->rng, 500)) {
+        /* Half censor: as primary, such a replica orders everyone's
+         * requests but client 0's, which only per-request timers catch.
+         * With --censor that is all they do (they mutate nothing). */
+        r->censor = w->opt.censor_only || sim_rng_chance(&w->rng, 500);
+        if (w->opt.censor_only) {
+            r->style = SIM_MUTATE;
+            sim_byz_init(&r->byz, id, w->crypto, 0);
+        } else if (sim_rng_chance(&w->rng, 500)) {
             r->n_inst = 2;
             r->twin_side = calloc(w->n_ep, 1);
             TB_ASSERT(r->twin_side != NULL);

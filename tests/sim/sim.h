@@ -20,6 +20,14 @@
 
 enum {
     SIM_LIVENESS_BOUND_MS = 60000,
+    /* Once faults stop, no request may wait longer than this (from its
+     * sending or the heal) while a later request of another client
+     * executes: room for the request timer (twice the request timeout) and
+     * a few view changes to a correct primary. A primary that orders
+     * everyone but one client may stay within the overall bound when the
+     * others soon finish; this catches it. */
+    SIM_STARVE_MS = 8000,
+    SIM_STARVE_CALM_MS = 4000,        /* the same for a run without faults */
     SIM_EVENTS_MAX = 5000000,         /* per seed; more is reported as stuck */
     SIM_EVENTS_PENDING_MAX = 1000000, /* scheduled but not yet run */
     SIM_CLIENTS_MAX = 64,
@@ -56,6 +64,7 @@ typedef struct sim_options {
     bool counter_app; /* the sixteen-counter app instead of the state machine */
     bool verbose;     /* per-event trace and the trace hash */
     bool narrate;     /* the important things, for people */
+    bool censor_only; /* Byzantine replicas only censor client 0; replica 0 is one */
     FILE *out;
 } sim_options;
 

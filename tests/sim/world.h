@@ -28,7 +28,6 @@
 #define SIM_T0_US ((uint64_t)1000 * 1000 * 1000)
 #define SIM_PERIODIC_US ((uint64_t)50 * 1000)
 #define SIM_CLIENT_TIMEOUT_US ((uint64_t)800 * 1000)
-
 /* Core timing in the simulated world (milliseconds of replica clock). */
 enum {
     SIM_CHECKPOINT_INTERVAL = 4,
@@ -67,6 +66,7 @@ typedef struct sim_replica {
     uint32_t n_inst;
     sim_byz byz;           /* SIM_MUTATE */
     int64_t offset_us;     /* clock skew: wall clock = sim time + offset + step */
+    bool censor;           /* Byzantine: never takes client 0's requests (so never orders them) */
     int64_t step_us;       /* a wall clock stepped far off (faults.c), 0 when none */
     uint64_t mono_base_us; /* timer clock = sim time + base: not the wall clock */
     uint8_t *twin_side;    /* SIM_TWINS: [n_ep] bit 0 = twin A hears/talks to it, bit 1 = twin B */

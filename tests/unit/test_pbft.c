@@ -592,6 +592,28 @@ START_TEST(test_clock_off_replica_reports_offset) {
 }
 END_TEST
 
+/* A primary that orders everyone's requests but one client's cannot
+ * starve that client: its request ages on its own at the backups, however
+ * many other requests execute meanwhile, and forces a view change. Under
+ * the old rule (any execution restarted the timer) eve waited as long as
+ * bob kept writing. */
+START_TEST(test_censored_client_forces_view_change) {
+    setup(4);
+    submit_to("eve", 1, 5, false, 0xe); /* never reaches the primary */
+    for (uint64_t k = 1; k <= 40 && C.apps[1].v[5] == 0; k++) {
+        submit("bob", k, 1);
+        deliver_all();
+        tick(20); /* a batch every 20 ms, the request timeout is 100 ms */
+    }
+    for (uint32_t i = 1; i < 4; i++) {
+        ck_assert_uint_eq(C.apps[i].v[5], 1);
+        ck_assert_uint_ge(status(i).view, 1);
+    }
+    ck_assert_uint_lt(C.apps[1].v[1], 40); /* it did not have to wait for bob to stop */
+    teardown();
+}
+END_TEST
+
 /* A silent primary is replaced: request timers expire, replicas fetch,
  * then move to view 1, whose primary orders the request. */
 START_TEST(test_silent_primary_view_change) {
@@ -1184,6 +1206,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_retransmission_exactly_once);
     tcase_add_test(tc, test_retransmission_signs_nothing_new);
     tcase_add_test(tc, test_application_fault_stops_the_node);
+    tcase_add_test(tc, test_censored_client_forces_view_change);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
