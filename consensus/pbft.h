@@ -132,6 +132,7 @@ enum pbft_bug {
     PBFT_BUG_STALE_VIEW = 1u << 4,       /* accepts normal-case msgs of older views */
     PBFT_BUG_NO_ABSTAIN = 1u << 5,       /* votes again after a restart in its view */
     PBFT_BUG_TIMER_RESET = 1u << 6,      /* any execution restarts the request timer */
+    PBFT_BUG_CLIMB_ALONE = 1u << 7,      /* a view-change timeout moves on without 2f+1 */
 };
 
 typedef struct pbft_config {

@@ -304,7 +304,7 @@ void view_change_timeout(pbft_node *node) {
     for (uint32_t i = 0; i < node->n; i++) {
         support += node->vcs[i].has && node->vcs[i].view == node->view;
     }
-    if (support >= node->q) {
+    if (support >= node->q || PBFT_BUG(node, PBFT_BUG_CLIMB_ALONE)) {
         start_view_change(node, node->view + 1, PBFT_VC_NEW_VIEW_TIMEOUT);
         return;
     }
@@ -466,6 +466,9 @@ static void enter_view(pbft_node *node, uint64_t view, const nv_plan *p,
     }
     uint64_t next = p->max_s > node->h ? p->max_s + 1 : node->h + 1;
     node->next_seq = next > node->executed ? next : node->executed + 1;
+    /* The new primary's chance starts now, not when the view change did. */
+    node->req_since = node->now;
+    node->req_fetched = false;
     request_timer_update(node);
     view_entered_progress(node);
 }

@@ -21,7 +21,7 @@ static const struct {
     {"quorum-2f", PBFT_BUG_QUORUM_2F},     {"vc-drop-prepared", PBFT_BUG_VC_DROP_PREPARED},
     {"no-dedup", PBFT_BUG_NO_DEDUP},       {"skip-ckpt-verify", PBFT_BUG_SKIP_CKPT_VERIFY},
     {"stale-view", PBFT_BUG_STALE_VIEW},   {"no-abstain", PBFT_BUG_NO_ABSTAIN},
-    {"timer-reset", PBFT_BUG_TIMER_RESET},
+    {"timer-reset", PBFT_BUG_TIMER_RESET}, {"climb-alone", PBFT_BUG_CLIMB_ALONE},
 };
 
 int sim_faults_parse(const char *list, uint32_t *mask) {

@@ -854,6 +854,57 @@ static void run_loop(sim_world *w) {
     }
 }
 
+/* Liveness of each replica, not only of the cluster: once the run drained
+ * (every client served, then DRAIN_US more), every correct replica that is
+ * not changing views is in the same view, and every correct replica has
+ * executed as far as the furthest. One that fell behind and never caught
+ * up, or sits in an older view, leaves the cluster without its fault
+ * margin, and is caught here even though the clients were served. A
+ * replica that timed out waiting for a NEW-VIEW just before it came may
+ * wait in the change to the next view until the others move (PBFT 4.5.2:
+ * it cannot take back its VIEW-CHANGE), but only in that next view; the
+ * climbing alone of issue 9 is caught. */
+static void check_converged(sim_world *w) {
+    if (w->stuck || w->check.v.set || w->end_us == UINT64_MAX) {
+        return;
+    }
+    pbft_status st[PBFT_REPLICAS_MAX];
+    bool live[PBFT_REPLICAS_MAX] = {false};
+    uint64_t view = 0, executed = 0;
+    bool any = false;
+    for (uint32_t id = 0; id < w->n; id++) {
+        const sim_replica *r = &w->replicas[id];
+        if (r->style != SIM_CORRECT || !r->inst[0].up) {
+            continue;
+        }
+        live[id] = true;
+        pbft_node_status(r->inst[0].node, &st[id]);
+        if (!st[id].in_view_change && (!any || st[id].view > view)) {
+            view = st[id].view;
+            any = true;
+        }
+        executed = st[id].executed > executed ? st[id].executed : executed;
+    }
+    for (uint32_t id = 0; id < w->n && any; id++) {
+        if (!live[id]) {
+            continue;
+        }
+        const pbft_status *s = &st[id];
+        bool ok =
+            s->executed == executed && (s->in_view_change ? s->view == view + 1 : s->view == view);
+        if (!ok) {
+            w->stuck = true;
+            snprintf(w->stuck_why, sizeof w->stuck_why,
+                     "convergence: %u ms after the last client finished, correct replica %u is "
+                     "in view %" PRIu64 "%s with %" PRIu64 " executed, while the others work "
+                     "in view %" PRIu64 " with %" PRIu64 " executed",
+                     DRAIN_US / 1000, id, s->view, s->in_view_change ? " (changing)" : "",
+                     s->executed, view, executed);
+            return;
+        }
+    }
+}
+
 int sim_run(const sim_options *opt, sim_result *res) {
     memset(res, 0, sizeof *res);
     sim_world *w = calloc(1, sizeof *w);
@@ -871,6 +922,7 @@ int sim_run(const sim_options *opt, sim_result *res) {
     }
     describe_world(w);
     run_loop(w);
+    check_converged(w);
     fill_result(w, res);
     trace_end(w, res->trace);
     world_free(w);
