@@ -79,6 +79,7 @@ struct tb_tls_link {
     char where[TB_ADDR_TEXT_BYTES];
     char expected[PROTO_NAME_BYTES_MAX];
     char peer[PROTO_NAME_BYTES_MAX];
+    uint8_t peer_key[PROTO_PUBKEY_BYTES]; /* its certificate's Ed25519 key, once open */
     uint32_t backoff_ms;
     /* Callbacks may free the link; it is only marked then, and freed when the
      * outermost callback returns, so no frame loop touches freed memory. */
@@ -544,7 +545,7 @@ static void tb_link_opened(tb_tls_link *link) {
     SSL *ssl = bufferevent_openssl_get_ssl(link->bev);
     X509 *cert = ssl != NULL ? SSL_get0_peer_certificate(ssl) : NULL;
     if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK ||
-        proto_pki_name(cert, link->peer) < 0) {
+        proto_pki_name(cert, link->peer) < 0 || proto_pki_pubkey(cert, link->peer_key) != 0) {
         link->peer[0] = '\0';
         tb_link_close(link, "peer certificate is missing, unverified or has no usable name");
         return;
@@ -851,6 +852,10 @@ int tb_tls_connect(struct event_base *base, tb_tls_ctx *ctx, const char *host, u
 
 bool tb_tls_link_is_open(const tb_tls_link *link) {
     return link->state == TB_LINK_OPEN && !link->free_pending;
+}
+
+const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link) {
+    return link->state == TB_LINK_OPEN ? link->peer_key : NULL;
 }
 
 const char *tb_tls_link_peer(const tb_tls_link *link) {

@@ -149,6 +149,9 @@ int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len);
 bool tb_tls_link_is_open(const tb_tls_link *link);
 /* The peer's name once open, "" before. */
 const char *tb_tls_link_peer(const tb_tls_link *link);
+/* The raw Ed25519 public key of the peer's certificate while the link is
+ * open, else NULL. */
+const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link);
 /* Bytes queued and not yet written to the socket. */
 size_t tb_tls_link_output_bytes(const tb_tls_link *link);
 tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link);

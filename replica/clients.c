@@ -177,3 +177,14 @@ size_t rep_clients_subscribed(rep_clients *c, struct tb_tls_link **out, size_t c
     }
     return n;
 }
+
+size_t rep_clients_links(rep_clients *c, struct tb_tls_link **out, size_t cap) {
+    size_t n = 0;
+    for (size_t i = 0; i < c->n_sorted; i++) {
+        const principal *p = c->sorted[i];
+        for (size_t k = 0; k < p->n && n < cap; k++) {
+            out[n++] = p->links[k]->link;
+        }
+    }
+    return n;
+}

@@ -63,5 +63,7 @@ rep_client_link *rep_clients_find(rep_clients *c, const char *principal,
 size_t rep_clients_count(const rep_clients *c);
 /* The links that have subscribed (at most cap of them) into out. */
 size_t rep_clients_subscribed(rep_clients *c, struct tb_tls_link **out, size_t cap);
+/* Every open link (at most cap of them) into out. */
+size_t rep_clients_links(rep_clients *c, struct tb_tls_link **out, size_t cap);
 
 #endif

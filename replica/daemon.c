@@ -33,7 +33,7 @@
 #define REP_MAP_BYTES ((size_t)64 << 30)
 
 enum {
-    REP_CLOCK_LOG_MS = 10000, /* clock trouble is logged at most this often */
+    REP_CLOCK_LOG_MS = 10000, /* clock trouble and revoked clients are logged at most this often */
     /* Below this much free space, an I/O error of a commit is taken for a
      * full disk (LMDB turns a short write into EIO). */
     REP_DISK_LOW_MIB = 4,
@@ -109,6 +109,9 @@ typedef struct daemon {
     rep_counters counters;
     uint64_t started_ms;
     uint64_t skew_ms;            /* the core's clock_skew_ms_max */
+    uint64_t revocations_seen;   /* sm_stats.revocations when links were last swept */
+    uint64_t revoked_refused;    /* handshakes of revoked identities refused */
+    uint64_t revoked_log_ms;     /* when the last of them was logged */
     uint64_t logged_ts_rejected; /* timestamp rejections last reported in the log */
     uint64_t logged_clock_ms;    /* when (timer clock) */
     uint64_t logged_view;        /* the view (and view-change state) last reported in the log */
@@ -179,6 +182,7 @@ static bool replica_of(const daemon *d, const char *name, uint32_t *id) {
 
 static void drive(daemon *d);
 static void schedule_drive(daemon *d);
+static void close_revoked(daemon *d);
 static void settle(daemon *d);
 static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size_t len);
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len);
@@ -642,6 +646,7 @@ static void finish_commit(daemon *d) {
     d->commit_pending = false;
     log_view(d);
     log_clock(d);
+    close_revoked(d);
     release_held(d);
 }
 
@@ -757,6 +762,44 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
 /* ---- links ---- */
 
+/* Whether a client's identity (its name, or the key of its certificate)
+ * is revoked in the committed state. A store that cannot say refuses. */
+static bool client_revoked(daemon *d, const char *peer, const tb_tls_link *link) {
+    bool revoked = false;
+    int rc =
+        sm_identity_revoked(rep_storage_sm(d->storage), peer, tb_tls_link_peer_key(link), &revoked);
+    if (rc != 0) {
+        logf_(d, 1, "cannot read the revocations (%s): refusing %s", tb_strerror(rc), peer);
+        return true;
+    }
+    return revoked;
+}
+
+/* After a revocation executed: the open links it revokes are closed. */
+static void close_revoked(daemon *d) {
+    sm_stats st;
+    sm_store_stats(rep_storage_sm(d->storage), &st);
+    if (st.revocations == d->revocations_seen) {
+        return;
+    }
+    d->revocations_seen = st.revocations;
+    size_t n = rep_clients_count(d->clients);
+    tb_tls_link **all = calloc(n ? n : 1, sizeof *all);
+    if (all == NULL) {
+        return;
+    }
+    n = rep_clients_links(d->clients, all, n);
+    for (size_t i = 0; i < n; i++) {
+        const char *peer = tb_tls_link_peer(all[i]);
+        if (client_revoked(d, peer, all[i])) {
+            logf_(d, 1, "closing a link of %s: its identity was revoked", peer);
+            rep_clients_remove(d->clients, all[i]);
+            tb_tls_link_free(all[i]);
+        }
+    }
+    free(all);
+}
+
 static void on_open(tb_tls_link *link, const char *peer, void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
@@ -771,6 +814,18 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
                 schedule_drive(d);
             }
         }
+        return;
+    }
+    if (client_revoked(d, peer, link)) {
+        /* A revoked client keeps reconnecting: one line per REP_CLOCK_LOG_MS. */
+        uint64_t now = mono_ms();
+        d->revoked_refused++;
+        if (d->revoked_log_ms == 0 || now - d->revoked_log_ms >= REP_CLOCK_LOG_MS) {
+            logf_(d, 1, "client %s refused: its identity is revoked (%" PRIu64 " refusals so far)",
+                  peer, d->revoked_refused);
+            d->revoked_log_ms = now;
+        }
+        tb_tls_link_free(link);
         return;
     }
     rep_client_link *c = NULL;

@@ -54,6 +54,8 @@ static int dispatch(sm_ctx *c, const Twinbft__SmOp *op) {
         return sm_op_shadow_desire(c, op->shadow_desire);
     case TWINBFT__SM_OP__OP_QUERY:
         return sm_op_query(c, op->query);
+    case TWINBFT__SM_OP__OP_IDENTITY_REVOKE:
+        return sm_op_identity_revoke(c, op->identity_revoke);
     default:
         return sm_malformed(c, "op has no operation set");
     }

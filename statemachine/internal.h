@@ -271,6 +271,7 @@ bool sm_authz_twin(sm_ctx *c, uint32_t roles, bool owners, const Twinbft__SmTwin
 bool sm_authz(sm_ctx *c, uint32_t roles);
 int sm_op_acl_grant(sm_ctx *c, const Twinbft__SmAclGrant *op);
 int sm_op_acl_revoke(sm_ctx *c, const Twinbft__SmAclRevoke *op);
+int sm_op_identity_revoke(sm_ctx *c, const Twinbft__SmIdentityRevoke *op);
 
 /* ---- registry (registry.c, twins.c) ---- */
 

@@ -68,6 +68,7 @@
 enum {
     SM_ID_BYTES_MAX = 64,         /* site, node, twin, component, property names */
     SM_PRINCIPAL_BYTES_MAX = 127, /* certificate identities */
+    SM_REVOKED_KEYS_MAX = 32,     /* revoked keys of one name (then revoke the name) */
     SM_OP_BYTES_MAX = 64 * 1024,
     SM_RESULT_BYTES_MAX = 64 * 1024,
     SM_TEXT_BYTES_MAX = 256,       /* site names, e-stop reasons, property values */
@@ -193,8 +194,16 @@ typedef struct sm_stats {
     uint64_t ops_applied;
     uint64_t changes_folded; /* lattice-hash elements removed or added */
     uint64_t keys_folded;    /* distinct keys folded */
+    uint64_t revocations;    /* identity revocations applied (see sm_identity_revoked) */
 } sm_stats;
 void sm_store_stats(const sm_store *s, sm_stats *out);
+
+/* Whether the identity `principal` holding the raw Ed25519 public key `key`
+ * (NULL: not known) is revoked, in the committed state (a read transaction
+ * of its own). Replicas ask at every client handshake, and for each open
+ * client link after a revocation executed (sm_stats.revocations grew). */
+int sm_identity_revoked(sm_store *s, const char *principal, const uint8_t key[PROTO_PUBKEY_BYTES],
+                        bool *revoked);
 
 /* Snapshot export: the state visible in txn (normally a read transaction
  * kept since a checkpoint), streamed through write() in one deterministic

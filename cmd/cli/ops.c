@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "cmd/cli/cli.h"
+#include "proto/pki.h"
+#include "proto/tb_err.h"
 
 enum {
     CLI_PAIR_KEY_BYTES = 257, /* the longest key of a K=V flag (config keys are 256) */
@@ -465,7 +467,43 @@ static int cli_acl_revoke(cli_ctx *c) {
     return cli_run_op(c, &op);
 }
 
+/* An identity is revoked for good: every replica refuses it at the
+ * handshake and closes its open links (statemachine/acl.c). --cert names
+ * one certificate (its key) of the name; without it the name is revoked. */
+static int cli_identity_revoke(cli_ctx *c) {
+    Twinbft__SmIdentityRevoke m = TWINBFT__SM_IDENTITY_REVOKE__INIT;
+    Twinbft__SmOp op = TWINBFT__SM_OP__INIT;
+    uint8_t key[PROTO_PUBKEY_BYTES];
+    m.principal = (char *)c->argv[0];
+    const char *path = cli_opt(c, "cert");
+    if (path != NULL) {
+        X509 *cert = NULL;
+        char name[PROTO_NAME_BYTES_MAX];
+        int rc = proto_pki_load_cert(path, &cert);
+        if (rc != 0) {
+            return cli_fail(c, CLI_EXIT_FAILED, "cannot read the certificate %s: %s", path,
+                            tb_strerror(rc));
+        }
+        rc = proto_pki_name(cert, name);
+        rc = rc ? rc : proto_pki_pubkey(cert, key);
+        X509_free(cert);
+        if (rc != 0) {
+            return cli_fail(c, CLI_EXIT_FAILED, "%s: not an Ed25519 certificate with a name", path);
+        }
+        if (strcmp(name, m.principal) != 0) {
+            return cli_usage_error(c, "%s is a certificate of \"%s\", not of \"%s\"", path, name,
+                                   m.principal);
+        }
+        m.key = (ProtobufCBinaryData){sizeof key, key};
+    }
+    CLI_OP(&op, identity_revoke, IDENTITY_REVOKE, &m);
+    return cli_run_op(c, &op);
+}
+
 /* ---- the table ---- */
+
+static const cli_flag cli_identity_revoke_flags[] = {
+    {"cert", "FILE", 0, "revoke only this certificate's key, not the whole name"}, CLI_END};
 
 static const cli_flag cli_site_flags[] = {{"name", "NAME", 0, "a name for people"}, CLI_END};
 
@@ -586,5 +624,8 @@ const cli_cmd CLI_OPS_CMDS[] = {
      CLI_ORDERED_EXITS, NULL, CLI_CMD_ORDERED, cli_acl_grant},
     {"acl revoke", "PRINCIPAL", 1, 1, "Remove a principal's roles.", CLI_ORDERED_EXITS, NULL,
      CLI_CMD_ORDERED, cli_acl_revoke},
+    {"identity revoke", "PRINCIPAL", 1, 1,
+     "Revoke an identity for good: replicas refuse it and close its links.", CLI_ORDERED_EXITS,
+     cli_identity_revoke_flags, CLI_CMD_ORDERED, cli_identity_revoke},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
 };
