@@ -15,6 +15,10 @@ static void usage(FILE *out) {
             "keeping its log and state in DIR. Its key defaults to key.pem next to its\n"
             "certificate. SIGTERM or SIGINT shut it down cleanly.\n"
             "Exit codes: 0 clean shutdown, 1 failure (start-up or storage), 2 bad arguments.\n");
+#if TWINBFT_FAULT_INJECTION
+    fprintf(out, "\nFault-injection build (tests only):\n"
+                 "  --byzantine censor:PRINCIPAL   never take that client's requests\n");
+#endif
 }
 
 static int parse_level(const char *s) {
@@ -28,13 +32,18 @@ static int parse_level(const char *s) {
 }
 
 int main(int argc, char **argv) {
-    static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-                                         {"id", required_argument, NULL, 'i'},
-                                         {"data", required_argument, NULL, 'd'},
-                                         {"key", required_argument, NULL, 'k'},
-                                         {"log-level", required_argument, NULL, 'l'},
-                                         {"help", no_argument, NULL, 'h'},
-                                         {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"id", required_argument, NULL, 'i'},
+        {"data", required_argument, NULL, 'd'},
+        {"key", required_argument, NULL, 'k'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+#if TWINBFT_FAULT_INJECTION
+        {"byzantine", required_argument, NULL, 'b'},
+#endif
+        {NULL, 0, NULL, 0}
+    };
     rep_daemon_options o = {.log_level = 2};
     long id = -1;
     int c;
@@ -69,6 +78,16 @@ int main(int argc, char **argv) {
         case 'h':
             usage(stdout);
             return 0;
+#if TWINBFT_FAULT_INJECTION
+        case 'b':
+            if (strncmp(optarg, "censor:", 7) != 0 || optarg[7] == '\0') {
+                fprintf(stderr, "twinbft-replica: --byzantine \"%s\": use censor:PRINCIPAL\n",
+                        optarg);
+                return 2;
+            }
+            o.censor = optarg + 7;
+            break;
+#endif
         default:
             usage(stderr);
             return 2;

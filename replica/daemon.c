@@ -901,6 +901,12 @@ static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, s
                      void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
+#if TWINBFT_FAULT_INJECTION
+    if (d->opt.censor != NULL && strcmp(peer, d->opt.censor) == 0 &&
+        proto_message_kind_peek(data, len) == TWINBFT__MESSAGE__KIND_REQUEST) {
+        return; /* Byzantine on purpose: this client's requests are never taken */
+    }
+#endif
     if (!replica_of(d, peer, &j) && served_here(proto_message_kind_peek(data, len))) {
         serve(d, link, peer, data, len);
     } else {

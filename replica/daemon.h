@@ -24,6 +24,11 @@ typedef struct rep_daemon_options {
     const char *data_dir;    /* its LMDB environment (created if missing) */
     const char *key_path;    /* NULL: key.pem next to the member's cert */
     int log_level;           /* 0 error, 1 warn, 2 info, 3 debug */
+#if TWINBFT_FAULT_INJECTION
+    /* Tests only (--byzantine censor:PRINCIPAL): the replica never takes
+     * that client's requests, so as primary it orders everyone else's. */
+    const char *censor;
+#endif
 } rep_daemon_options;
 
 /* Runs until SIGTERM or SIGINT. Returns 0 after a clean shutdown, or a

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build twinbft with AddressSanitizer and UndefinedBehaviorSanitizer and run every test.
+# Build twinbft with AddressSanitizer and UndefinedBehaviorSanitizer, and with fault injection
+# (twinbft-replica --byzantine, for the tests that need a misbehaving replica), and run every
+# test.
 #
 #   scripts/test.sh             all labels (unit, sim, lint, ...)
 #   scripts/test.sh -L sim      any other arguments are passed to ctest
@@ -23,7 +25,8 @@ tb_phase "[1/4] packages"
 tb_install_missing "${TB_PACKAGES[@]}"
 
 tb_phase "[2/4] configure ($build_dir, sanitizers on)"
-cmake -S . -B "$build_dir" -DTWINBFT_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake -S . -B "$build_dir" -DTWINBFT_SANITIZE=ON -DTWINBFT_FAULT_INJECTION=ON \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 tb_phase "[3/4] build (-j$jobs)"
 cmake --build "$build_dir" -j "$jobs"
