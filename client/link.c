@@ -59,6 +59,29 @@ struct tb_tls_ctx {
     uint64_t log_suppressed;
 };
 
+/* A connecting host (the address without the port), for per-source limits. */
+typedef struct tb_src {
+    uint8_t family; /* AF_INET, AF_INET6, 0: none */
+    uint8_t addr[16];
+} tb_src;
+
+static tb_src tb_src_of(const struct sockaddr *sa) {
+    tb_src s;
+    memset(&s, 0, sizeof s);
+    if (sa->sa_family == AF_INET) {
+        s.family = AF_INET;
+        memcpy(s.addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        s.family = AF_INET6;
+        memcpy(s.addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    }
+    return s;
+}
+
+static bool tb_src_eq(const tb_src *a, const tb_src *b) {
+    return a->family != 0 && a->family == b->family && memcmp(a->addr, b->addr, 16) == 0;
+}
+
 enum tb_link_state {
     TB_LINK_IDLE,      /* no connection: accepted link closing, or outgoing link in backoff */
     TB_LINK_HANDSHAKE, /* TCP connect and TLS handshake under way */
@@ -80,6 +103,7 @@ struct tb_tls_link {
     char expected[PROTO_NAME_BYTES_MAX];
     char peer[PROTO_NAME_BYTES_MAX];
     uint8_t peer_key[PROTO_PUBKEY_BYTES]; /* its certificate's Ed25519 key, once open */
+    tb_src src;                           /* accepted links: the connecting address */
     uint32_t backoff_ms;
     /* Callbacks may free the link; it is only marked then, and freed when the
      * outermost callback returns, so no frame loop touches freed memory. */
@@ -93,6 +117,8 @@ struct tb_tls_link {
 
 struct tb_tls_listener {
     tb_tls_ctx *ctx;
+    tb_src reserved[TB_LISTENER_RESERVED_SOURCES_MAX]; /* members' addresses */
+    size_t n_reserved;
     struct event_base *base;
     tb_tls_callbacks cb;
     struct evconnlistener *evl;
@@ -698,11 +724,36 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
     (void)evl;
     (void)sa_len;
     tb_addr_text(sa, where, sizeof where);
-    if (l->link_count >= TB_LISTENER_LINKS_MAX) {
+    tb_src src = tb_src_of(sa);
+    bool member = false;
+    for (size_t i = 0; i < l->n_reserved && !member; i++) {
+        member = tb_src_eq(&src, &l->reserved[i]);
+    }
+    /* The last TB_LISTENER_RESERVED_LINKS slots are for the members'
+     * addresses: a flood of connections from elsewhere cannot cut the
+     * replicas off from each other. */
+    uint32_t cap = member || l->n_reserved == 0
+                       ? TB_LISTENER_LINKS_MAX
+                       : TB_LISTENER_LINKS_MAX - TB_LISTENER_RESERVED_LINKS;
+    if (l->link_count >= cap) {
         l->stats.refused_full++;
         tb_tls_log(l->ctx, "tls_link: %s: refused, %u connections already (maximum)", where,
                    (unsigned)l->link_count);
         goto fail;
+    }
+    if (!member) {
+        /* Half-open connections (TCP but no TLS) from one address hold at
+         * most this many slots; they time out after TB_TLS_HANDSHAKE_MS_MAX. */
+        uint32_t handshaking = 0;
+        for (const tb_tls_link *o = l->links; o != NULL; o = o->next) {
+            handshaking += o->state == TB_LINK_HANDSHAKE && tb_src_eq(&o->src, &src);
+        }
+        if (handshaking >= TB_HANDSHAKES_PER_SOURCE_MAX) {
+            l->stats.refused_source++;
+            tb_tls_log(l->ctx, "tls_link: %s: refused, %u handshakes from that address already",
+                       where, (unsigned)handshaking);
+            goto fail;
+        }
     }
     link = tb_link_alloc(l->base, l->ctx, &l->cb);
     ssl = SSL_new(l->ctx->ssl);
@@ -715,6 +766,7 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
         goto fail;
     }
     snprintf(link->where, sizeof link->where, "%s", where);
+    link->src = src;
     link->listener = l;
     link->next = l->links;
     if (l->links != NULL) {
@@ -732,6 +784,26 @@ fail:
         tb_link_destroy(link);
     }
     evutil_closesocket(fd);
+}
+
+int tb_tls_listener_reserve(tb_tls_listener *l, const char *host) {
+    struct sockaddr_storage ss;
+    int len = (int)sizeof ss;
+    memset(&ss, 0, sizeof ss);
+    if (host == NULL || evutil_parse_sockaddr_port(host, (struct sockaddr *)&ss, &len) != 0) {
+        return TB_ERR_INVALID;
+    }
+    if (l->n_reserved == TB_LISTENER_RESERVED_SOURCES_MAX) {
+        return TB_ERR_TOO_LARGE;
+    }
+    tb_src src = tb_src_of((struct sockaddr *)&ss);
+    for (size_t i = 0; i < l->n_reserved; i++) {
+        if (tb_src_eq(&l->reserved[i], &src)) {
+            return 0;
+        }
+    }
+    l->reserved[l->n_reserved++] = src;
+    return 0;
 }
 
 /* Accept errors (out of descriptors, mostly) are transient: keep listening. */

@@ -33,8 +33,16 @@ enum {
      * keeping up and tb_tls_send pushes back with TB_ERR_AGAIN. */
     TB_LINK_OUTPUT_BYTES_MAX = PROTO_FRAME_BYTES_MAX + PROTO_FRAME_HEADER_BYTES,
     /* A connection that has not finished its TLS handshake by then is closed,
-     * so half-open connections cannot pin memory and descriptors. */
-    TB_TLS_HANDSHAKE_MS_MAX = 10000,
+     * so half-open connections cannot pin memory and descriptors. A TLS 1.3
+     * handshake is one round trip plus two Ed25519 operations: even over a
+     * slow WAN it takes well under a second. */
+    TB_TLS_HANDSHAKE_MS_MAX = 3000,
+    /* Handshakes in progress from one address (other than a reserved one,
+     * tb_tls_listener_reserve); more are closed on accept and counted. */
+    TB_HANDSHAKES_PER_SOURCE_MAX = 16,
+    /* Of TB_LISTENER_LINKS_MAX, the slots only reserved addresses may take. */
+    TB_LISTENER_RESERVED_LINKS = 128,
+    TB_LISTENER_RESERVED_SOURCES_MAX = 64,
     /* Reconnection backoff of outgoing links: first delay, doubling to max. */
     TB_TLS_BACKOFF_MS_MIN = 100,
     TB_TLS_BACKOFF_MS_MAX = 5000,
@@ -92,6 +100,7 @@ typedef struct tb_tls_listener_stats {
     uint64_t accepted;
     uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
     uint64_t handshake_failed; /* bad or foreign certificate, timeout, I/O error */
+    uint64_t refused_source;   /* TB_HANDSHAKES_PER_SOURCE_MAX reached for the address */
 } tb_tls_listener_stats;
 
 /* A TLS 1.3-only context for one identity: trusts ca_cert alone, presents
@@ -132,6 +141,14 @@ tb_tls_listener_stats tb_tls_listener_get_stats(const tb_tls_listener *l);
 /* Stops accepting and closes every link it accepted: each open one gets
  * on_close("listener closed") and is freed. NULL is allowed. */
 void tb_tls_listener_free(tb_tls_listener *l);
+/* Reserves capacity for connections from host (a numeric address, no
+ * port): the cluster's members. Such connections are exempt from the
+ * per-address handshake limit and may use the last
+ * TB_LISTENER_RESERVED_LINKS slots, so that no flood from elsewhere cuts
+ * the replicas off from each other. Until one is reserved, every address
+ * is treated alike. TB_ERR_INVALID for a bad address, TB_ERR_TOO_LARGE past
+ * TB_LISTENER_RESERVED_SOURCES_MAX. */
+int tb_tls_listener_reserve(tb_tls_listener *l, const char *host);
 
 /* An outgoing link to host:port (numeric address) that must present the
  * certificate name expected_peer_name. The first attempt starts from the

@@ -1024,6 +1024,15 @@ static int open_links(daemon *d, const char *key_path) {
         logf_(d, 0, "cannot listen on %s:%u: %s", me->host, me->port, tb_strerror(rc));
         return rc;
     }
+    /* The members' addresses keep capacity of their own: a flood of
+     * connections from elsewhere cannot cut the replicas off. */
+    for (uint32_t j = 0; j < d->cluster.n; j++) {
+        if (j != d->opt.id &&
+            tb_tls_listener_reserve(d->listener, d->cluster.members[j].host) != 0) {
+            logf_(d, 1, "replica %u's address %s is not numeric: no capacity reserved for it", j,
+                  d->cluster.members[j].host);
+        }
+    }
     for (uint32_t j = 0; j < d->cluster.n && rc == 0; j++) {
         if (j == d->opt.id) {
             continue;

@@ -115,6 +115,13 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
     metric(b, "twinbft_tls_handshake_failures_total", "counter",
            "Handshakes failed (foreign or bad certificates, timeouts).",
            s->listener.handshake_failed);
+    metric(b, "twinbft_tls_refused_full_total", "counter",
+           "Connections refused on accept because the listener was full.",
+           s->listener.refused_full);
+    metric(b, "twinbft_tls_refused_per_source_total", "counter",
+           "Connections refused on accept because their address had too many handshakes under "
+           "way.",
+           s->listener.refused_source);
     peer_metric(b, s, "twinbft_peer_up", "gauge", "1 if the link to the peer is open.", SIZE_MAX);
     peer_metric(b, s, "twinbft_peer_frames_out_total", "counter", "Frames sent to the peer.",
                 offsetof(tb_tls_link_stats, frames_out));

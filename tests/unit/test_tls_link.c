@@ -1,7 +1,11 @@
 /* Proves mutual TLS 1.3 links: peers named by their certificates, foreign
  * certificates refused, frames intact in both directions, oversized frames
  * refused before allocation, bounded output, and reconnection by itself. */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -404,6 +408,64 @@ START_TEST(test_reserved_prefix_refused) {
 }
 END_TEST
 
+/* Connections that never start TLS (a half-open flood) from one address
+ * take at most TB_HANDSHAKES_PER_SOURCE_MAX slots; the rest are refused on
+ * accept. A reserved address (a member's) is exempt. */
+typedef struct flood {
+    tb_tls_listener *l;
+    uint64_t want;
+} flood;
+
+static bool flood_seen(void *arg) {
+    const flood *f = arg;
+    tb_tls_listener_stats st = tb_tls_listener_get_stats(f->l);
+    return st.accepted + st.refused_source >= f->want;
+}
+
+static void half_open_flood(bool reserve, tb_tls_listener_stats *out) {
+    struct event_base *base = event_base_new();
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    side srv = {0};
+    tb_tls_callbacks scb = callbacks(&srv);
+    tb_tls_listener *l = NULL;
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    if (reserve) {
+        ck_assert_int_eq(tb_tls_listener_reserve(l, "127.0.0.1"), 0);
+    }
+    ck_assert_int_eq(tb_tls_listener_reserve(l, "not-an-address"), TB_ERR_INVALID);
+    enum { CONNS = TB_HANDSHAKES_PER_SOURCE_MAX + 8 };
+    int fds[CONNS];
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(tb_tls_listener_port(l))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&to, sizeof to), 0);
+    }
+    flood f = {l, CONNS};
+    ck_assert(run_until(base, flood_seen, &f, WAIT_MS));
+    *out = tb_tls_listener_get_stats(l);
+    for (int i = 0; i < CONNS; i++) {
+        close(fds[i]);
+    }
+    tb_tls_listener_free(l);
+    side_free(&srv);
+    tb_tls_ctx_free(sctx);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    event_base_free(base);
+}
+
+START_TEST(test_half_open_flood_bounded_per_source) {
+    tb_tls_listener_stats st;
+    half_open_flood(false, &st);
+    ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX);
+    ck_assert_uint_eq(st.refused_source, 8);
+    half_open_flood(true, &st);
+    ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX + 8);
+    ck_assert_uint_eq(st.refused_source, 0);
+}
+END_TEST
+
 /* Fed byte by byte, the reader rebuilds frames exactly; a header announcing
  * more than its maximum (or zero) fails on its fourth byte with nothing
  * allocated, and the reader refuses input after that. */
@@ -605,6 +667,7 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_impostor_client_refused);
     tcase_add_test(tc, test_impostor_server_refused);
     tcase_add_test(tc, test_reserved_prefix_refused);
+    tcase_add_test(tc, test_half_open_flood_bounded_per_source);
     tcase_add_test(tc, test_frame_reader_limits);
     tcase_add_test(tc, test_reconnects_after_listener_restart);
     tcase_add_test(tc, test_output_is_bounded);
