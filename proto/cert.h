@@ -1,7 +1,7 @@
 /* Certified commands: a result leaf, its Merkle path to the batch's results
  * root, and a quorum (q = ceil((n+f+1)/2), which is 2f+1 when n = 3f+1) of
  * Ed25519 signatures from distinct members over the same
- * ResultRoot (cluster id, epoch, seq, root, consensus time). Verification
+ * ResultRoot (cluster id, epoch, seq, root, consensus time, leaf count). Verification
  * needs OpenSSL and the trust anchors only, so it runs on a device. */
 #ifndef PROTO_CERT_H
 #define PROTO_CERT_H
@@ -41,6 +41,8 @@ typedef struct proto_trust {
  * proto_cert_info_clear. */
 typedef struct proto_cert_info {
     uint64_t seq;
+    uint32_t index; /* the result's position in its batch ... */
+    uint32_t count; /* ... of this many (both signed, see above) */
     uint64_t timestamp_ms;
     uint64_t not_before_ms;
     uint64_t expires_at_ms;

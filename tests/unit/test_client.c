@@ -134,6 +134,7 @@ static void reply_build(reply_buf *rb, const fake_replica *r, uint64_t seq,
     rb->rr.seq = seq;
     rb->rr.root = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, rb->root};
     rb->rr.timestamp_ms = 1000;
+    rb->rr.count = count;
     twinbft__body__init(&rb->b);
     rb->b.kind_case = TWINBFT__BODY__KIND_RESULT_ROOT;
     rb->b.result_root = &rb->rr;

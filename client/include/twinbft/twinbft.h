@@ -303,7 +303,8 @@ int tb_client_connect_wait(tb_client *c, uint32_t timeout_ms);
  * with tb_cert_info_clear. */
 typedef struct tb_cert_info {
     uint64_t seq;
-    uint32_t index;
+    uint32_t index; /* the result's position in its batch ... */
+    uint32_t count; /* ... of this many results (both covered by the signatures) */
     uint64_t timestamp_ms;
     uint64_t not_before_ms;
     uint64_t expires_at_ms;
@@ -315,10 +316,11 @@ typedef struct tb_cert_info {
 void tb_cert_info_clear(tb_cert_info *info);
 
 /* Checks a packed Certificate against the members' keys in cluster (only n,
- * f, cluster_id, epoch and members[].pubkey are read). now_ms == 0 skips the
- * validity window. 0 and *info filled (when non-NULL); otherwise
- * TB_ERR_INVALID (malformed), TB_ERR_MISMATCH (cluster, epoch, path or
- * root), TB_ERR_QUORUM (too few valid member signatures), TB_ERR_EXPIRED. */
+ * f, cluster_id, epoch and members[].pubkey are read), by the rules written
+ * out in proto/cert.h. now_ms == 0 skips the validity window. 0 and *info
+ * filled (when non-NULL); otherwise TB_ERR_INVALID (malformed),
+ * TB_ERR_MISMATCH (cluster, epoch, position, path or root), TB_ERR_QUORUM
+ * (too few valid member signatures), TB_ERR_EXPIRED. */
 int tb_cert_verify(const tb_client_config *cluster, const uint8_t *cert, size_t len,
                    uint64_t now_ms, tb_cert_info *info);
 
