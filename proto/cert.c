@@ -9,10 +9,6 @@
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
 
-/* A packed Body holding a ResultRoot is about 150 bytes; anything much
- * larger is not one and is refused before it is parsed. */
-enum { PROTO_ROOT_BODY_BYTES_MAX = 1024 };
-
 _Static_assert(PROTO_MEMBERS_MAX <= 64, "signer sets are small fixed arrays");
 
 /* The fields a Reply and a Certificate share, and that a certificate's
