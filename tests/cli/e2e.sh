@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Proves the CLI drives a real cluster end to end: cluster init, up (four replicas in the
-# background), config put/get, a compare-and-set conflict (exit 1), an approved actuation
-# (site, twin, policy, actuate) whose certificate --cert-out saved verifies offline while a
-# copy with one flipped byte does not, a policy denial (exit 4), status -w json with four
-# answering replicas, the event log, kill -9 of every replica then up again with every
-# certified decision still in the log, and down stopping every replica.
+# background), config put/get, a compare-and-set conflict (exit 1), writes with a cluster
+# file naming another epoch or cluster id refused before anything executes, an approved
+# actuation (site, twin, policy, actuate) whose certificate --cert-out saved verifies
+# offline while a copy with one flipped byte does not, a policy denial (exit 4), status
+# -w json with four answering replicas, the event log, kill -9 of every replica then up
+# again with every certified decision still in the log, and down stopping every replica.
 #
 #   tests/cli/e2e.sh PATH/TO/twinbft      (twinbft-replica must be next to it)
 set -euo pipefail
@@ -58,6 +59,24 @@ run 0 config get plant/mode "${t[@]}"
 grep -q "^plant/mode = auto  (version 1," <<<"$out" || fail "config get: $out"
 run 1 config put plant/mode manual --expect-version 0 "${t[@]}"
 grep -q "^conflict: VERSION" <<<"$out" || fail "CAS conflict: $out"
+
+echo "== a cluster file naming another epoch or cluster id submits nothing"
+# libtwinbft asks the replicas which cluster id and epoch they serve before it submits
+# anything; with a stale file the write must neither execute nor time out, but be refused.
+sed 's/^epoch = .*/epoch = 7/' "$dir/cluster.conf" >"$dir/epoch7.conf"
+sed 's/^id = .*/id = cli-e2f/' "$dir/cluster.conf" >"$dir/other-id.conf"
+grep -q "^epoch = 7$" "$dir/epoch7.conf" || fail "no epoch line to change in cluster.conf"
+grep -q "^id = cli-e2f$" "$dir/other-id.conf" || fail "no id line to change in cluster.conf"
+run 1 --cluster "$dir/epoch7.conf" config put stale/epoch v1 "${t[@]}"
+grep -q 'the replicas serve cluster "cli-e2e" epoch 0, but .*epoch7.conf names cluster "cli-e2e" epoch 7: the intent was not submitted' "$work/err" ||
+    fail "stale epoch message: $(cat "$work/err")"
+run 1 --cluster "$dir/other-id.conf" config put stale/id v1 "${t[@]}"
+grep -q 'the replicas serve cluster "cli-e2e" epoch 0, but .*other-id.conf names cluster "cli-e2f" epoch 0: the intent was not submitted' "$work/err" ||
+    fail "other cluster id message: $(cat "$work/err")"
+for key in stale/epoch stale/id; do
+    run 1 config get "$key" "${t[@]}"
+    grep -q "NOT_FOUND" <<<"$out" || fail "config get $key after a refused write: $out"
+done
 
 echo "== an approved actuation with its certificate"
 # Policies are the operator's: the bootstrap admin grants itself that role first.
