@@ -48,17 +48,20 @@ static int tb_link_index(const tb_client *c, const tb_tls_link *link) {
 static void tb_client_dispatch(tb_client *c, uint32_t j, Twinbft__Message *m) {
     switch (m->kind_case) {
     case TWINBFT__MESSAGE__KIND_REPLY:
-        if (c->op.ordering && m->reply != NULL) {
+        /* Before the cluster is confirmed no Request went out: no reply can be an answer. */
+        if (c->op.ordering && c->confirm.state == TB_CONFIRM_OK && m->reply != NULL) {
             tb_op_on_reply(c, j, m);
         }
         break;
     case TWINBFT__MESSAGE__KIND_QUERY_REPLY:
-        if (c->op.kind == TB_OP_QUERY && !c->op.ordering && m->query_reply != NULL) {
+        if (c->op.kind == TB_OP_QUERY && !c->op.ordering && c->confirm.state == TB_CONFIRM_OK &&
+            m->query_reply != NULL) {
             tb_query_on_answer(c, j, m);
         }
         break;
     case TWINBFT__MESSAGE__KIND_STATUS_REPLY:
-        if (c->status.busy && m->status_reply != NULL) {
+        if (m->status_reply != NULL && !tb_confirm_on_reply(c, j, m->status_reply) &&
+            c->status.busy) {
             tb_status_on_reply(c, j, m->status_reply);
         }
         break;
@@ -93,7 +96,8 @@ static void tb_client_on_frame(tb_tls_link *link, const char *peer, const uint8_
     twinbft__message__free_unpacked(m, NULL);
 }
 
-/* A replica that just (re)connected gets what is outstanding, and the
+/* A replica that just (re)connected is asked which cluster it serves (until
+ * that is settled), gets what is outstanding (once it is), and the
  * subscription restarts its stream there. */
 static void tb_client_on_open(tb_tls_link *link, const char *peer, void *arg) {
     tb_client *c = arg;
@@ -102,9 +106,8 @@ static void tb_client_on_open(tb_tls_link *link, const char *peer, void *arg) {
     if (j < 0) {
         return;
     }
-    if (c->op.kind != TB_OP_NONE && c->op.msg != NULL) {
-        tb_link_send(c, (uint32_t)j, c->op.msg, c->op.msg_len);
-    }
+    tb_confirm_on_open(c, (uint32_t)j);
+    tb_op_send_to(c, (uint32_t)j);
     if (c->status.busy) {
         tb_status_on_open(c, (uint32_t)j);
     }
@@ -114,11 +117,8 @@ static void tb_client_on_open(tb_tls_link *link, const char *peer, void *arg) {
 }
 
 static void tb_client_on_retransmit(evutil_socket_t fd, short what, void *arg) {
-    tb_client *c = arg;
     (void)fd, (void)what;
-    if (c->op.msg != NULL) {
-        tb_link_send_all(c, c->op.msg, c->op.msg_len);
-    }
+    tb_op_send_all(arg);
 }
 
 static void tb_client_on_deadline(evutil_socket_t fd, short what, void *arg) {
@@ -173,7 +173,8 @@ static int tb_client_events(tb_client *c) {
     if (c->retransmit == NULL || c->deadline == NULL || c->query_wait == NULL) {
         return TB_ERR_NOMEM;
     }
-    return tb_status_init(c);
+    int rc = tb_status_init(c);
+    return rc != 0 ? rc : tb_confirm_init(c);
 }
 
 int tb_client_new(struct event_base *base, const tb_client_config *cfg, tb_client **out) {
@@ -224,6 +225,7 @@ void tb_client_free(tb_client *c) {
         return;
     }
     tb_op_clear(c);
+    tb_confirm_free(c);
     tb_status_free(c);
     tb_sub_free(c);
     for (uint32_t j = 0; j < TB_MEMBERS_MAX; j++) {

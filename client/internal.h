@@ -3,9 +3,10 @@
  * its ordered fallback), the status call and the subscription.
  *
  * Data flows: client.c owns the links and hands every frame from replica j's
- * own link to the handler of its kind (submit.c, query.c, status.c,
- * subscribe.c); wait.c runs the base for the blocking wrappers; verify.c
- * needs the trust anchors only. */
+ * own link to the handler of its kind (confirm.c, submit.c, query.c,
+ * status.c, subscribe.c); confirm.c holds every intent and query back until
+ * f+1 replicas confirm the configured cluster id and epoch; wait.c runs the
+ * base for the blocking wrappers; verify.c needs the trust anchors only. */
 #ifndef TB_CLIENT_INTERNAL_H
 #define TB_CLIENT_INTERNAL_H
 
@@ -76,6 +77,26 @@ typedef struct tb_status_call {
     void *arg;
     struct event *deadline;
 } tb_status_call;
+
+/* The cluster check (confirm.c): pending until f+1 replicas report the
+ * same (cluster id, epoch), then settled for the client's life. */
+typedef enum tb_confirm_state {
+    TB_CONFIRM_PENDING = 0,
+    TB_CONFIRM_OK,      /* f+1 report the configured pair: intents and queries go out */
+    TB_CONFIRM_REFUSED, /* f+1 report another pair (served): they never do */
+} tb_confirm_state;
+
+typedef struct tb_confirm {
+    tb_confirm_state state;
+    uint64_t id;  /* of its StatusRequest */
+    uint8_t *msg; /* that packed StatusRequest, while pending */
+    size_t msg_len;
+    uint64_t answered;              /* bit j: replica j answered (its first answer counts) */
+    uint64_t usable;                /* bit j: ... and said[j] holds what it said */
+    tb_served said[TB_MEMBERS_MAX]; /* by replica id */
+    tb_served served;               /* refused: the pair f+1 replicas reported */
+    struct event *retry;            /* asks the replicas that have not answered again */
+} tb_confirm;
 
 /* A command's position: ordered by seq, then index in the batch. */
 typedef struct tb_pos {
@@ -169,6 +190,7 @@ struct tb_client {
     struct event *retransmit; /* resends op.msg */
     struct event *deadline;   /* op's timeout, then (agreed intent) its certificate wait */
     struct event *query_wait; /* TB_CLIENT_QUERY_WAIT_MS for unordered answers */
+    tb_confirm confirm;
     tb_status_call status;
     tb_subscription sub;
     /* Callbacks of this client running now: a *_wait inside one would run
@@ -195,12 +217,29 @@ void tb_link_send_all(tb_client *c, const uint8_t *msg, size_t len);
 /* Packs m into a malloc'd buffer (*out). */
 int tb_msg_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len);
 
+/* confirm.c */
+/* Packs the check's StatusRequest and starts asking; TB_ERR_NOMEM. */
+int tb_confirm_init(tb_client *c);
+void tb_confirm_free(tb_client *c);
+void tb_confirm_on_open(tb_client *c, uint32_t j);
+/* True when r answers the check (and is consumed by it). */
+bool tb_confirm_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r);
+
 /* submit.c: the Request path, shared by intents and the query fallback. */
 /* Checks a new intent's or query's arguments (shared rules of
  * tb_client_submit and tb_client_query) and makes it the outstanding one. */
 int tb_op_begin(tb_client *c, tb_op_kind kind, const uint8_t *data, size_t len, bool has_cb,
                 void *arg);
 int tb_op_start_request(tb_client *c, const uint8_t *op, size_t len);
+/* Send the outstanding op's message (Request or Query) to every replica,
+ * or to replica j; nothing goes out until the cluster is confirmed. */
+void tb_op_send_all(tb_client *c);
+void tb_op_send_to(tb_client *c, uint32_t j);
+/* The check confirmed the cluster: what was held back goes out now. */
+void tb_op_release(tb_client *c);
+/* The check refused the cluster: the outstanding op (if any) ends with
+ * TB_ERR_WRONG_CLUSTER through its callback. */
+void tb_op_refuse(tb_client *c);
 void tb_op_on_reply(tb_client *c, uint32_t j, Twinbft__Message *m);
 void tb_op_on_deadline(tb_client *c);
 /* Ends the outstanding operation: timers stop, buffers go, the number
@@ -212,7 +251,10 @@ void tb_query_on_answer(tb_client *c, uint32_t j, Twinbft__Message *m);
 void tb_query_on_wait(tb_client *c);
 /* The fallback's f+1 answer, from submit.c. */
 void tb_query_finish_ordered(tb_client *c, const Twinbft__Reply *r);
-void tb_query_finish_timeout(tb_client *c);
+/* Ends the query with status (TB_ERR_TIMEOUT, TB_ERR_WRONG_CLUSTER). */
+void tb_query_fail(tb_client *c, int status);
+/* Starts the wait for unordered answers (once the Query is out). */
+void tb_query_wait_start(tb_client *c);
 
 /* status.c */
 void tb_status_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r);

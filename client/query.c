@@ -162,11 +162,17 @@ void tb_query_finish_ordered(tb_client *c, const Twinbft__Reply *r) {
     free(result);
 }
 
-void tb_query_finish_timeout(tb_client *c) {
+void tb_query_fail(tb_client *c, int status) {
     tb_query_cb cb = c->op.query_cb;
     void *arg = c->op.arg;
+    TB_ASSERT(status != 0);
     tb_op_clear(c);
-    tb_query_report(c, cb, TB_ERR_TIMEOUT, NULL, 0, 0, false, arg);
+    tb_query_report(c, cb, status, NULL, 0, 0, false, arg);
+}
+
+void tb_query_wait_start(tb_client *c) {
+    struct timeval wait = tb_ms_timeval(TB_CLIENT_QUERY_WAIT_MS);
+    event_add(c->query_wait, &wait);
 }
 
 /* The SmOp{query} the fallback orders; also checks that query is an SmQuery. */
@@ -201,12 +207,15 @@ static int tb_query_send(tb_client *c, const uint8_t *query, size_t len) {
         return rc;
     }
     struct timeval every = tb_ms_timeval(TB_CLIENT_RETRANSMIT_MS);
-    struct timeval wait = tb_ms_timeval(TB_CLIENT_QUERY_WAIT_MS);
     struct timeval limit = tb_ms_timeval(c->cfg.timeout_ms);
     event_add(c->retransmit, &every);
-    event_add(c->query_wait, &wait);
     event_add(c->deadline, &limit);
-    tb_link_send_all(c, c->op.msg, c->op.msg_len);
+    /* The wait for unordered answers starts when the Query goes out: now,
+     * or once the cluster is confirmed (tb_op_release). */
+    if (c->confirm.state == TB_CONFIRM_OK) {
+        tb_query_wait_start(c);
+    }
+    tb_op_send_all(c);
     return 0;
 }
 

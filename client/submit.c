@@ -55,8 +55,34 @@ int tb_op_start_request(tb_client *c, const uint8_t *op, size_t len) {
     c->op.ordering = true;
     struct timeval every = tb_ms_timeval(TB_CLIENT_RETRANSMIT_MS);
     event_add(c->retransmit, &every);
-    tb_link_send_all(c, msg, msg_len);
+    tb_op_send_all(c);
     return 0;
+}
+
+/* The one gate: an op's message reaches no replica before f+1 replicas
+ * confirmed the configured cluster id and epoch (confirm.c). */
+static bool tb_op_may_send(const tb_client *c) {
+    return c->confirm.state == TB_CONFIRM_OK && c->op.kind != TB_OP_NONE && c->op.msg != NULL;
+}
+
+void tb_op_send_all(tb_client *c) {
+    if (tb_op_may_send(c)) {
+        tb_link_send_all(c, c->op.msg, c->op.msg_len);
+    }
+}
+
+void tb_op_send_to(tb_client *c, uint32_t j) {
+    if (tb_op_may_send(c)) {
+        tb_link_send(c, j, c->op.msg, c->op.msg_len);
+    }
+}
+
+void tb_op_release(tb_client *c) {
+    TB_ASSERT(c->confirm.state == TB_CONFIRM_OK);
+    if (c->op.kind == TB_OP_QUERY && !c->op.ordering) {
+        tb_query_wait_start(c);
+    }
+    tb_op_send_all(c);
 }
 
 /* Ends an intent and reports it; the client is idle (and may be given the
@@ -225,9 +251,20 @@ void tb_op_on_reply(tb_client *c, uint32_t j, Twinbft__Message *m) {
 
 void tb_op_on_deadline(tb_client *c) {
     if (c->op.kind == TB_OP_QUERY) {
-        tb_query_finish_timeout(c);
+        tb_query_fail(c, TB_ERR_TIMEOUT);
     } else if (c->op.kind == TB_OP_INTENT) {
         tb_intent_finish(c, c->op.agreed ? 0 : TB_ERR_TIMEOUT, NULL, 0);
+    }
+}
+
+void tb_op_refuse(tb_client *c) {
+    TB_ASSERT(c->confirm.state == TB_CONFIRM_REFUSED);
+    /* Nothing was sent, so no number was used (tb_op_clear advances it
+     * all the same: numbers need only grow). */
+    if (c->op.kind == TB_OP_QUERY) {
+        tb_query_fail(c, TB_ERR_WRONG_CLUSTER);
+    } else if (c->op.kind == TB_OP_INTENT) {
+        tb_intent_finish(c, TB_ERR_WRONG_CLUSTER, NULL, 0);
     }
 }
 
@@ -242,6 +279,9 @@ int tb_op_begin(tb_client *c, tb_op_kind kind, const uint8_t *data, size_t len, 
     }
     if (len > TB_CLIENT_OP_BYTES_MAX) {
         return TB_ERR_TOO_LARGE;
+    }
+    if (c->confirm.state == TB_CONFIRM_REFUSED) {
+        return TB_ERR_WRONG_CLUSTER;
     }
     c->op.kind = kind;
     c->op.arg = arg;

@@ -511,6 +511,12 @@ int tb_client_subscribe(tb_client *c, uint64_t after_seq, uint32_t after_index, 
     if (cb == NULL) {
         return TB_ERR_INVALID;
     }
+    /* A subscription sends nothing to be ordered, so it does not wait for
+     * the cluster check; but once that check says this is not the cluster
+     * the configuration names, none of its certificates could verify. */
+    if (c->confirm.state == TB_CONFIRM_REFUSED) {
+        return TB_ERR_WRONG_CLUSTER;
+    }
     if (s->soon_wait == NULL) {
         s->soon_wait = evtimer_new(c->base, tb_sub_on_soon_wait, c);
         if (s->soon_wait == NULL) {

@@ -34,17 +34,11 @@ static int tb_trust_of(const tb_client_config *cluster, proto_trust *t) {
     return 0;
 }
 
-/* Copies what the certificate says; index is read from the Certificate
- * itself, which proto_cert_verify has just checked. */
-static int tb_info_fill(const proto_cert_info *pi, const uint8_t *cert, size_t len,
-                        tb_cert_info *info) {
-    Twinbft__Certificate *c = twinbft__certificate__unpack(NULL, len, cert);
-    if (c == NULL) {
-        return TB_ERR_INVALID;
-    }
-    info->index = c->index;
-    twinbft__certificate__free_unpacked(c, NULL);
+/* Copies what the certificate says. */
+static int tb_info_fill(const proto_cert_info *pi, tb_cert_info *info) {
     info->seq = pi->seq;
+    info->index = pi->index;
+    info->count = pi->count;
     info->timestamp_ms = pi->timestamp_ms;
     info->not_before_ms = pi->not_before_ms;
     info->expires_at_ms = pi->expires_at_ms;
@@ -80,7 +74,7 @@ int tb_cert_verify(const tb_client_config *cluster, const uint8_t *cert, size_t 
         rc = proto_cert_verify(&t, cert, len, now_ms, info != NULL ? &pi : NULL);
     }
     if (rc == 0 && info != NULL) {
-        rc = tb_info_fill(&pi, cert, len, info);
+        rc = tb_info_fill(&pi, info);
     }
     proto_cert_info_clear(&pi);
     for (uint32_t j = 0; j < TB_MEMBERS_MAX; j++) {

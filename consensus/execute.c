@@ -6,6 +6,9 @@
 #include "consensus/internal.h"
 #include "proto/merkle.h"
 
+_Static_assert((size_t)PBFT_BATCH_REQUESTS_MAX <= (size_t)PROTO_MERKLE_LEAVES_MAX,
+               "every batch's results fit in one signed Merkle tree");
+
 void try_execute(pbft_node *node) {
     while (node->fault == 0) {
         uint64_t next = node->executed + 1;
@@ -54,14 +57,19 @@ static uint8_t *pack_leaf(const pbft_request *r, const pbft_result *res, uint64_
     return b;
 }
 
-static uint8_t *sign_root(pbft_node *node, uint64_t seq, const uint8_t *root, uint64_t ts,
-                          size_t *slen) {
+/* The one signature of a batch's replies: over the cluster, epoch, seq, the
+ * results' Merkle root, the consensus time and the number of leaves (which
+ * a path alone does not fix, proto/merkle.h). */
+static uint8_t *sign_root(pbft_node *node, uint64_t seq, const uint8_t *root, uint32_t count,
+                          uint64_t ts, size_t *slen) {
+    PBFT_ASSERT(count >= 1 && count <= PROTO_MERKLE_LEAVES_MAX);
     Twinbft__ResultRoot rr = TWINBFT__RESULT_ROOT__INIT;
     rr.cluster_id = (ProtobufCBinaryData){node->cfg.cluster_id_len, node->cluster_id};
     rr.epoch = node->cfg.epoch;
     rr.seq = seq;
     rr.root = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, (uint8_t *)root};
     rr.timestamp_ms = ts;
+    rr.count = count;
     Twinbft__Body body = TWINBFT__BODY__INIT;
     body.kind_case = TWINBFT__BODY__KIND_RESULT_ROOT;
     body.result_root = &rr;
@@ -106,7 +114,8 @@ void resend_reply(pbft_node *node, pbft_client *c) {
             send_reply(node, e, r->data, r->len);
         } else {
             if (c->sroot == NULL) {
-                c->sroot = sign_root(node, e->seq, e->root.data, e->timestamp_ms, &c->sroot_len);
+                c->sroot =
+                    sign_root(node, e->seq, e->root.data, e->count, e->timestamp_ms, &c->sroot_len);
             }
             send_reply(node, e, c->sroot, c->sroot_len);
         }
@@ -137,7 +146,7 @@ static void reply_all(pbft_node *node, uint64_t seq, uint64_t time_ms, const pbf
     uint8_t root[PROTO_DIGEST_BYTES];
     proto_merkle_root(tree, root);
     size_t sroot_len = 0;
-    uint8_t *sroot = sign_root(node, seq, root, time_ms, &sroot_len);
+    uint8_t *sroot = sign_root(node, seq, root, (uint32_t)n, time_ms, &sroot_len);
     for (size_t i = 0; i < n; i++) {
         uint8_t path[PROTO_MERKLE_DEPTH_MAX][PROTO_DIGEST_BYTES];
         size_t plen = 0;

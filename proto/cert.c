@@ -9,10 +9,6 @@
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
 
-/* A packed Body holding a ResultRoot is about 150 bytes; anything much
- * larger is not one and is refused before it is parsed. */
-enum { PROTO_ROOT_BODY_BYTES_MAX = 1024 };
-
 _Static_assert(PROTO_MEMBERS_MAX <= 64, "signer sets are small fixed arrays");
 
 /* The fields a Reply and a Certificate share, and that a certificate's
@@ -79,8 +75,9 @@ static int proto_cert_root_unpack(const proto_trust *t, const ProtobufCBinaryDat
     return 0;
 }
 
-/* Checks that the claim's path proves its leaf under `root`. */
-static int proto_cert_path_check(const proto_cert_claim *c, const uint8_t *root) {
+/* Checks that the claim's path proves its leaf at its index under the
+ * signed root of a tree of the signed count of leaves. */
+static int proto_cert_path_check(const proto_cert_claim *c, const Twinbft__ResultRoot *rr) {
     uint8_t path[PROTO_MERKLE_DEPTH_MAX][PROTO_DIGEST_BYTES];
     uint8_t leaf_hash[PROTO_DIGEST_BYTES];
     if (c->n_path > PROTO_MERKLE_DEPTH_MAX) {
@@ -93,19 +90,29 @@ static int proto_cert_path_check(const proto_cert_claim *c, const uint8_t *root)
         memcpy(path[i], c->path[i].data, PROTO_DIGEST_BYTES);
     }
     proto_merkle_leaf_hash(c->leaf.data, c->leaf.len, leaf_hash);
-    return proto_merkle_verify(leaf_hash, c->index, c->count,
-                               (const uint8_t(*)[PROTO_DIGEST_BYTES])path, c->n_path, root);
+    return proto_merkle_verify(leaf_hash, c->index, rr->count,
+                               (const uint8_t(*)[PROTO_DIGEST_BYTES])path, c->n_path,
+                               rr->root.data);
 }
 
-/* Everything about a claim but its signatures. On success the caller frees
- * *body. */
+/* Everything about a claim but its signatures. The position is checked
+ * against what is signed: the claimed count must be the signed one (a path
+ * alone does not fix it), and the index is proven by the path under it. On
+ * success the caller frees *body. */
 static int proto_cert_claim_check(const proto_trust *t, const proto_cert_claim *c,
                                   Twinbft__Body **body) {
     int rc = proto_cert_root_unpack(t, &c->root_body, body);
     if (rc != 0) {
         return rc;
     }
-    rc = proto_cert_path_check(c, (*body)->result_root->root.data);
+    const Twinbft__ResultRoot *rr = (*body)->result_root;
+    if (rr->count == 0 || rr->count > PROTO_MERKLE_LEAVES_MAX) {
+        rc = TB_ERR_INVALID;
+    } else if (c->count != rr->count) {
+        rc = TB_ERR_MISMATCH;
+    } else {
+        rc = proto_cert_path_check(c, rr);
+    }
     if (rc != 0) {
         twinbft__body__free_unpacked(*body, NULL);
         *body = NULL;
@@ -311,8 +318,8 @@ static size_t proto_cert_count_signers(const proto_trust *t, const Twinbft__Cert
     return count;
 }
 
-static int proto_cert_info_fill(const Twinbft__ResultRoot *rr, const Twinbft__ResultLeaf *leaf,
-                                proto_cert_info *info) {
+static int proto_cert_info_fill(const Twinbft__ResultRoot *rr, uint32_t index,
+                                const Twinbft__ResultLeaf *leaf, proto_cert_info *info) {
     size_t client_len = strlen(leaf->client);
     uint8_t *owner = malloc(client_len + 1 + leaf->result.len);
     if (owner == NULL) {
@@ -323,6 +330,8 @@ static int proto_cert_info_fill(const Twinbft__ResultRoot *rr, const Twinbft__Re
         memcpy(owner + client_len + 1, leaf->result.data, leaf->result.len);
     }
     info->seq = rr->seq;
+    info->index = index;
+    info->count = rr->count;
     info->timestamp_ms = rr->timestamp_ms;
     info->not_before_ms = leaf->not_before_ms;
     info->expires_at_ms = leaf->expires_at_ms;
@@ -366,7 +375,7 @@ static int proto_cert_check(const proto_trust *t, const Twinbft__Certificate *c,
         goto done;
     }
     if (info != NULL) {
-        rc = proto_cert_info_fill(body->result_root, leaf, info);
+        rc = proto_cert_info_fill(body->result_root, c->index, leaf, info);
     }
 done:
     if (leaf != NULL) {

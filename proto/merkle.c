@@ -16,6 +16,7 @@
 
 _Static_assert(PROTO_MERKLE_LEAVES_MAX <= (1ul << PROTO_MERKLE_DEPTH_MAX),
                "a path of every tree fits in PROTO_MERKLE_DEPTH_MAX hashes");
+_Static_assert(PROTO_MERKLE_DEPTH_MAX <= 64, "a path's directions fit in one uint64_t");
 
 struct proto_merkle {
     size_t n;
@@ -101,6 +102,7 @@ void proto_merkle_root(const proto_merkle *t, uint8_t root[PROTO_DIGEST_BYTES]) 
 int proto_merkle_path(const proto_merkle *t, size_t index, uint8_t (*path)[PROTO_DIGEST_BYTES],
                       size_t *path_len) {
     size_t len = 0;
+    size_t leaf = index;
     *path_len = 0;
     if (index >= t->n) {
         return TB_ERR_INVALID;
@@ -114,6 +116,7 @@ int proto_merkle_path(const proto_merkle *t, size_t index, uint8_t (*path)[PROTO
         TB_ASSERT(len < PROTO_MERKLE_DEPTH_MAX);
         memcpy(path[len++], t->nodes[t->level_start[lv] + sibling], PROTO_DIGEST_BYTES);
     }
+    TB_ASSERT(len == proto_merkle_path_len(leaf, t->n)); /* what verifiers will expect */
     *path_len = len;
     return 0;
 }
@@ -126,37 +129,70 @@ void proto_merkle_free(proto_merkle *t) {
     free(t);
 }
 
-/* RFC 9162 2.1.3.2: fn is the node's index and sn the last index at the
- * current level; the path is consumed leaf to root. */
+/* The largest power of two below n (n >= 2): where RFC 6962 2.1 splits a
+ * tree of n leaves. */
+static size_t proto_merkle_split(size_t n) {
+    size_t k = 1;
+    while (2 * k < n) {
+        k *= 2;
+    }
+    return k;
+}
+
+/* Walks from the root of an n-leaf tree down to leaf index, one split at a
+ * time, as RFC 6962 2.1.1 defines the path. Returns the path's length; bit
+ * i of *left says whether path[i] (counted leaf to root) is the left
+ * sibling of the node it is hashed with. */
+static size_t proto_merkle_shape(size_t index, size_t n, uint64_t *left) {
+    size_t len = 0;
+    uint64_t bits = 0;
+    TB_ASSERT(n >= 1 && n <= PROTO_MERKLE_LEAVES_MAX && index < n);
+    while (n > 1) {
+        size_t k = proto_merkle_split(n);
+        /* The level found now is the root-most so far: it ends up as the
+         * path's last entry, so the earlier ones shift towards the root. */
+        bits <<= 1;
+        if (index < k) {
+            n = k; /* the leaf is on the left: its sibling subtree is the right one */
+        } else {
+            bits |= 1;
+            index -= k;
+            n -= k;
+        }
+        len++;
+    }
+    TB_ASSERT(len <= PROTO_MERKLE_DEPTH_MAX);
+    *left = bits;
+    return len;
+}
+
+size_t proto_merkle_path_len(size_t index, size_t n) {
+    uint64_t left = 0;
+    return proto_merkle_shape(index, n, &left);
+}
+
+/* The directions come from (index, n) alone, never from the path, and the
+ * path must have exactly as many hashes as that leaf is deep. */
 int proto_merkle_verify(const uint8_t leaf_hash[PROTO_DIGEST_BYTES], size_t index, size_t n,
                         const uint8_t (*path)[PROTO_DIGEST_BYTES], size_t path_len,
                         const uint8_t root[PROTO_DIGEST_BYTES]) {
     uint8_t r[PROTO_DIGEST_BYTES];
-    size_t fn = index;
-    size_t sn = 0;
+    uint64_t left = 0;
     if (n == 0 || n > PROTO_MERKLE_LEAVES_MAX || index >= n || path_len > PROTO_MERKLE_DEPTH_MAX) {
         return TB_ERR_INVALID;
     }
-    sn = n - 1;
+    if (proto_merkle_shape(index, n, &left) != path_len) {
+        return TB_ERR_MISMATCH;
+    }
     memcpy(r, leaf_hash, PROTO_DIGEST_BYTES);
     for (size_t i = 0; i < path_len; i++) {
-        if (sn == 0) {
-            return TB_ERR_MISMATCH; /* more hashes than the tree is deep */
-        }
-        if ((fn & 1) || fn == sn) {
+        if ((left >> i) & 1) {
             proto_merkle_node_hash(path[i], r, r);
-            /* Skip the levels where this node moved up without a partner. */
-            while (!(fn & 1) && fn != 0) {
-                fn >>= 1;
-                sn >>= 1;
-            }
         } else {
             proto_merkle_node_hash(r, path[i], r);
         }
-        fn >>= 1;
-        sn >>= 1;
     }
-    if (sn != 0 || CRYPTO_memcmp(r, root, PROTO_DIGEST_BYTES) != 0) {
+    if (CRYPTO_memcmp(r, root, PROTO_DIGEST_BYTES) != 0) {
         return TB_ERR_MISMATCH;
     }
     return 0;

@@ -26,11 +26,25 @@ int proto_merkle_path(const proto_merkle *t, size_t index, uint8_t (*path)[PROTO
                       size_t *path_len);
 void proto_merkle_free(proto_merkle *t);
 
-/* 0 iff the path proves leaf_hash is leaf `index` of an n-leaf tree with `root`
- * (RFC 9162 2.1.3.2); TB_ERR_INVALID when n is 0 or above the maximum, index
- * >= n or path_len > PROTO_MERKLE_DEPTH_MAX, TB_ERR_MISMATCH otherwise. The
- * leaf/node prefixes make the proof sound even when index and n are not
- * authenticated: no path leads from a non-leaf to the root. */
+/* How many hashes the inclusion path of leaf `index` in an n-leaf tree has:
+ * its depth in the RFC 6962 tree. n in 1..PROTO_MERKLE_LEAVES_MAX, index < n
+ * (asserted). */
+size_t proto_merkle_path_len(size_t index, size_t n);
+
+/* 0 iff the path proves leaf_hash is leaf `index` of an n-leaf tree with
+ * `root` (RFC 9162 2.1.3.2). Which side each path hash goes on is derived
+ * from (index, n) alone, and the path must have exactly
+ * proto_merkle_path_len(index, n) hashes. TB_ERR_INVALID when n is 0 or
+ * above the maximum, index >= n or path_len > PROTO_MERKLE_DEPTH_MAX;
+ * TB_ERR_MISMATCH otherwise.
+ *
+ * What this proves about the position: the leaf/node prefixes mean no path
+ * leads from a non-leaf to the root, and with n fixed every other index
+ * takes other sides or another length, so it verifies only when two leaves
+ * of the tree are equal or SHA-256 collides. But n is not in the proof: a
+ * path of "leaf 10 of 11" (two hashes, both on the left) also verifies as
+ * 3 of 4, 5 of 6, ... 96 of 97. A caller that reports the position must
+ * take n from something authenticated (proto/cert.h: the signed count). */
 int proto_merkle_verify(const uint8_t leaf_hash[PROTO_DIGEST_BYTES], size_t index, size_t n,
                         const uint8_t (*path)[PROTO_DIGEST_BYTES], size_t path_len,
                         const uint8_t root[PROTO_DIGEST_BYTES]);

@@ -34,6 +34,8 @@ const char *tb_strerror(int code) {
         return "no space left (the disk or the store's map is full)";
     case TB_ERR_READONLY:
         return "read-only (file system or permissions)";
+    case TB_ERR_WRONG_CLUSTER:
+        return "the replicas serve another cluster id or epoch than the configuration names";
     default:
         return "unknown error";
     }

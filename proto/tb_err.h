@@ -20,6 +20,9 @@ enum tb_err {
     TB_ERR_TIMEOUT = -13,  /* no (sufficient) answer in time */
     TB_ERR_NOSPACE = -14,  /* the disk, or a store's map, is full */
     TB_ERR_READONLY = -15, /* a file or directory that must be written is read-only */
+    /* f+1 replicas serve another cluster id or epoch than the client's
+     * configuration names: nothing was sent for ordering */
+    TB_ERR_WRONG_CLUSTER = -16,
 };
 
 /* A static, human-readable name for an error code; never NULL. */

@@ -145,9 +145,42 @@ void cli_conn_close(cli_conn *k) {
     memset(k, 0, sizeof *k);
 }
 
-static int cli_call_exit(const cli_ctx *c, int rc, const char *what) {
+/* `cluster "ID" epoch N`, with bytes that do not print as '?'. */
+static void cli_served_describe(const uint8_t *id, size_t id_len, uint64_t epoch, char *out,
+                                size_t cap) {
+    char text[TB_CLUSTER_ID_BYTES_MAX + 1];
+    size_t len = id_len < TB_CLUSTER_ID_BYTES_MAX ? id_len : TB_CLUSTER_ID_BYTES_MAX;
+    for (size_t i = 0; i < len; i++) {
+        text[i] = id[i] >= 0x20 && id[i] < 0x7f && id[i] != '"' ? (char)id[i] : '?';
+    }
+    text[len] = '\0';
+    snprintf(out, cap, "cluster \"%s\" epoch %" PRIu64, text, epoch);
+}
+
+/* The replicas are not the cluster the cluster file names: say which is
+ * which. libtwinbft refused before sending anything to be ordered. */
+static int cli_wrong_cluster(const cli_ctx *c, const cli_conn *k, const char *what) {
+    tb_served s;
+    char have[128], named[128];
+    if (tb_client_served(k->client, &s) != TB_ERR_WRONG_CLUSTER) {
+        s.cluster_id_len = 0;
+        s.epoch = 0;
+    }
+    cli_served_describe(s.cluster_id, s.cluster_id_len, s.epoch, have, sizeof have);
+    cli_served_describe(k->cfg.cluster_id, k->cfg.cluster_id_len, k->cfg.epoch, named,
+                        sizeof named);
+    return cli_fail(c, CLI_EXIT_FAILED,
+                    "the replicas serve %s, but %s names %s: the %s was not submitted (use the "
+                    "cluster's current cluster file)",
+                    have, c->g->cluster, named, what);
+}
+
+static int cli_call_exit(const cli_ctx *c, const cli_conn *k, int rc, const char *what) {
     if (rc == 0) {
         return CLI_EXIT_OK;
+    }
+    if (rc == TB_ERR_WRONG_CLUSTER) {
+        return cli_wrong_cluster(c, k, what);
     }
     if (rc == TB_ERR_TIMEOUT) {
         return cli_fail(c, CLI_EXIT_UNREACHABLE,
@@ -171,7 +204,7 @@ int cli_submit(const cli_ctx *c, cli_conn *k, const Twinbft__SmOp *op, tb_owned 
     twinbft__sm_op__pack(op, buf);
     int rc = tb_client_submit_wait(k->client, buf, len, out);
     free(buf);
-    return cli_call_exit(c, rc, "intent");
+    return cli_call_exit(c, k, rc, "intent");
 }
 
 int cli_query(const cli_ctx *c, cli_conn *k, const Twinbft__SmQuery *q, tb_owned *out) {
@@ -187,7 +220,7 @@ int cli_query(const cli_ctx *c, cli_conn *k, const Twinbft__SmQuery *q, tb_owned
     twinbft__sm_query__pack(q, buf);
     int rc = tb_client_query_wait(k->client, buf, len, out);
     free(buf);
-    return cli_call_exit(c, rc, "query");
+    return cli_call_exit(c, k, rc, "query");
 }
 
 static int cli_write_cert(const cli_ctx *c, const tb_owned *r) {

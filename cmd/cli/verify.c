@@ -38,7 +38,7 @@ static const char *cli_cert_error(int rc) {
     case TB_ERR_INVALID:
         return "not a well-formed certificate";
     case TB_ERR_MISMATCH:
-        return "does not match this cluster (cluster id, epoch, Merkle path or root)";
+        return "does not match this cluster (cluster id, epoch, position, Merkle path or root)";
     case TB_ERR_QUORUM:
         return "too few valid signatures from this cluster's members";
     case TB_ERR_EXPIRED:
@@ -63,6 +63,7 @@ static int cli_verify_print(const cli_ctx *c, const tb_cert_info *info) {
         json_object_object_add(o, "valid", json_object_new_boolean(1));
         json_object_object_add(o, "seq", json_object_new_uint64(info->seq));
         json_object_object_add(o, "index", json_object_new_int64(info->index));
+        json_object_object_add(o, "count", json_object_new_int64(info->count));
         json_object_object_add(o, "client", json_object_new_string(info->client));
         json_object_object_add(o, "number", json_object_new_uint64(info->number));
         json_object_object_add(o, "timestamp_ms", json_object_new_uint64(info->timestamp_ms));
@@ -71,8 +72,9 @@ static int cli_verify_print(const cli_ctx *c, const tb_cert_info *info) {
         json_object_object_add(o, "result", res != NULL ? cli_json_message(&res->base) : NULL);
         cli_json_print(o);
     } else {
-        printf("valid: seq %" PRIu64 " index %" PRIu32 ", client %s (request %" PRIu64 ")\n",
-               info->seq, info->index, info->client, info->number);
+        printf("valid: seq %" PRIu64 " index %" PRIu32 " of %" PRIu32
+               ", client %s (request %" PRIu64 ")\n",
+               info->seq, info->index, info->count, info->client, info->number);
         printf("  result: %s\n", line);
         printf("  validity: %" PRIu64 "..%" PRIu64 " ms (consensus time)\n", info->not_before_ms,
                info->expires_at_ms);

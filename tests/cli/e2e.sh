@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Proves the CLI drives a real cluster end to end: cluster init, up (four replicas in the
-# background), config put/get, a compare-and-set conflict (exit 1), an approved actuation
-# (site, twin, policy, actuate) whose certificate --cert-out saved verifies offline while a
-# copy with one flipped byte does not, a policy denial (exit 4), status -w json with four
-# answering replicas, the event log, kill -9 of every replica then up again with every
-# certified decision still in the log, and down stopping every replica.
+# background), config put/get, a compare-and-set conflict (exit 1), writes with a cluster
+# file naming another epoch or cluster id refused before anything executes, an approved
+# actuation (site, twin, policy, actuate) whose certificate --cert-out saved verifies
+# offline while a copy with one flipped byte, or with its index and count rewritten, does
+# not, a policy denial (exit 4), status -w json with four answering replicas, the event
+# log, kill -9 of every replica then up again with every certified decision still in the
+# log, and down stopping every replica.
 #
 #   tests/cli/e2e.sh PATH/TO/twinbft      (twinbft-replica must be next to it)
 set -euo pipefail
@@ -59,6 +61,24 @@ grep -q "^plant/mode = auto  (version 1," <<<"$out" || fail "config get: $out"
 run 1 config put plant/mode manual --expect-version 0 "${t[@]}"
 grep -q "^conflict: VERSION" <<<"$out" || fail "CAS conflict: $out"
 
+echo "== a cluster file naming another epoch or cluster id submits nothing"
+# libtwinbft asks the replicas which cluster id and epoch they serve before it submits
+# anything; with a stale file the write must neither execute nor time out, but be refused.
+sed 's/^epoch = .*/epoch = 7/' "$dir/cluster.conf" >"$dir/epoch7.conf"
+sed 's/^id = .*/id = cli-e2f/' "$dir/cluster.conf" >"$dir/other-id.conf"
+grep -q "^epoch = 7$" "$dir/epoch7.conf" || fail "no epoch line to change in cluster.conf"
+grep -q "^id = cli-e2f$" "$dir/other-id.conf" || fail "no id line to change in cluster.conf"
+run 1 --cluster "$dir/epoch7.conf" config put stale/epoch v1 "${t[@]}"
+grep -q 'the replicas serve cluster "cli-e2e" epoch 0, but .*epoch7.conf names cluster "cli-e2e" epoch 7: the intent was not submitted' "$work/err" ||
+    fail "stale epoch message: $(cat "$work/err")"
+run 1 --cluster "$dir/other-id.conf" config put stale/id v1 "${t[@]}"
+grep -q 'the replicas serve cluster "cli-e2e" epoch 0, but .*other-id.conf names cluster "cli-e2f" epoch 0: the intent was not submitted' "$work/err" ||
+    fail "other cluster id message: $(cat "$work/err")"
+for key in stale/epoch stale/id; do
+    run 1 config get "$key" "${t[@]}"
+    grep -q "NOT_FOUND" <<<"$out" || fail "config get $key after a refused write: $out"
+done
+
 echo "== an approved actuation with its certificate"
 # Policies are the operator's: the bootstrap admin grants itself that role first.
 run 0 acl grant admin admin,operator "${t[@]}"
@@ -85,6 +105,60 @@ rc=0
 "$twinbft" verify "$work/flipped.cert" >"$work/out" 2>&1 || rc=$?
 ((rc != 0)) || fail "a certificate with a flipped byte verified: $(cat "$work/out")"
 grep -q "invalid" "$work/out" || fail "flipped verify message: $(cat "$work/out")"
+
+echo "== verify refuses the certificate moved to another index or count"
+# The signed root carries the batch's leaf count, and the path proves the index under it:
+# rewriting the Certificate's index and count fields (2 and 3) never verifies.
+pos="$(sed -n 's/^valid: seq [0-9]* index \([0-9]*\) of \([0-9]*\),.*/\1 \2/p' <<<"$out")"
+[[ -n "$pos" ]] || fail "verify prints no position: $out"
+read -r index count <<<"$pos"
+moves=("$index $((count + 1))" "$((index + 1)) $((count + 1))" "$count $count" "3 4" "10 11" "96 97")
+for move in "${moves[@]}"; do
+    read -r i n <<<"$move"
+    [[ "$i $n" != "$index $count" ]] || continue
+    python3 - "$work/cmd.cert" "$work/moved.cert" "$i" "$n" <<'PY'
+import sys
+
+def varint(b, i):
+    x = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        x |= (c & 0x7F) << shift
+        shift += 7
+        if c < 0x80:
+            return x, i
+
+def enc(x):
+    out = bytearray()
+    while True:
+        c, x = x & 0x7F, x >> 7
+        out.append(c | (0x80 if x else 0))
+        if not x:
+            return bytes(out)
+
+data = open(sys.argv[1], "rb").read()
+out, i = bytearray(), 0
+while i < len(data):
+    key, j = varint(data, i)
+    if key & 7 == 0:
+        _, j = varint(data, j)
+    elif key & 7 == 2:
+        length, j = varint(data, j)
+        j += length
+    else:
+        sys.exit("unexpected wire type %d" % (key & 7))
+    if key >> 3 not in (2, 3):  # everything but index and count, as it was
+        out += data[i:j]
+    i = j
+out += enc(2 << 3) + enc(int(sys.argv[3])) + enc(3 << 3) + enc(int(sys.argv[4]))
+open(sys.argv[2], "wb").write(out)
+PY
+    rc=0
+    "$twinbft" verify "$work/moved.cert" >"$work/out" 2>&1 || rc=$?
+    ((rc == 1)) || fail "a certificate moved to index $i of $n: exit $rc: $(cat "$work/out")"
+    grep -q "invalid" "$work/out" || fail "moved verify message: $(cat "$work/out")"
+done
 
 echo "== a denial exits 4 with its reason"
 run 4 actuate pump-1 speed 5000 --cert-out "$work/denied.cert" "${t[@]}"

@@ -8,6 +8,7 @@
 #include "proto/cert.h"
 #include "proto/merkle.h"
 #include "proto/tb_err.h"
+#include "twinbft/twinbft.h"
 #include "guard_page.h"
 
 enum {
@@ -57,9 +58,9 @@ static size_t pack_leaf(size_t i, uint8_t *out) {
     return twinbft__result_leaf__pack(&leaf, out);
 }
 
-/* Packs Body{ResultRoot{...}} into out (256 bytes). */
+/* Packs Body{ResultRoot{...}} for a tree of `count` leaves into out (256 bytes). */
 static size_t pack_root_body(const char *cluster_id, uint64_t epoch, uint64_t seq,
-                             const uint8_t root[PROTO_DIGEST_BYTES], uint8_t *out) {
+                             const uint8_t root[PROTO_DIGEST_BYTES], uint32_t count, uint8_t *out) {
     Twinbft__ResultRoot rr = TWINBFT__RESULT_ROOT__INIT;
     Twinbft__Body body = TWINBFT__BODY__INIT;
     rr.cluster_id.data = (uint8_t *)cluster_id;
@@ -69,6 +70,7 @@ static size_t pack_root_body(const char *cluster_id, uint64_t epoch, uint64_t se
     rr.root.data = (uint8_t *)root;
     rr.root.len = PROTO_DIGEST_BYTES;
     rr.timestamp_ms = TIMESTAMP_MS;
+    rr.count = count;
     body.kind_case = TWINBFT__BODY__KIND_RESULT_ROOT;
     body.result_root = &rr;
     ck_assert_uint_le(twinbft__body__get_packed_size(&body), 256);
@@ -128,7 +130,7 @@ static void fx_init(uint32_t n) {
     fx.trust.n = n;
     fx.trust.f = (n - 1) / 3;
     fx_tree();
-    fx.body_len = pack_root_body(cluster, EPOCH, SEQ, fx.root, fx.body);
+    fx.body_len = pack_root_body(cluster, EPOCH, SEQ, fx.root, LEAVES, fx.body);
     for (uint32_t i = 0; i < n; i++) {
         fx_member(i);
     }
@@ -234,6 +236,8 @@ static int verify_parts(const proto_trust *t, const cert_parts *p, uint64_t now_
 
 static void assert_genuine_info(const proto_cert_info *info) {
     ck_assert_uint_eq(info->seq, SEQ);
+    ck_assert_uint_eq(info->index, LEAF_INDEX);
+    ck_assert_uint_eq(info->count, LEAVES);
     ck_assert_uint_eq(info->timestamp_ms, TIMESTAMP_MS);
     ck_assert_uint_eq(info->not_before_ms, NOT_BEFORE_MS);
     ck_assert_uint_eq(info->expires_at_ms, EXPIRES_AT_MS);
@@ -378,8 +382,9 @@ START_TEST(test_every_byte_flip_fails_or_says_the_same) {
             }
         }
     }
-    /* Only fields that say nothing (the claimed count) may change harmlessly. */
-    ck_assert_uint_lt(accepted, 3 * len / 10);
+    /* Every field says something, the count too (it is checked against the
+     * signed one): no flip at all is harmless. */
+    ck_assert_uint_eq(accepted, 0);
     ck_assert_int_eq(proto_cert_verify(&fx.trust, cert, len, NOW_MS, NULL), 0);
     free(cert);
 }
@@ -490,7 +495,7 @@ START_TEST(test_wrong_cluster_or_epoch_is_a_mismatch) {
     uint8_t body[256];
     cert_parts p = parts_genuine(3);
     p.body.data = body;
-    p.body.len = pack_root_body("plant-9", EPOCH, SEQ, fx.root, body);
+    p.body.len = pack_root_body("plant-9", EPOCH, SEQ, fx.root, LEAVES, body);
     ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), TB_ERR_MISMATCH);
 }
 END_TEST
@@ -694,8 +699,176 @@ START_TEST(test_unparsable_leaf_is_invalid) {
     p.index = 0;
     p.count = 1;
     p.n_path = 0;
-    p.body = (ProtobufCBinaryData){pack_root_body(cluster, EPOCH, SEQ, root, body), body};
+    p.body = (ProtobufCBinaryData){pack_root_body(cluster, EPOCH, SEQ, root, 1, body), body};
     ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), TB_ERR_INVALID);
+}
+END_TEST
+
+/* ---- the position: index and count ---- */
+
+enum { BIG_LEAVES = 11, BIG_INDEX = 10, COUNTS_TRIED = 130 };
+
+/* Leaf 10 of an 11-leaf batch: the shape whose path (two hashes, both on
+ * the left) also proves 3 of 4, 5 of 6, ... 96 of 97 (test_merkle.c). */
+typedef struct big_batch {
+    uint8_t leaf[BIG_LEAVES][64];
+    size_t leaf_len[BIG_LEAVES];
+    uint8_t path[PROTO_MERKLE_DEPTH_MAX][PROTO_DIGEST_BYTES];
+    ProtobufCBinaryData path_bd[PROTO_MERKLE_DEPTH_MAX];
+    uint8_t root[PROTO_DIGEST_BYTES];
+    uint8_t body[256];
+} big_batch;
+
+/* A genuine certificate of leaf 10 of 11, signed by members 0..2. */
+static uint8_t *big_batch_cert(big_batch *b, size_t *len) {
+    uint8_t hashes[BIG_LEAVES][PROTO_DIGEST_BYTES];
+    size_t path_len = 0;
+    proto_merkle *t = NULL;
+    for (size_t i = 0; i < BIG_LEAVES; i++) {
+        b->leaf_len[i] = pack_leaf(i, b->leaf[i]);
+        proto_merkle_leaf_hash(b->leaf[i], b->leaf_len[i], hashes[i]);
+    }
+    ck_assert_int_eq(
+        proto_merkle_build((const uint8_t(*)[PROTO_DIGEST_BYTES])hashes, BIG_LEAVES, &t), 0);
+    proto_merkle_root(t, b->root);
+    ck_assert_int_eq(proto_merkle_path(t, BIG_INDEX, b->path, &path_len), 0);
+    proto_merkle_free(t);
+    ck_assert_uint_eq(path_len, 2);
+    for (size_t i = 0; i < path_len; i++) {
+        b->path_bd[i] = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, b->path[i]};
+    }
+    cert_parts p = parts_genuine(3);
+    p.leaf = (ProtobufCBinaryData){b->leaf_len[BIG_INDEX], b->leaf[BIG_INDEX]};
+    p.index = BIG_INDEX;
+    p.count = BIG_LEAVES;
+    p.n_path = path_len;
+    p.path = b->path_bd;
+    p.body = (ProtobufCBinaryData){
+        pack_root_body(cluster, EPOCH, SEQ, b->root, BIG_LEAVES, b->body), b->body};
+    return cert_build(&p, len);
+}
+
+/* The fixture's trust as a client configuration, for tb_cert_verify. */
+static void fx_cluster(tb_client_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->n = fx.n;
+    cfg->f = fx.trust.f;
+    memcpy(cfg->cluster_id, fx.trust.cluster_id, fx.trust.cluster_id_len);
+    cfg->cluster_id_len = fx.trust.cluster_id_len;
+    cfg->epoch = fx.trust.epoch;
+    for (uint32_t i = 0; i < fx.n; i++) {
+        ck_assert_int_eq(proto_key_public(fx.keys[i], cfg->members[i].pubkey), 0);
+    }
+}
+
+/* The genuine certificate with only its index and count fields changed
+ * (malloc'd), as anyone holding it could. */
+static uint8_t *cert_moved(const uint8_t *cert, size_t len, uint32_t index, uint32_t count,
+                           size_t *out_len) {
+    Twinbft__Certificate *c = twinbft__certificate__unpack(NULL, len, cert);
+    ck_assert_ptr_nonnull(c);
+    c->index = index;
+    c->count = count;
+    *out_len = twinbft__certificate__get_packed_size(c);
+    uint8_t *out = malloc(*out_len);
+    ck_assert_ptr_nonnull(out);
+    twinbft__certificate__pack(c, out);
+    twinbft__certificate__free_unpacked(c, NULL);
+    return out;
+}
+
+/* Verifies the certificate moved to (index, count) both ways; returns
+ * proto_cert_verify's code after checking that tb_cert_verify agrees. */
+static int verify_moved(const tb_client_config *cfg, const uint8_t *cert, size_t len,
+                        uint32_t index, uint32_t count) {
+    size_t moved_len = 0;
+    uint8_t *moved = cert_moved(cert, len, index, count, &moved_len);
+    proto_cert_info info;
+    tb_cert_info tinfo;
+    int rc = proto_cert_verify(&fx.trust, moved, moved_len, NOW_MS, &info);
+    int trc = tb_cert_verify(cfg, moved, moved_len, NOW_MS, &tinfo);
+    ck_assert_msg(rc == trc, "index %u count %u: %d and %d", index, count, rc, trc);
+    if (rc == 0) {
+        ck_assert_msg(info.index == index && info.count == count && tinfo.index == index &&
+                          tinfo.count == count,
+                      "index %u count %u reported as %u of %u", index, count, info.index,
+                      info.count);
+        proto_cert_info_clear(&info);
+        tb_cert_info_clear(&tinfo);
+    } else {
+        ck_assert_ptr_null(info.owner);
+        ck_assert_ptr_null(tinfo.client);
+    }
+    free(moved);
+    return rc;
+}
+
+/* Issue 9, item 10: a genuine "leaf 10 of 11" certificate verifies with
+ * that position only. Changing its index, its count or both in any way
+ * (every pair up to count 130, the limits, and the family 3 of 4, 5 of 6,
+ * ... 96 of 97 that its path alone would prove) is refused by
+ * proto_cert_verify and tb_cert_verify, never reported as another
+ * position. */
+START_TEST(test_moved_position_is_refused) {
+    big_batch b;
+    tb_client_config cfg;
+    size_t len = 0;
+    memset(&b, 0, sizeof b);
+    fx_cluster(&cfg);
+    uint8_t *cert = big_batch_cert(&b, &len);
+    ck_assert_int_eq(verify_moved(&cfg, cert, len, BIG_INDEX, BIG_LEAVES), 0);
+    static const uint32_t family[][2] = {{3, 4}, {5, 6}, {6, 7}, {9, 10}, {96, 97}};
+    for (size_t k = 0; k < sizeof family / sizeof family[0]; k++) {
+        ck_assert_int_eq(verify_moved(&cfg, cert, len, family[k][0], family[k][1]),
+                         TB_ERR_MISMATCH);
+    }
+    for (uint32_t count = 0; count <= COUNTS_TRIED; count++) {
+        for (uint32_t index = 0; index <= count + 1; index++) {
+            if (index != BIG_INDEX || count != BIG_LEAVES) {
+                ck_assert_int_ne(verify_moved(&cfg, cert, len, index, count), 0);
+            }
+        }
+    }
+    static const uint32_t limits[] = {PROTO_MERKLE_LEAVES_MAX, PROTO_MERKLE_LEAVES_MAX + 1,
+                                      UINT32_MAX};
+    for (size_t k = 0; k < sizeof limits / sizeof limits[0]; k++) {
+        ck_assert_int_ne(verify_moved(&cfg, cert, len, BIG_INDEX, limits[k]), 0);
+        ck_assert_int_ne(verify_moved(&cfg, cert, len, limits[k] - 1, limits[k]), 0);
+        ck_assert_int_ne(verify_moved(&cfg, cert, len, limits[k], BIG_LEAVES), 0);
+        ck_assert_int_ne(verify_moved(&cfg, cert, len, limits[k] - 1, BIG_LEAVES), 0);
+    }
+    free(cert);
+}
+END_TEST
+
+/* The count a certificate claims must be the signed one, and a root signed
+ * without a count (as before counts were signed) proves no position. */
+START_TEST(test_count_must_be_the_signed_one) {
+    uint8_t body[256];
+    cert_parts p = parts_genuine(3);
+    ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), 0);
+    p.count = LEAVES + 1;
+    ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), TB_ERR_MISMATCH);
+    p.count = 0;
+    ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), TB_ERR_MISMATCH);
+    /* Quorum-signed roots with a count of 0 or above the limit. */
+    p = parts_genuine(3);
+    p.count = 0;
+    p.body = (ProtobufCBinaryData){pack_root_body(cluster, EPOCH, SEQ, fx.root, 0, body), body};
+    ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), TB_ERR_INVALID);
+    p.count = PROTO_MERKLE_LEAVES_MAX + 1;
+    p.body = (ProtobufCBinaryData){
+        pack_root_body(cluster, EPOCH, SEQ, fx.root, PROTO_MERKLE_LEAVES_MAX + 1, body), body};
+    ck_assert_int_eq(verify_parts(&fx.trust, &p, NOW_MS), TB_ERR_INVALID);
+    /* Replies whose count is not the signed one never make a certificate. */
+    static const uint32_t ids[] = {0, 1, 2, 3};
+    uint8_t *cert = NULL;
+    size_t len = 0;
+    for (uint32_t r = 0; r < 4; r++) {
+        fx.reply[r].count = LEAVES + 1;
+    }
+    ck_assert_int_eq(assemble(&fx.trust, ids, 4, &cert, &len), TB_ERR_QUORUM);
+    ck_assert_ptr_null(cert);
 }
 END_TEST
 
@@ -721,6 +894,8 @@ static Suite *cert_suite(void) {
     tcase_add_test(tc, test_reply_seq_must_match_signed_seq);
     tcase_add_test(tc, test_malformed_certificates_are_invalid);
     tcase_add_test(tc, test_unparsable_leaf_is_invalid);
+    tcase_add_test(tc, test_moved_position_is_refused);
+    tcase_add_test(tc, test_count_must_be_the_signed_one);
     suite_add_tcase(s, tc);
     TCase *tc5 = tcase_create("five members");
     tcase_add_checked_fixture(tc5, setup5, teardown);

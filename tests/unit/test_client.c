@@ -39,6 +39,12 @@ typedef struct fake_replica {
     bool answers;             /* Requests */
     const char *query_answer; /* Queries: NULL means silent */
     bool status_answers;
+    /* What its StatusReply says it serves (the client's configuration
+     * names "test", epoch 1, unless a test changes it). */
+    const char *serves_cluster;
+    uint64_t serves_epoch;
+    uint32_t requests; /* Requests and Queries it received */
+    uint32_t queries;
     tb_tls_ctx *tls;
     tb_tls_listener *listener;
     tb_tls_link *link; /* the client's link, once it sent something */
@@ -134,6 +140,7 @@ static void reply_build(reply_buf *rb, const fake_replica *r, uint64_t seq,
     rb->rr.seq = seq;
     rb->rr.root = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, rb->root};
     rb->rr.timestamp_ms = 1000;
+    rb->rr.count = count;
     twinbft__body__init(&rb->b);
     rb->b.kind_case = TWINBFT__BODY__KIND_RESULT_ROOT;
     rb->b.result_root = &rb->rr;
@@ -238,7 +245,8 @@ static void fake_status_answer(fake_replica *r, tb_tls_link *link,
     Twinbft__StatusReply a = TWINBFT__STATUS_REPLY__INIT;
     a.id = s->id;
     a.replica = r->id;
-    a.epoch = 1;
+    a.cluster_id = (ProtobufCBinaryData){strlen(r->serves_cluster), (uint8_t *)r->serves_cluster};
+    a.epoch = r->serves_epoch;
     a.view = 3;
     a.primary = 3 % N;
     a.executed = 100 + r->id;
@@ -342,11 +350,13 @@ static void fake_on_frame(tb_tls_link *link, const char *peer, const uint8_t *da
     r->link = link;
     switch (m->kind_case) {
     case TWINBFT__MESSAGE__KIND_REQUEST:
+        r->requests++;
         if (r->answers) {
             fake_answer(r, link, m->request);
         }
         break;
     case TWINBFT__MESSAGE__KIND_QUERY:
+        r->queries++;
         if (r->query_answer != NULL) {
             fake_query_answer(r, link, m->query);
         }
@@ -416,6 +426,8 @@ static void setup(void) {
         fake_replica *r = &T.reps[j];
         r->id = j;
         r->status_answers = true;
+        r->serves_cluster = "test";
+        r->serves_epoch = 1;
         r->sub_after_seq_min = UINT64_MAX;
         snprintf(name, sizeof name, "replica-%u", (unsigned)j);
         ck_assert_int_eq(proto_pki_issue(T.ca_key, T.ca_cert, name, 1, &k, &c), 0);
@@ -1148,9 +1160,13 @@ END_TEST
 /* Horizons below the commands change nothing: the Byzantine replica's lone
  * (5, 0), passed over by f+1 replicas whose outboxes reach back that far, is
  * dead, not a gap, and (6, 0), pushed by f+1 replicas whose outboxes reach
- * back to the start, comes without gap_before. */
+ * back to the start, comes without gap_before. Only replica 0's horizon is
+ * above 0: whichever f+1 of replicas 0-2 answer first to make (5, 0) dead,
+ * one of them reaches back to the start and joins replica 3 to vouch for
+ * (6, 0) whole. (With replicas 0 and 1 both at 3, (6, 0) came with
+ * gap_before whenever replica 1 answered before replica 2.) */
 START_TEST(test_subscription_dead_is_not_a_gap) {
-    T.reps[0].horizon = T.reps[1].horizon = 3;
+    T.reps[0].horizon = 3;
     add_cmd(5, 0, "3");
     add_cmd(6, 0, "0123");
     T.delivered_cert_ok = true;
@@ -1386,6 +1402,124 @@ START_TEST(test_reply_index_must_match) {
 }
 END_TEST
 
+/* ---- the cluster check ---- */
+
+/* Requests and Queries all fakes received. */
+static uint32_t fakes_asked(void) {
+    uint32_t n = 0;
+    for (uint32_t j = 0; j < N; j++) {
+        n += T.reps[j].requests + T.reps[j].queries;
+    }
+    return n;
+}
+
+static void on_query_refused(int status, const uint8_t *result, size_t len, uint64_t executed,
+                             bool ordered, void *arg) {
+    (void)result, (void)len, (void)executed, (void)ordered, (void)arg;
+    T.calls++;
+    T.status = status;
+    event_base_loopexit(T.base, NULL);
+}
+
+static void on_command_never(const tb_command *cmd, void *arg) {
+    (void)cmd, (void)arg;
+    ck_abort_msg("a command was delivered");
+}
+
+/* A client whose configuration names a cluster the replicas do not serve
+ * (they all answer Requests, and say they serve "test", epoch 1): its
+ * first intent fails with TB_ERR_WRONG_CLUSTER, and no replica ever got a
+ * Request or a Query. Later intents, queries and subscriptions are refused
+ * at once; tb_client_served names what the replicas serve. */
+static void expect_refused_before_submitting(tb_client *c) {
+    for (uint32_t j = 0; j < N; j++) {
+        T.reps[j].answers = true;
+        T.reps[j].query_answer = "answer";
+    }
+    T.calls = 0;
+    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"hello", 5, on_result, NULL), 0);
+    event_base_dispatch(T.base);
+    ck_assert_int_eq(T.calls, 1);
+    ck_assert_int_eq(T.status, TB_ERR_WRONG_CLUSTER);
+    tb_served s;
+    ck_assert_int_eq(tb_client_served(c, &s), TB_ERR_WRONG_CLUSTER);
+    ck_assert_uint_eq(s.cluster_id_len, 4);
+    ck_assert_mem_eq(s.cluster_id, "test", 4);
+    ck_assert_uint_eq(s.epoch, 1);
+    ck_assert_int_eq(tb_client_submit(c, (const uint8_t *)"again", 5, on_result, NULL),
+                     TB_ERR_WRONG_CLUSTER);
+    uint8_t q[64];
+    size_t q_len = sm_query(q);
+    ck_assert_int_eq(tb_client_query(c, q, q_len, on_query_refused, NULL), TB_ERR_WRONG_CLUSTER);
+    ck_assert_int_eq(tb_client_subscribe(c, 0, 0, on_command_never, NULL), TB_ERR_WRONG_CLUSTER);
+    tb_owned o;
+    ck_assert_int_eq(tb_client_submit_wait(c, (const uint8_t *)"hello", 5, &o),
+                     TB_ERR_WRONG_CLUSTER);
+    /* Every link had time to carry anything sent: nothing was. */
+    barrier(c);
+    ck_assert_uint_eq(fakes_asked(), 0);
+}
+
+/* Issue 9, item 11: the cluster file says epoch 7, the cluster is at
+ * epoch 1. */
+START_TEST(test_wrong_epoch_submits_nothing) {
+    T.cfg.epoch = 7;
+    tb_client *c = client_new(10000);
+    expect_refused_before_submitting(c);
+    tb_client_free(c);
+}
+END_TEST
+
+/* The same with another cluster id ("tesT"; and "tes", a prefix), the
+ * epoch right. */
+START_TEST(test_wrong_cluster_id_submits_nothing) {
+    memcpy(T.cfg.cluster_id, "tesT", 4);
+    tb_client *c = client_new(10000);
+    expect_refused_before_submitting(c);
+    tb_client_free(c);
+    T.cfg.cluster_id_len = 3;
+    memcpy(T.cfg.cluster_id, "tes", 3);
+    c = client_new(10000);
+    expect_refused_before_submitting(c);
+    tb_client_free(c);
+}
+END_TEST
+
+/* What f = 1 Byzantine replica can do to the check: it cannot make a client
+ * with a wrong epoch go ahead by agreeing with it, nor refuse a client
+ * with the right one by contradicting it; alone with the configured pair
+ * (the others silent) it cannot confirm it, so the intent times out with
+ * nothing sent. */
+START_TEST(test_one_liar_cannot_settle_the_check) {
+    T.reps[0].serves_epoch = 7;
+    T.cfg.epoch = 7; /* wrong, and replica 0 says so too */
+    tb_client *c = client_new(10000);
+    expect_refused_before_submitting(c);
+    tb_client_free(c);
+
+    T.cfg.epoch = 1; /* right, and replica 0 says 7 */
+    c = client_new(10000);
+    run_one(c, N);
+    ck_assert_int_eq(T.status, 0);
+    ck_assert(T.had_cert && T.cert_ok);
+    ck_assert_int_eq(tb_client_served(c, NULL), 0);
+    tb_client_free(c);
+
+    T.reps[0].serves_epoch = 1; /* replica 0 alone says the configured pair */
+    for (uint32_t j = 1; j < N; j++) {
+        T.reps[j].status_answers = false;
+        T.reps[j].requests = T.reps[j].queries = 0;
+    }
+    T.reps[0].requests = T.reps[0].queries = 0;
+    c = client_new(1500);
+    run_one(c, N);
+    ck_assert_int_eq(T.status, TB_ERR_TIMEOUT);
+    ck_assert_int_eq(tb_client_served(c, NULL), TB_ERR_AGAIN);
+    ck_assert_uint_eq(fakes_asked(), 0);
+    tb_client_free(c);
+}
+END_TEST
+
 /* Configurations that cannot work are refused up front. */
 START_TEST(test_bad_config_refused) {
     tb_client_config cfg;
@@ -1437,6 +1571,9 @@ static Suite *client_suite(void) {
     tcase_add_test(tc, test_wait_refused_inside_callback);
     tcase_add_test(tc, test_wait_loop_failure_cancels);
     tcase_add_test(tc, test_reply_index_must_match);
+    tcase_add_test(tc, test_wrong_epoch_submits_nothing);
+    tcase_add_test(tc, test_wrong_cluster_id_submits_nothing);
+    tcase_add_test(tc, test_one_liar_cannot_settle_the_check);
     tcase_add_test(tc, test_bad_config_refused);
     suite_add_tcase(s, tc);
     return s;

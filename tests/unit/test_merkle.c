@@ -150,6 +150,58 @@ START_TEST(test_every_index_verifies_and_tampering_fails) {
 }
 END_TEST
 
+/* proto_merkle_path_len says how long every built path is: a verifier can
+ * tell the exact length from (index, n) alone. */
+START_TEST(test_path_len_matches_built_paths) {
+    digest leaves[N_MAX];
+    make_leaves(leaves, N_MAX);
+    for (size_t n = 1; n <= N_MAX; n++) {
+        proto_merkle *t = NULL;
+        ck_assert_int_eq(proto_merkle_build((const digest *)leaves, n, &t), 0);
+        for (size_t index = 0; index < n; index++) {
+            digest path[PROTO_MERKLE_DEPTH_MAX];
+            size_t len = 0;
+            ck_assert_int_eq(proto_merkle_path(t, index, path, &len), 0);
+            ck_assert_msg(len == proto_merkle_path_len(index, n), "n=%zu index=%zu", n, index);
+        }
+        proto_merkle_free(t);
+    }
+    ck_assert_uint_eq(proto_merkle_path_len(0, 1), 0);
+    ck_assert_uint_eq(proto_merkle_path_len(10, 11), 2);
+    ck_assert_uint_eq(proto_merkle_path_len(0, PROTO_MERKLE_LEAVES_MAX), 20);
+    ck_assert_uint_eq(proto_merkle_path_len(PROTO_MERKLE_LEAVES_MAX - 1, PROTO_MERKLE_LEAVES_MAX),
+                      20);
+}
+END_TEST
+
+/* Why a certificate's count must be signed: the path of leaf 10 of 11 (both
+ * hashes on the left) verifies under the same root as 3 of 4, 5 of 6, ...
+ * 96 of 97, though for n = 11 itself only index 10 does. */
+START_TEST(test_count_is_not_bound_by_the_path) {
+    digest leaves[11], root, path[PROTO_MERKLE_DEPTH_MAX];
+    size_t len = 0;
+    proto_merkle *t = NULL;
+    make_leaves(leaves, 11);
+    ck_assert_int_eq(proto_merkle_build((const digest *)leaves, 11, &t), 0);
+    proto_merkle_root(t, root);
+    ck_assert_int_eq(proto_merkle_path(t, 10, path, &len), 0);
+    proto_merkle_free(t);
+    ck_assert_uint_eq(len, 2);
+    for (size_t index = 0; index < 11; index++) {
+        ck_assert_int_eq(proto_merkle_verify(leaves[10], index, 11, (const_path)path, len, root),
+                         index == 10 ? 0 : TB_ERR_MISMATCH);
+    }
+    static const size_t also[][2] = {{3, 4}, {5, 6}, {6, 7}, {9, 10}, {96, 97}};
+    for (size_t k = 0; k < sizeof also / sizeof also[0]; k++) {
+        ck_assert_msg(proto_merkle_verify(leaves[10], also[k][0], also[k][1], (const_path)path, len,
+                                          root) == 0,
+                      "%zu of %zu", also[k][0], also[k][1]);
+    }
+    ck_assert_int_eq(proto_merkle_verify(leaves[10], 2, 4, (const_path)path, len, root),
+                     TB_ERR_MISMATCH);
+}
+END_TEST
+
 START_TEST(test_single_leaf_tree) {
     digest leaf, root;
     digest path[PROTO_MERKLE_DEPTH_MAX];
@@ -208,6 +260,7 @@ START_TEST(test_large_tree_paths_are_short) {
         size_t len = 0;
         ck_assert_int_eq(proto_merkle_path(t, i, path, &len), 0);
         ck_assert_uint_le(len, 10); /* ceil(log2(1000)) */
+        ck_assert_uint_eq(len, proto_merkle_path_len(i, N));
         ck_assert_int_eq(proto_merkle_verify(leaves[i], i, N, (const_path)path, len, root), 0);
     }
     proto_merkle_free(t);
@@ -241,6 +294,8 @@ static Suite *merkle_suite(void) {
     tcase_add_test(tc, test_rfc6962_known_roots);
     tcase_add_test(tc, test_roots_match_reference_1_to_17);
     tcase_add_test(tc, test_every_index_verifies_and_tampering_fails);
+    tcase_add_test(tc, test_path_len_matches_built_paths);
+    tcase_add_test(tc, test_count_is_not_bound_by_the_path);
     tcase_add_test(tc, test_single_leaf_tree);
     tcase_add_test(tc, test_bad_arguments_rejected);
     tcase_add_test(tc, test_large_tree_paths_are_short);

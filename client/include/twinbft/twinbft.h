@@ -12,6 +12,14 @@
  *     each as a certified command, in (seq, index) order, without gaps
  *     across reconnects;
  *   - asks every replica for its status.
+ * Before it sends any intent or query, a client confirms that the replicas
+ * serve the cluster id and epoch its configuration names: it asks each one
+ * (over that replica's own authenticated link) and goes ahead once f+1
+ * report that pair. Calls made meanwhile wait (within their timeouts).
+ * When f+1 report another pair instead, nothing is ever submitted: the
+ * waiting call and every later intent, query and subscription fail with
+ * TB_ERR_WRONG_CLUSTER, and tb_client_served tells what the replicas
+ * serve. The answer holds for the client's life.
  * A certificate (packed twinbft.Certificate) is checked with
  * tb_cert_verify, which needs the cluster's public keys and nothing else.
  *
@@ -172,11 +180,14 @@ typedef struct tb_result {
  * top). */
 typedef void (*tb_submit_cb)(int status, const tb_result *r, void *arg);
 
-/* Sends op (copied) to every replica and retransmits it every
- * TB_CLIENT_RETRANSMIT_MS until cb reports it. One intent or query is
- * outstanding at a time: TB_ERR_STATE otherwise. TB_ERR_INVALID for len 0
- * or a NULL cb, TB_ERR_TOO_LARGE above TB_CLIENT_OP_BYTES_MAX,
- * TB_ERR_NOMEM. */
+/* Sends op (copied) to every replica, once the cluster is confirmed (see
+ * the top), and retransmits it every TB_CLIENT_RETRANSMIT_MS until cb
+ * reports it. One intent or query is outstanding at a time: TB_ERR_STATE
+ * otherwise. TB_ERR_INVALID for len 0 or a NULL cb, TB_ERR_TOO_LARGE above
+ * TB_CLIENT_OP_BYTES_MAX, TB_ERR_NOMEM, TB_ERR_WRONG_CLUSTER when the
+ * replicas are known to serve another cluster or epoch (nothing started).
+ * cb gets TB_ERR_WRONG_CLUSTER when that becomes known while op waits for
+ * the check: op was never sent. */
 int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb cb, void *arg);
 
 /* ---- read-only queries ---- */
@@ -192,8 +203,8 @@ int tb_client_submit(tb_client *c, const uint8_t *op, size_t len, tb_submit_cb c
 /* The callback rules of tb_submit_cb apply. */
 typedef void (*tb_query_cb)(int status, const uint8_t *result, size_t len, uint64_t executed,
                             bool ordered, void *arg);
-/* Same rules as tb_client_submit; the ordered fallback uses a request
- * number. */
+/* Same rules as tb_client_submit (TB_ERR_WRONG_CLUSTER included); the
+ * ordered fallback uses a request number. */
 int tb_client_query(tb_client *c, const uint8_t *query, size_t len, tb_query_cb cb, void *arg);
 
 /* ---- status ---- */
@@ -225,6 +236,22 @@ typedef void (*tb_status_cb)(int status, const tb_replica_status *st, uint32_t n
 /* Independent of intents and queries; one status call at a time
  * (TB_ERR_STATE otherwise). */
 int tb_client_status(tb_client *c, tb_status_cb cb, void *arg);
+
+/* ---- the cluster served ---- */
+
+/* A cluster id and epoch, as replicas report serving them. */
+typedef struct tb_served {
+    uint8_t cluster_id[TB_CLUSTER_ID_BYTES_MAX];
+    size_t cluster_id_len;
+    uint64_t epoch;
+} tb_served;
+
+/* The cluster check (see the top), as far as it has come: 0 once f+1
+ * replicas reported the configured cluster id and epoch;
+ * TB_ERR_WRONG_CLUSTER once f+1 reported the same other pair;
+ * TB_ERR_AGAIN before either. When settled, *out (when non-NULL) is the
+ * pair they reported. */
+int tb_client_served(const tb_client *c, tb_served *out);
 
 /* ---- subscriptions ---- */
 
@@ -262,7 +289,10 @@ typedef void (*tb_command_cb)(const tb_command *cmd, void *arg);
  * streams the client holds completely up to it, and no earlier one that a
  * replica announced can still become certified; a command is skipped only
  * with gap_before set on the next one delivered. One subscription per
- * client (TB_ERR_STATE otherwise). */
+ * client (TB_ERR_STATE otherwise). TB_ERR_WRONG_CLUSTER when the replicas
+ * are known to serve another cluster or epoch; a subscription started
+ * before that was known delivers nothing of theirs (no certificate of
+ * theirs verifies against the configuration). */
 int tb_client_subscribe(tb_client *c, uint64_t after_seq, uint32_t after_index, tb_command_cb cb,
                         void *arg);
 void tb_client_unsubscribe(tb_client *c);
@@ -303,7 +333,8 @@ int tb_client_connect_wait(tb_client *c, uint32_t timeout_ms);
  * with tb_cert_info_clear. */
 typedef struct tb_cert_info {
     uint64_t seq;
-    uint32_t index;
+    uint32_t index; /* the result's position in its batch ... */
+    uint32_t count; /* ... of this many results (both covered by the signatures) */
     uint64_t timestamp_ms;
     uint64_t not_before_ms;
     uint64_t expires_at_ms;
@@ -315,10 +346,11 @@ typedef struct tb_cert_info {
 void tb_cert_info_clear(tb_cert_info *info);
 
 /* Checks a packed Certificate against the members' keys in cluster (only n,
- * f, cluster_id, epoch and members[].pubkey are read). now_ms == 0 skips the
- * validity window. 0 and *info filled (when non-NULL); otherwise
- * TB_ERR_INVALID (malformed), TB_ERR_MISMATCH (cluster, epoch, path or
- * root), TB_ERR_QUORUM (too few valid member signatures), TB_ERR_EXPIRED. */
+ * f, cluster_id, epoch and members[].pubkey are read), by the rules written
+ * out in proto/cert.h. now_ms == 0 skips the validity window. 0 and *info
+ * filled (when non-NULL); otherwise TB_ERR_INVALID (malformed),
+ * TB_ERR_MISMATCH (cluster, epoch, position, path or root), TB_ERR_QUORUM
+ * (too few valid member signatures), TB_ERR_EXPIRED. */
 int tb_cert_verify(const tb_client_config *cluster, const uint8_t *cert, size_t len,
                    uint64_t now_ms, tb_cert_info *info);
 
