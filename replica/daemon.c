@@ -88,6 +88,7 @@ typedef struct daemon {
      * is not touched until the commit is done. */
     struct event *commit_ev;
     bool commit_pending;
+    uint64_t commit_wait_ms; /* when commit_ev was made active */
     pbft_ready rd;
     struct held_frame *held, **held_tail; /* frames that arrived meanwhile, in order */
     size_t held_bytes;
@@ -678,6 +679,7 @@ static void drive_turn(daemon *d, bool sync) {
         }
         d->commit_pending = true;
         if (early > 0 && !sync) {
+            d->commit_wait_ms = mono_ms();
             event_active(d->commit_ev, EV_TIMEOUT, 1);
             return; /* on_commit finishes the turn and drives again */
         }
@@ -733,6 +735,25 @@ static void schedule_drive(daemon *d) {
     if (!d->drive_pending) {
         event_active(d->drive_ev, EV_TIMEOUT, 1);
         d->drive_pending = true;
+    }
+}
+
+/* drive_ev and commit_ev have the lowest priority: they run once no link
+ * has more to read. A client that streams frames which are never stepped
+ * (refused unread, or answered here) keeps its link readable all the time,
+ * and would hold the turn open, and every reply behind it, for as long as
+ * it streams. Every frame therefore also ends a turn that has waited
+ * longer than REP_TURN_MS_MAX. */
+static void end_overdue_turn(daemon *d) {
+    if (!d->commit_pending && !d->drive_pending) {
+        return;
+    }
+    uint64_t now = mono_ms();
+    if (d->commit_pending && now - d->commit_wait_ms >= REP_TURN_MS_MAX) {
+        finish_commit(d);
+        drive(d);
+    } else if (!d->commit_pending && now - d->turn_start_ms >= REP_TURN_MS_MAX) {
+        drive(d);
     }
 }
 
@@ -901,6 +922,7 @@ static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, s
                      void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
+    end_overdue_turn(d);
 #if TWINBFT_FAULT_INJECTION
     if (d->opt.censor != NULL && strcmp(peer, d->opt.censor) == 0 &&
         proto_message_kind_peek(data, len) == TWINBFT__MESSAGE__KIND_REQUEST) {
