@@ -57,6 +57,7 @@ struct tb_tls_ctx {
     time_t log_window_s;
     uint32_t log_lines;
     uint64_t log_suppressed;
+    tb_tls_ctx_stats stats;
 };
 
 /* A connecting host (the address without the port), for per-source limits. */
@@ -321,6 +322,10 @@ static const char *tb_pin_problem(const tb_tls_ctx *ctx, const char *name, X509 
 void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg) {
     ctx->log = log;
     ctx->log_arg = arg;
+}
+
+tb_tls_ctx_stats tb_tls_ctx_get_stats(const tb_tls_ctx *ctx) {
+    return ctx->stats;
 }
 
 /* ---- addresses ---- */
@@ -646,6 +651,9 @@ static void tb_link_bad_frame(tb_tls_link *link, int rc) {
     uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
     snprintf(reason, sizeof reason, "bad frame: %s (announced length %u, maximum %u)",
              tb_strerror(rc), (unsigned)len, (unsigned)link->reader.max);
+    if (rc == TB_ERR_TOO_LARGE) {
+        link->ctx->stats.closed_oversize++;
+    }
     tb_link_close(link, reason);
 }
 
@@ -932,6 +940,10 @@ const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link) {
 
 const char *tb_tls_link_peer(const tb_tls_link *link) {
     return link->peer;
+}
+
+void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max) {
+    link->reader.max = max == 0 || max > PROTO_FRAME_BYTES_MAX ? PROTO_FRAME_BYTES_MAX : max;
 }
 
 size_t tb_tls_link_output_bytes(const tb_tls_link *link) {

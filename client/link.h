@@ -96,6 +96,12 @@ typedef struct tb_tls_link_stats {
     uint64_t attempts_failed;       /* outgoing attempts that never opened */
 } tb_tls_link_stats;
 
+/* Links of one context closed for what their peer sent (see tb_link_close's
+ * callers in link.c); each such close is also logged, at a bounded rate. */
+typedef struct tb_tls_ctx_stats {
+    uint64_t closed_oversize; /* a frame announced above the link's maximum */
+} tb_tls_ctx_stats;
+
 typedef struct tb_tls_listener_stats {
     uint64_t accepted;
     uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
@@ -129,6 +135,7 @@ int tb_tls_ctx_pin(tb_tls_ctx *ctx, const char *name, const uint8_t pub[PROTO_PU
 int tb_tls_ctx_reserve_prefix(tb_tls_ctx *ctx, const char *prefix);
 /* Where log lines go (default: stderr); log may be NULL to silence them. */
 void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg);
+tb_tls_ctx_stats tb_tls_ctx_get_stats(const tb_tls_ctx *ctx);
 
 /* Accepts connections on host:port (numeric IPv4 or IPv6 address; port 0
  * picks a free one, see tb_tls_listener_port). Accepted links report
@@ -169,6 +176,13 @@ const char *tb_tls_link_peer(const tb_tls_link *link);
 /* The raw Ed25519 public key of the peer's certificate while the link is
  * open, else NULL. */
 const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link);
+/* Frames this link takes are at most max bytes (0, or more than
+ * PROTO_FRAME_BYTES_MAX: that maximum, the default). A larger one is refused
+ * at its header, before anything is allocated: the link is closed, counted
+ * in tb_tls_ctx_stats.closed_oversize. Applies from the next frame's header
+ * on and stays across reconnections; call it from on_open to cover every
+ * frame of the connection. */
+void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max);
 /* Bytes queued and not yet written to the socket. */
 size_t tb_tls_link_output_bytes(const tb_tls_link *link);
 tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link);

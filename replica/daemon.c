@@ -113,6 +113,7 @@ typedef struct daemon {
     uint64_t revocations_seen;   /* sm_stats.revocations when links were last swept */
     uint64_t revoked_refused;    /* handshakes of revoked identities refused */
     uint64_t revoked_log_ms;     /* when the last of them was logged */
+    uint64_t refused_log_ms;     /* when a refused client frame was last logged */
     uint64_t logged_ts_rejected; /* timestamp rejections last reported in the log */
     uint64_t logged_clock_ms;    /* when (timer clock) */
     uint64_t logged_view;        /* the view (and view-change state) last reported in the log */
@@ -191,6 +192,11 @@ static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t l
 static bool served_here(uint32_t kind) {
     return kind == TWINBFT__MESSAGE__KIND_QUERY || kind == TWINBFT__MESSAGE__KIND_STATUS_REQUEST ||
            kind == TWINBFT__MESSAGE__KIND_SUBSCRIBE;
+}
+
+/* What a client may send: requests for the core, the rest served here. */
+static bool client_kind(uint32_t kind) {
+    return kind == TWINBFT__MESSAGE__KIND_REQUEST || served_here(kind);
 }
 
 static int send_msg(tb_tls_link *link, const Twinbft__Message *m) {
@@ -837,6 +843,8 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         }
         return;
     }
+    /* Before any of its frames is read: a client's frames are small. */
+    tb_tls_link_set_frame_max(link, REP_CLIENT_FRAME_BYTES_MAX);
     if (client_revoked(d, peer, link)) {
         /* A revoked client keeps reconnecting: one line per REP_CLOCK_LOG_MS. */
         uint64_t now = mono_ms();
@@ -918,18 +926,41 @@ static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size
     }
 }
 
+/* A client sent a kind only replicas send (a FetchReply, a NEW-VIEW): it is
+ * dropped by its first tag, before anything is decoded. A client can send
+ * such frames as fast as its link carries them: one line per
+ * REP_CLOCK_LOG_MS, the rest counted in the metric. */
+static void refuse_client_frame(daemon *d, const char *peer, uint32_t kind, size_t len) {
+    uint64_t now = mono_ms();
+    d->counters.client_frames_refused++;
+    if (d->refused_log_ms == 0 || now - d->refused_log_ms >= REP_CLOCK_LOG_MS) {
+        logf_(d, 1,
+              "client %s sent a frame of kind %u (%zu bytes), which clients do not send: dropped "
+              "unread (%" PRIu64 " such frames so far)",
+              peer, (unsigned)kind, len, d->counters.client_frames_refused);
+        d->refused_log_ms = now;
+    }
+}
+
 static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
                      void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
     end_overdue_turn(d);
+    if (replica_of(d, peer, &j)) {
+        step_core(d, peer, data, len);
+        return;
+    }
+    uint32_t kind = proto_message_kind_peek(data, len);
 #if TWINBFT_FAULT_INJECTION
     if (d->opt.censor != NULL && strcmp(peer, d->opt.censor) == 0 &&
-        proto_message_kind_peek(data, len) == TWINBFT__MESSAGE__KIND_REQUEST) {
+        kind == TWINBFT__MESSAGE__KIND_REQUEST) {
         return; /* Byzantine on purpose: this client's requests are never taken */
     }
 #endif
-    if (!replica_of(d, peer, &j) && served_here(proto_message_kind_peek(data, len))) {
+    if (!client_kind(kind)) {
+        refuse_client_frame(d, peer, kind, len);
+    } else if (served_here(kind)) {
         serve(d, link, peer, data, len);
     } else {
         step_core(d, peer, data, len); /* Requests are decoded once, by the core */
@@ -952,6 +983,7 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     proto_ed25519_stats(&s->counters.ed25519_signs, &s->counters.ed25519_verifies);
     s->client_links = (uint32_t)rep_clients_count(d->clients);
     s->listener = tb_tls_listener_get_stats(d->listener);
+    s->links = tb_tls_ctx_get_stats(d->tls);
     for (uint32_t j = 0; j < d->cluster.n; j++) {
         if (d->peers[j] != NULL) {
             s->peer_open[j] = tb_tls_link_is_open(d->peers[j]);

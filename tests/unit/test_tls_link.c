@@ -655,6 +655,76 @@ START_TEST(test_callback_frees_own_link) {
 }
 END_TEST
 
+/* ---- a connected pair for the edge tests ---- */
+
+typedef struct rig {
+    struct event_base *base;
+    tb_tls_ctx *sctx, *cctx;
+    tb_tls_listener *l;
+    tb_tls_link *c;
+    pair p;
+} rig;
+
+/* Listener (replica-0) and a connecting link (replica-1), both open. */
+static void rig_open(rig *r, void (*server_open)(tb_tls_link *, const char *, void *)) {
+    memset(r, 0, sizeof *r);
+    r->base = event_base_new();
+    r->sctx = ctx_for(&pki.ca, &pki.server);
+    r->cctx = ctx_for(&pki.ca, &pki.client);
+    r->p = (pair){.server_opens = 1, .client_opens = 1};
+    tb_tls_callbacks scb = callbacks(&r->p.server);
+    tb_tls_callbacks ccb = callbacks(&r->p.client);
+    if (server_open != NULL) {
+        scb.on_open = server_open;
+    }
+    ck_assert_int_eq(tb_tls_listen(r->base, r->sctx, "127.0.0.1", 0, &scb, &r->l), 0);
+    ck_assert_int_eq(tb_tls_connect(r->base, r->cctx, "127.0.0.1", tb_tls_listener_port(r->l),
+                                    "replica-0", &ccb, &r->c),
+                     0);
+    ck_assert(run_until(r->base, pair_reached, &r->p, WAIT_MS));
+}
+
+static void rig_close(rig *r) {
+    tb_tls_link_free(r->c);
+    tb_tls_listener_free(r->l);
+    side_free(&r->p.server);
+    side_free(&r->p.client);
+    tb_tls_ctx_free(r->sctx);
+    tb_tls_ctx_free(r->cctx);
+    event_base_loop(r->base, EVLOOP_NONBLOCK); /* deferred link callbacks */
+    event_base_free(r->base);
+}
+
+enum { LIMIT_BYTES = 1000 };
+
+static void open_limited(tb_tls_link *link, const char *peer_name, void *arg) {
+    on_open(link, peer_name, arg);
+    tb_tls_link_set_frame_max(link, LIMIT_BYTES);
+}
+
+/* A link limited to 1,000-byte frames (as the daemon limits its clients'
+ * links) takes a frame of 1,000 bytes, and closes at the header of one of
+ * 1,001 bytes, before allocating it: nothing more is delivered, and the
+ * close is counted. */
+START_TEST(test_frame_limit_per_link) {
+    rig r;
+    rig_open(&r, open_limited);
+    uint8_t buf[LIMIT_BYTES + 1] = {0};
+    ck_assert_int_eq(tb_tls_send(r.c, buf, LIMIT_BYTES), 0);
+    r.p.server_frames = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_int_eq(tb_tls_send(r.c, buf, LIMIT_BYTES + 1), 0);
+    r.p.client_closes = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_int_eq(r.p.server.frames, 1);
+    ck_assert_int_eq(r.p.server.closes, 1);
+    ck_assert_ptr_nonnull(strstr(r.p.server.reason, "maximum 1000"));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_oversize, 1);
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.cctx).closed_oversize, 0);
+    rig_close(&r);
+}
+END_TEST
+
 static Suite *tls_link_suite(void) {
     Suite *s = suite_create("tls_link");
     TCase *tc = tcase_create("core");
@@ -672,6 +742,7 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_reconnects_after_listener_restart);
     tcase_add_test(tc, test_output_is_bounded);
     tcase_add_test(tc, test_callback_frees_own_link);
+    tcase_add_test(tc, test_frame_limit_per_link);
     suite_add_tcase(s, tc);
     return s;
 }
