@@ -105,3 +105,11 @@ fail:
     r->failed = true;
     return rc;
 }
+
+bool tb_frame_reader_pending(const tb_frame_reader *r) {
+    return !r->failed && r->hdr_have > 0;
+}
+
+uint32_t tb_frame_reader_announced(const tb_frame_reader *r) {
+    return tb_frame_reader_pending(r) && r->hdr_have == PROTO_FRAME_HEADER_BYTES ? r->len : 0;
+}

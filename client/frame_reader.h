@@ -39,5 +39,11 @@ void tb_frame_reader_reset(tb_frame_reader *r);
  * before any allocation; the reader then refuses further input. TB_ERR_NOMEM. */
 int tb_frame_reader_feed(tb_frame_reader *r, const uint8_t *data, size_t len, size_t *used,
                          const uint8_t **frame, size_t *frame_len);
+/* Whether a frame has begun (at least one byte of its header is in) and is
+ * not complete yet. */
+bool tb_frame_reader_pending(const tb_frame_reader *r);
+/* The payload length the frame under way announced; 0 while its header is
+ * incomplete or no frame is under way. */
+uint32_t tb_frame_reader_announced(const tb_frame_reader *r);
 
 #endif

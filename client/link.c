@@ -94,8 +94,16 @@ struct tb_tls_link {
     struct event_base *base;
     tb_tls_callbacks cb;
     struct bufferevent *bev; /* NULL while idle */
-    struct event *timer;     /* handshake deadline, or the next attempt when idle */
+    struct event
+        *timer; /* handshake deadline; when open, the frame's; when idle, the next attempt */
     tb_frame_reader reader;
+    /* The frame under way (tb_link_watch_frame): its deadline, counted from
+     * its first byte, for the length it announced (UINT32_MAX: none yet). */
+    bool in_frame;
+    uint64_t frame_start_ms;
+    uint32_t frame_timed_len;
+    uint32_t frame_ms_min;
+    uint32_t frame_bytes_per_s_min;
     enum tb_link_state state;
     bool outgoing;
     struct sockaddr_storage addr; /* outgoing: where to connect */
@@ -414,6 +422,8 @@ static tb_tls_link *tb_link_alloc(struct event_base *base, tb_tls_ctx *ctx,
         link->cb = *cb;
     }
     link->backoff_ms = TB_TLS_BACKOFF_MS_MIN;
+    link->frame_ms_min = TB_LINK_FRAME_MS_MIN;
+    link->frame_bytes_per_s_min = TB_LINK_FRAME_BYTES_PER_S_MIN;
     tb_frame_reader_init(&link->reader, PROTO_FRAME_BYTES_MAX);
     return link;
 }
@@ -426,6 +436,7 @@ static void tb_link_disconnect(tb_tls_link *link) {
     }
     evtimer_del(link->timer);
     tb_frame_reader_reset(&link->reader);
+    link->in_frame = false;
     link->peer[0] = '\0';
     link->state = TB_LINK_IDLE;
 }
@@ -556,12 +567,16 @@ static void tb_link_attempt(tb_tls_link *link) {
     tb_socket_options(bufferevent_getfd(bev));
 }
 
+static void tb_link_frame_overdue(tb_tls_link *link);
+
 static void tb_link_timer_cb(evutil_socket_t fd, short what, void *arg) {
     tb_tls_link *link = arg;
     (void)fd;
     (void)what;
     if (link->state == TB_LINK_HANDSHAKE) {
         tb_link_close(link, "TLS handshake timed out");
+    } else if (link->state == TB_LINK_OPEN) {
+        tb_link_frame_overdue(link);
     } else if (link->state == TB_LINK_IDLE && link->outgoing) {
         tb_link_attempt(link);
     }
@@ -657,9 +672,56 @@ static void tb_link_bad_frame(tb_tls_link *link, int rc) {
     tb_link_close(link, reason);
 }
 
-static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
-    tb_tls_link *link = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+static uint64_t tb_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* How long a frame of len bytes may take from its first byte. */
+static uint64_t tb_link_frame_ms(const tb_tls_link *link, uint32_t len) {
+    uint64_t ms = link->frame_ms_min;
+    if (link->frame_bytes_per_s_min > 0) {
+        ms += (uint64_t)len * 1000u / link->frame_bytes_per_s_min;
+    }
+    return ms;
+}
+
+/* Arms the deadline of the frame under way, or disarms it when no frame
+ * is. The length is known once the header is in: the deadline is then set
+ * again for it, still counted from the frame's first byte (and whenever
+ * rearm says so). While the link is open the timer serves nothing else. */
+static void tb_link_watch_frame(tb_tls_link *link, bool rearm) {
+    const tb_frame_reader *r = &link->reader;
+    if (!tb_frame_reader_pending(r)) {
+        if (link->in_frame) {
+            evtimer_del(link->timer);
+            link->in_frame = false;
+        }
+        return;
+    }
+    uint64_t now = tb_mono_ms();
+    if (!link->in_frame) {
+        link->in_frame = true;
+        link->frame_start_ms = now;
+        link->frame_timed_len = UINT32_MAX;
+    }
+    uint32_t len = tb_frame_reader_announced(r);
+    if (len == link->frame_timed_len && !rearm) {
+        return;
+    }
+    link->frame_timed_len = len;
+    uint64_t allowed = tb_link_frame_ms(link, len), spent = now - link->frame_start_ms;
+    uint64_t left = allowed > spent ? allowed - spent : 0;
+    struct timeval tv = tb_ms_to_tv(left > UINT32_MAX ? UINT32_MAX : (uint32_t)left);
+    evtimer_add(link->timer, &tv);
+}
+
+/* Feeds what the bufferevent has read to the frame reader and hands out
+ * complete frames. false when the link was closed or released meanwhile:
+ * the caller must not touch it then. */
+static bool tb_link_drain(tb_tls_link *link) {
+    struct evbuffer *in = bufferevent_get_input(link->bev);
     while (link->state == TB_LINK_OPEN && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         const uint8_t *frame = NULL;
@@ -673,20 +735,53 @@ static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
         evbuffer_drain(in, used);
         if (rc < 0) {
             tb_link_bad_frame(link, rc);
-            return;
+            return false;
         }
         if (frame == NULL) {
             continue;
         }
+        link->in_frame = false; /* the next frame's deadline starts afresh */
         link->stats.frames_in++;
         if (link->cb.on_frame != NULL) {
             link->depth++;
             link->cb.on_frame(link, link->peer, frame, frame_len, link->cb.arg);
             if (tb_link_leave(link)) {
-                return;
+                return false;
             }
         }
     }
+    return link->state == TB_LINK_OPEN;
+}
+
+static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
+    tb_tls_link *link = arg;
+    TB_ASSERT(bev == link->bev);
+    if (tb_link_drain(link)) {
+        tb_link_watch_frame(link, false);
+    }
+}
+
+/* The frame under way has had its time. Bytes the loop has read but not
+ * yet handed over count (a busy loop is not the peer's fault): they are
+ * fed first, and only a frame still incomplete after that closes the
+ * link. */
+static void tb_link_frame_overdue(tb_tls_link *link) {
+    char reason[TB_REASON_BYTES];
+    if (!tb_link_drain(link)) {
+        return;
+    }
+    uint32_t len = tb_frame_reader_announced(&link->reader);
+    uint64_t spent = tb_mono_ms() - link->frame_start_ms;
+    if (!tb_frame_reader_pending(&link->reader) || !link->in_frame ||
+        spent < tb_link_frame_ms(link, len)) {
+        tb_link_watch_frame(link, true); /* early by rounding, or a new frame */
+        return;
+    }
+    snprintf(reason, sizeof reason,
+             "a frame stalled: %u of %u bytes in %llu ms (the peer sends too slowly, or stopped)",
+             (unsigned)link->reader.have, (unsigned)len, (unsigned long long)spent);
+    link->ctx->stats.closed_idle++;
+    tb_link_close(link, reason);
 }
 
 int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len) {
@@ -944,6 +1039,11 @@ const char *tb_tls_link_peer(const tb_tls_link *link) {
 
 void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max) {
     link->reader.max = max == 0 || max > PROTO_FRAME_BYTES_MAX ? PROTO_FRAME_BYTES_MAX : max;
+}
+
+void tb_tls_link_set_frame_deadline(tb_tls_link *link, uint32_t ms_min, uint32_t bytes_per_s_min) {
+    link->frame_ms_min = ms_min;
+    link->frame_bytes_per_s_min = bytes_per_s_min;
 }
 
 size_t tb_tls_link_output_bytes(const tb_tls_link *link) {

@@ -43,6 +43,16 @@ enum {
     /* Of TB_LISTENER_LINKS_MAX, the slots only reserved addresses may take. */
     TB_LISTENER_RESERVED_LINKS = 128,
     TB_LISTENER_RESERVED_SOURCES_MAX = 64,
+    /* A frame that has begun must be complete within TB_LINK_FRAME_MS_MIN
+     * plus the time its length takes at TB_LINK_FRAME_BYTES_PER_S_MIN,
+     * counted from its first byte; else the link is closed. A peer that
+     * sends part of a frame and then nothing, or a byte now and then, cannot
+     * hold the frame's memory for long: a client's largest frame gets 11 s,
+     * a replica's 64 MiB frame 17.5 minutes. A link between frames has no
+     * deadline (a subscriber may rightly send nothing for hours); TCP
+     * keepalive finds a peer that vanished. */
+    TB_LINK_FRAME_MS_MIN = 10000,
+    TB_LINK_FRAME_BYTES_PER_S_MIN = 64u << 10,
     /* Reconnection backoff of outgoing links: first delay, doubling to max. */
     TB_TLS_BACKOFF_MS_MIN = 100,
     TB_TLS_BACKOFF_MS_MAX = 5000,
@@ -100,6 +110,7 @@ typedef struct tb_tls_link_stats {
  * callers in link.c); each such close is also logged, at a bounded rate. */
 typedef struct tb_tls_ctx_stats {
     uint64_t closed_oversize; /* a frame announced above the link's maximum */
+    uint64_t closed_idle;     /* a frame begun and not completed by its deadline */
 } tb_tls_ctx_stats;
 
 typedef struct tb_tls_listener_stats {
@@ -183,6 +194,12 @@ const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link);
  * on and stays across reconnections; call it from on_open to cover every
  * frame of the connection. */
 void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max);
+/* Each frame on this link must be complete ms_min plus its length at
+ * bytes_per_s_min (0: no allowance for length) after its first byte, else
+ * the link is closed, counted in tb_tls_ctx_stats.closed_idle. Default:
+ * TB_LINK_FRAME_MS_MIN and TB_LINK_FRAME_BYTES_PER_S_MIN. Applies from the
+ * next frame on and stays across reconnections. */
+void tb_tls_link_set_frame_deadline(tb_tls_link *link, uint32_t ms_min, uint32_t bytes_per_s_min);
 /* Bytes queued and not yet written to the socket. */
 size_t tb_tls_link_output_bytes(const tb_tls_link *link);
 tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link);

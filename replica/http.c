@@ -126,6 +126,10 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Links closed because a frame announced more than their limit (clients: the largest "
            "client message).",
            s->links.closed_oversize);
+    metric(b, "twinbft_links_closed_idle_total", "counter",
+           "Links closed because a frame they began was not complete by its deadline (the peer "
+           "went idle, or trickled).",
+           s->links.closed_idle);
     metric(b, "twinbft_client_frames_refused_total", "counter",
            "Client frames of a kind clients never send, dropped before decoding.",
            s->counters.client_frames_refused);
