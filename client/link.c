@@ -436,6 +436,10 @@ static void tb_link_disconnect(tb_tls_link *link) {
     }
     evtimer_del(link->timer);
     tb_frame_reader_reset(&link->reader);
+    if (link->reader.account != NULL) {
+        tb_budget_leave(link->reader.account);
+        link->reader.account = NULL;
+    }
     link->in_frame = false;
     link->peer[0] = '\0';
     link->state = TB_LINK_IDLE;
@@ -664,6 +668,17 @@ static void tb_link_bad_frame(tb_tls_link *link, int rc) {
     char reason[TB_REASON_BYTES];
     const uint8_t *h = link->reader.hdr;
     uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    const tb_budget_account *a = link->reader.account;
+    if (rc == TB_ERR_BUDGET) {
+        link->ctx->stats.closed_budget++;
+        snprintf(reason, sizeof reason,
+                 "a frame of %u bytes is over the memory budget: unfinished frames hold %zu bytes "
+                 "of this identity's %zu, %zu of all identities' %zu",
+                 (unsigned)len, tb_budget_account_used(a), tb_budget_identity_max(tb_budget_of(a)),
+                 tb_budget_used(tb_budget_of(a)), tb_budget_total_max(tb_budget_of(a)));
+        tb_link_close(link, reason);
+        return;
+    }
     snprintf(reason, sizeof reason, "bad frame: %s (announced length %u, maximum %u)",
              tb_strerror(rc), (unsigned)len, (unsigned)link->reader.max);
     if (rc == TB_ERR_TOO_LARGE) {
@@ -1039,6 +1054,17 @@ const char *tb_tls_link_peer(const tb_tls_link *link) {
 
 void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max) {
     link->reader.max = max == 0 || max > PROTO_FRAME_BYTES_MAX ? PROTO_FRAME_BYTES_MAX : max;
+}
+
+int tb_tls_link_set_budget(tb_tls_link *link, tb_budget *budget) {
+    if (budget == NULL) {
+        return TB_ERR_INVALID;
+    }
+    if (link->state != TB_LINK_OPEN || link->reader.account != NULL) {
+        return TB_ERR_STATE;
+    }
+    TB_ASSERT(link->reader.charged == 0);
+    return tb_budget_join(budget, link->peer, &link->reader.account);
 }
 
 void tb_tls_link_set_frame_deadline(tb_tls_link *link, uint32_t ms_min, uint32_t bytes_per_s_min) {

@@ -23,6 +23,7 @@
 
 #include "proto/crypto.h"
 #include "proto/frame.h"
+#include "client/budget.h"
 #include "client/frame_reader.h"
 
 struct event_base;
@@ -111,6 +112,7 @@ typedef struct tb_tls_link_stats {
 typedef struct tb_tls_ctx_stats {
     uint64_t closed_oversize; /* a frame announced above the link's maximum */
     uint64_t closed_idle;     /* a frame begun and not completed by its deadline */
+    uint64_t closed_budget;   /* a frame beyond its identity's or the total memory budget */
 } tb_tls_ctx_stats;
 
 typedef struct tb_tls_listener_stats {
@@ -200,6 +202,16 @@ void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max);
  * TB_LINK_FRAME_MS_MIN and TB_LINK_FRAME_BYTES_PER_S_MIN. Applies from the
  * next frame on and stays across reconnections. */
 void tb_tls_link_set_frame_deadline(tb_tls_link *link, uint32_t ms_min, uint32_t bytes_per_s_min);
+/* Charges the frames this link receives, from their header until they are
+ * handed to on_frame, to its peer's account in budget (client/budget.h:
+ * every link of one peer name shares one account). A frame the account
+ * cannot take is refused at its header, before anything is allocated: the
+ * link is closed, counted in tb_tls_ctx_stats.closed_budget. Call from
+ * on_open, once per connection; the link leaves the account when the
+ * connection ends. The budget must outlive the connection. TB_ERR_INVALID
+ * for a NULL budget, TB_ERR_STATE when the link is not open or already has
+ * one; errors of tb_budget_join. */
+int tb_tls_link_set_budget(tb_tls_link *link, tb_budget *budget);
 /* Bytes queued and not yet written to the socket. */
 size_t tb_tls_link_output_bytes(const tb_tls_link *link);
 tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link);

@@ -33,10 +33,21 @@ enum {
      * links keep PROTO_FRAME_BYTES_MAX (batches, view changes, state
      * transfer). */
     REP_CLIENT_FRAME_BYTES_MAX = PBFT_OP_BYTES_MAX + PBFT_CLIENT_NAME_BYTES_MAX + 64,
+    /* What unfinished client frames may hold (client/budget.h): one client
+     * identity four of its largest frames at once, across all its links
+     * (a correct client fills one frame per link at a time, and rarely a
+     * large one); all clients together 16 MiB, 63 identities at their full
+     * share at once. A frame beyond either is refused at its header and its link
+     * closed; the client reconnects and retransmits. */
+    REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX = 4 * REP_CLIENT_FRAME_BYTES_MAX,
+    REP_CLIENT_BUFFER_BYTES_MAX = 16 << 20,
 };
 
 _Static_assert((int)REP_CLIENT_FRAME_BYTES_MAX < (int)PROTO_FRAME_BYTES_MAX,
                "client frames are limited below replicas' frames");
+_Static_assert(REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX >= REP_CLIENT_FRAME_BYTES_MAX &&
+                   REP_CLIENT_BUFFER_BYTES_MAX >= 32 * REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX,
+               "an identity can send its largest frame, and many identities theirs at once");
 
 struct tb_tls_link;
 

@@ -62,6 +62,11 @@ enum {
     REP_HELD_BYTES_MAX = 64 * 1024 * 1024,
     /* Event priorities: links and timers run first; the group commit and
      * the links' coalesced writes run when nothing more is readable. */
+    /* What a member's unfinished frames may hold (client/budget.h): two of
+     * the largest, its link and the one that replaces it when it reconnects
+     * before this replica has seen the old one close. A faulty member
+     * opening many links gains nothing by it. */
+    REP_MEMBER_BUFFER_BYTES_MAX = 2 * PROTO_FRAME_BYTES_MAX,
     REP_PRIORITIES = 3,
     REP_PRIORITY_DRIVE = REP_PRIORITIES - 1,
 };
@@ -101,6 +106,8 @@ typedef struct daemon {
     tb_tls_listener *listener;
     tb_tls_link *peers[REP_MEMBERS_MAX]; /* our outgoing link to each replica */
     rep_clients *clients;                /* incoming client links, by principal */
+    tb_budget *client_budget;            /* unfinished frames of client links */
+    tb_budget *member_budget;            /* ... of members' links */
     proto_key *key;
     proto_pubkey *pubs[REP_MEMBERS_MAX];
     uint8_t pubs_raw[REP_MEMBERS_MAX][PROTO_PUBKEY_BYTES]; /* the same, pinned on links */
@@ -832,6 +839,9 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
         logf_(d, 2, "link with %s open", peer);
+        /* One account per member name, at most REP_MEMBERS_MAX of them. */
+        int rc = tb_tls_link_set_budget(link, d->member_budget);
+        TB_ASSERT(rc == 0);
         if (link == d->peers[j]) {
             /* Our own link to j: what we sent while it was down is lost. */
             if (d->commit_pending) {
@@ -843,8 +853,16 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         }
         return;
     }
-    /* Before any of its frames is read: a client's frames are small. */
+    /* Before any of its frames is read: a client's frames are small, and
+     * what its links hold in unfinished frames is budgeted per identity. */
     tb_tls_link_set_frame_max(link, REP_CLIENT_FRAME_BYTES_MAX);
+    int rc = tb_tls_link_set_budget(link, d->client_budget);
+    if (rc != 0) {
+        logf_(d, 1, "client %s refused: no memory budget account for it (%s)", peer,
+              tb_strerror(rc));
+        tb_tls_link_free(link);
+        return;
+    }
     if (client_revoked(d, peer, link)) {
         /* A revoked client keeps reconnecting: one line per REP_CLOCK_LOG_MS. */
         uint64_t now = mono_ms();
@@ -866,7 +884,7 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         rep_clients_remove(d->clients, old);
         tb_tls_link_free(old);
     }
-    int rc = rep_clients_add(d->clients, peer, link, &c);
+    rc = rep_clients_add(d->clients, peer, link, &c);
     if (rc != 0) {
         logf_(d, 1, "client %s refused: %s", peer,
               rc == TB_ERR_INVALID ? "its name is too long" : "the replica's client table is full");
@@ -984,6 +1002,7 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     s->client_links = (uint32_t)rep_clients_count(d->clients);
     s->listener = tb_tls_listener_get_stats(d->listener);
     s->links = tb_tls_ctx_get_stats(d->tls);
+    s->client_frame_bytes = tb_budget_used(d->client_budget);
     for (uint32_t j = 0; j < d->cluster.n; j++) {
         if (d->peers[j] != NULL) {
             s->peer_open[j] = tb_tls_link_is_open(d->peers[j]);
@@ -1167,6 +1186,17 @@ static int start(daemon *d) {
         event_base_priority_init(d->base, REP_PRIORITIES) != 0) {
         return TB_ERR_NOMEM;
     }
+    /* Client links all come through the listener: no more identities hold
+     * an account at once than it has links. */
+    rc = tb_budget_new(REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX, REP_CLIENT_BUFFER_BYTES_MAX,
+                       TB_LISTENER_LINKS_MAX, &d->client_budget);
+    rc = rc ? rc
+            : tb_budget_new(REP_MEMBER_BUFFER_BYTES_MAX,
+                            (size_t)d->cluster.n * REP_MEMBER_BUFFER_BYTES_MAX, REP_MEMBERS_MAX,
+                            &d->member_budget);
+    if (rc != 0) {
+        return rc;
+    }
     d->held_tail = &d->held;
     d->drive_ev = event_new(d->base, -1, 0, on_drive, d);
     d->commit_ev = event_new(d->base, -1, 0, on_commit, d);
@@ -1232,6 +1262,9 @@ static void stop(daemon *d) {
          * one more pass lets libevent finish freeing them. */
         event_base_loop(d->base, EVLOOP_NONBLOCK);
     }
+    /* Every link has left its account by now. */
+    tb_budget_free(d->client_budget);
+    tb_budget_free(d->member_budget);
     tb_tls_ctx_free(d->tls);
     pbft_node_free(d->node);
     if (d->storage) {

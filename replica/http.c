@@ -130,6 +130,12 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Links closed because a frame they began was not complete by its deadline (the peer "
            "went idle, or trickled).",
            s->links.closed_idle);
+    metric(b, "twinbft_links_closed_budget_total", "counter",
+           "Links closed because a frame would have put its identity, or all clients, over the "
+           "memory budget for unfinished frames.",
+           s->links.closed_budget);
+    metric(b, "twinbft_client_frame_bytes", "gauge",
+           "Bytes held by client links' unfinished frames (budgeted).", s->client_frame_bytes);
     metric(b, "twinbft_client_frames_refused_total", "counter",
            "Client frames of a kind clients never send, dropped before decoding.",
            s->counters.client_frames_refused);

@@ -53,6 +53,7 @@ typedef struct rep_http_snapshot {
     uint32_t client_links;
     tb_tls_listener_stats listener;
     tb_tls_ctx_stats links;          /* links closed for what their peer sent */
+    uint64_t client_frame_bytes;     /* held by client links' unfinished frames */
     bool peer_open[REP_MEMBERS_MAX]; /* by replica id; own id false */
     tb_tls_link_stats peer[REP_MEMBERS_MAX];
     uint8_t app_digest[PROTO_DIGEST_BYTES];

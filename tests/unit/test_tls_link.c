@@ -910,6 +910,95 @@ START_TEST(test_deadline_spares_correct_peers) {
 }
 END_TEST
 
+/* ---- memory budgets of unfinished frames ---- */
+
+static tb_budget *test_budget;
+
+static void open_budgeted(tb_tls_link *link, const char *peer_name, void *arg) {
+    on_open(link, peer_name, arg);
+    ck_assert_int_eq(tb_tls_link_set_budget(link, test_budget), 0);
+    ck_assert_int_eq(tb_tls_link_set_budget(link, test_budget), TB_ERR_STATE);
+}
+
+typedef struct budget_goal {
+    size_t used;
+} budget_goal;
+
+static bool budget_reached(void *arg) {
+    return tb_budget_used(test_budget) == ((budget_goal *)arg)->used;
+}
+
+/* Unfinished frames are charged to their identity from the header on: one
+ * identity (however many links it opens) holds at most its share, all
+ * together at most the total. A frame beyond either is refused at its
+ * header and its link closed, counted; the others' links stay open, and
+ * what a completed frame held is free again. */
+START_TEST(test_budget_per_identity_and_total) {
+    identity edge2, edge3;
+    issue(&pki.ca, "edge-2", &edge2);
+    issue(&pki.ca, "edge-3", &edge3);
+    ck_assert_int_eq(tb_budget_new(150, 250, 8, &test_budget), 0);
+    rig r;
+    memset(&r, 0, sizeof r);
+    r.base = event_base_new();
+    r.sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_callbacks scb = callbacks(&r.p.server);
+    scb.on_open = open_budgeted;
+    ck_assert_int_eq(tb_tls_listen(r.base, r.sctx, "127.0.0.1", 0, &scb, &r.l), 0);
+    uint16_t port = tb_tls_listener_port(r.l);
+    raw_peer a, b, c, d;
+    uint8_t part[90] = {0};
+
+    raw_open(&a, r.base, port, &pki.client); /* replica-1 */
+    raw_header(&a, 100);
+    raw_write(&a, part, 10);
+    budget_goal g = {100};
+    ck_assert(run_until(r.base, budget_reached, &g, WAIT_MS));
+    raw_open(&b, r.base, port, &pki.client); /* replica-1 again: 200 > 150 */
+    raw_header(&b, 100);
+    ck_assert(run_until(r.base, raw_closed, &b, WAIT_MS));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_budget, 1);
+    ck_assert_ptr_nonnull(strstr(r.p.server.reason, "over the memory budget"));
+
+    raw_open(&c, r.base, port, &edge2); /* 200 of 250 */
+    raw_header(&c, 100);
+    g.used = 200;
+    ck_assert(run_until(r.base, budget_reached, &g, WAIT_MS));
+    raw_open(&d, r.base, port, &edge3); /* 300 > 250 */
+    raw_header(&d, 100);
+    ck_assert(run_until(r.base, raw_closed, &d, WAIT_MS));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_budget, 2);
+    ck_assert(!a.closed && !c.closed);
+
+    raw_write(&a, part, 90); /* a's frame completes: its 100 bytes are free */
+    r.p.server_frames = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_uint_eq(tb_budget_used(test_budget), 100);
+    raw_free(&d);
+    raw_open(&d, r.base, port, &edge3); /* 200 of 250 now */
+    raw_header(&d, 100);
+    g.used = 200;
+    ck_assert(run_until(r.base, budget_reached, &g, WAIT_MS));
+    ck_assert(!d.closed);
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_budget, 2);
+
+    raw_free(&a);
+    raw_free(&b);
+    raw_free(&c);
+    raw_free(&d);
+    tb_tls_listener_free(r.l); /* the accepted links leave their accounts */
+    ck_assert_uint_eq(tb_budget_used(test_budget), 0);
+    tb_budget_free(test_budget);
+    test_budget = NULL;
+    side_free(&r.p.server);
+    tb_tls_ctx_free(r.sctx);
+    event_base_loop(r.base, EVLOOP_NONBLOCK);
+    event_base_free(r.base);
+    identity_free(&edge2);
+    identity_free(&edge3);
+}
+END_TEST
+
 static Suite *tls_link_suite(void) {
     Suite *s = suite_create("tls_link");
     TCase *tc = tcase_create("core");
@@ -931,6 +1020,7 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_stalled_frame_closes_link);
     tcase_add_test(tc, test_trickled_frame_closes_link);
     tcase_add_test(tc, test_deadline_spares_correct_peers);
+    tcase_add_test(tc, test_budget_per_identity_and_total);
     suite_add_tcase(s, tc);
     return s;
 }
