@@ -12,10 +12,22 @@ void tb_frame_reader_init(tb_frame_reader *r, uint32_t max) {
     r->max = (max == 0 || max > PROTO_FRAME_BYTES_MAX) ? PROTO_FRAME_BYTES_MAX : max;
 }
 
+/* Gives back what the frame under way was charged. */
+static void tb_frame_reader_uncharge(tb_frame_reader *r) {
+    if (r->charged > 0) {
+        TB_ASSERT(r->account != NULL);
+        tb_budget_put(r->account, r->charged);
+        r->charged = 0;
+    }
+}
+
 void tb_frame_reader_reset(tb_frame_reader *r) {
     uint32_t max = r->max;
+    tb_budget_account *account = r->account;
+    tb_frame_reader_uncharge(r);
     free(r->buf);
     tb_frame_reader_init(r, max);
+    r->account = account;
 }
 
 /* Makes room for a payload of r->len bytes. Small frames share one kept
@@ -54,6 +66,12 @@ static int tb_frame_reader_header(tb_frame_reader *r, const uint8_t *data, size_
     rc = proto_frame_header_decode(r->hdr, r->max, &r->len);
     if (rc < 0) {
         return rc;
+    }
+    if (r->account != NULL) {
+        if (!tb_budget_take(r->account, r->len)) {
+            return TB_ERR_BUDGET;
+        }
+        r->charged = r->len;
     }
     r->have = 0;
     return tb_frame_reader_reserve(r);
@@ -95,6 +113,7 @@ int tb_frame_reader_feed(tb_frame_reader *r, const uint8_t *data, size_t len, si
         TB_ASSERT(r->len > 0 && r->len <= r->cap);
         *frame = r->buf;
         *frame_len = r->len;
+        tb_frame_reader_uncharge(r); /* handed out: the caller's until the next call */
         r->hdr_have = 0;
         r->have = 0;
         r->len = 0;
@@ -104,4 +123,12 @@ fail:
     *used = off;
     r->failed = true;
     return rc;
+}
+
+bool tb_frame_reader_pending(const tb_frame_reader *r) {
+    return !r->failed && r->hdr_have > 0;
+}
+
+uint32_t tb_frame_reader_announced(const tb_frame_reader *r) {
+    return tb_frame_reader_pending(r) && r->hdr_have == PROTO_FRAME_HEADER_BYTES ? r->len : 0;
 }

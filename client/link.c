@@ -57,6 +57,7 @@ struct tb_tls_ctx {
     time_t log_window_s;
     uint32_t log_lines;
     uint64_t log_suppressed;
+    tb_tls_ctx_stats stats;
 };
 
 /* A connecting host (the address without the port), for per-source limits. */
@@ -93,8 +94,16 @@ struct tb_tls_link {
     struct event_base *base;
     tb_tls_callbacks cb;
     struct bufferevent *bev; /* NULL while idle */
-    struct event *timer;     /* handshake deadline, or the next attempt when idle */
+    struct event
+        *timer; /* handshake deadline; when open, the frame's; when idle, the next attempt */
     tb_frame_reader reader;
+    /* The frame under way (tb_link_watch_frame): its deadline, counted from
+     * its first byte, for the length it announced (UINT32_MAX: none yet). */
+    bool in_frame;
+    uint64_t frame_start_ms;
+    uint32_t frame_timed_len;
+    uint32_t frame_ms_min;
+    uint32_t frame_bytes_per_s_min;
     enum tb_link_state state;
     bool outgoing;
     struct sockaddr_storage addr; /* outgoing: where to connect */
@@ -323,6 +332,10 @@ void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg
     ctx->log_arg = arg;
 }
 
+tb_tls_ctx_stats tb_tls_ctx_get_stats(const tb_tls_ctx *ctx) {
+    return ctx->stats;
+}
+
 /* ---- addresses ---- */
 
 static int tb_addr_parse(const char *host, uint16_t port, struct sockaddr_storage *ss, int *len) {
@@ -409,6 +422,8 @@ static tb_tls_link *tb_link_alloc(struct event_base *base, tb_tls_ctx *ctx,
         link->cb = *cb;
     }
     link->backoff_ms = TB_TLS_BACKOFF_MS_MIN;
+    link->frame_ms_min = TB_LINK_FRAME_MS_MIN;
+    link->frame_bytes_per_s_min = TB_LINK_FRAME_BYTES_PER_S_MIN;
     tb_frame_reader_init(&link->reader, PROTO_FRAME_BYTES_MAX);
     return link;
 }
@@ -421,6 +436,11 @@ static void tb_link_disconnect(tb_tls_link *link) {
     }
     evtimer_del(link->timer);
     tb_frame_reader_reset(&link->reader);
+    if (link->reader.account != NULL) {
+        tb_budget_leave(link->reader.account);
+        link->reader.account = NULL;
+    }
+    link->in_frame = false;
     link->peer[0] = '\0';
     link->state = TB_LINK_IDLE;
 }
@@ -551,12 +571,16 @@ static void tb_link_attempt(tb_tls_link *link) {
     tb_socket_options(bufferevent_getfd(bev));
 }
 
+static void tb_link_frame_overdue(tb_tls_link *link);
+
 static void tb_link_timer_cb(evutil_socket_t fd, short what, void *arg) {
     tb_tls_link *link = arg;
     (void)fd;
     (void)what;
     if (link->state == TB_LINK_HANDSHAKE) {
         tb_link_close(link, "TLS handshake timed out");
+    } else if (link->state == TB_LINK_OPEN) {
+        tb_link_frame_overdue(link);
     } else if (link->state == TB_LINK_IDLE && link->outgoing) {
         tb_link_attempt(link);
     }
@@ -644,14 +668,75 @@ static void tb_link_bad_frame(tb_tls_link *link, int rc) {
     char reason[TB_REASON_BYTES];
     const uint8_t *h = link->reader.hdr;
     uint32_t len = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+    const tb_budget_account *a = link->reader.account;
+    if (rc == TB_ERR_BUDGET) {
+        link->ctx->stats.closed_budget++;
+        snprintf(reason, sizeof reason,
+                 "a frame of %u bytes is over the memory budget: unfinished frames hold %zu bytes "
+                 "of this identity's %zu, %zu of all identities' %zu",
+                 (unsigned)len, tb_budget_account_used(a), tb_budget_identity_max(tb_budget_of(a)),
+                 tb_budget_used(tb_budget_of(a)), tb_budget_total_max(tb_budget_of(a)));
+        tb_link_close(link, reason);
+        return;
+    }
     snprintf(reason, sizeof reason, "bad frame: %s (announced length %u, maximum %u)",
              tb_strerror(rc), (unsigned)len, (unsigned)link->reader.max);
+    if (rc == TB_ERR_TOO_LARGE) {
+        link->ctx->stats.closed_oversize++;
+    }
     tb_link_close(link, reason);
 }
 
-static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
-    tb_tls_link *link = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
+static uint64_t tb_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* How long a frame of len bytes may take from its first byte. */
+static uint64_t tb_link_frame_ms(const tb_tls_link *link, uint32_t len) {
+    uint64_t ms = link->frame_ms_min;
+    if (link->frame_bytes_per_s_min > 0) {
+        ms += (uint64_t)len * 1000u / link->frame_bytes_per_s_min;
+    }
+    return ms;
+}
+
+/* Arms the deadline of the frame under way, or disarms it when no frame
+ * is. The length is known once the header is in: the deadline is then set
+ * again for it, still counted from the frame's first byte (and whenever
+ * rearm says so). While the link is open the timer serves nothing else. */
+static void tb_link_watch_frame(tb_tls_link *link, bool rearm) {
+    const tb_frame_reader *r = &link->reader;
+    if (!tb_frame_reader_pending(r)) {
+        if (link->in_frame) {
+            evtimer_del(link->timer);
+            link->in_frame = false;
+        }
+        return;
+    }
+    uint64_t now = tb_mono_ms();
+    if (!link->in_frame) {
+        link->in_frame = true;
+        link->frame_start_ms = now;
+        link->frame_timed_len = UINT32_MAX;
+    }
+    uint32_t len = tb_frame_reader_announced(r);
+    if (len == link->frame_timed_len && !rearm) {
+        return;
+    }
+    link->frame_timed_len = len;
+    uint64_t allowed = tb_link_frame_ms(link, len), spent = now - link->frame_start_ms;
+    uint64_t left = allowed > spent ? allowed - spent : 0;
+    struct timeval tv = tb_ms_to_tv(left > UINT32_MAX ? UINT32_MAX : (uint32_t)left);
+    evtimer_add(link->timer, &tv);
+}
+
+/* Feeds what the bufferevent has read to the frame reader and hands out
+ * complete frames. false when the link was closed or released meanwhile:
+ * the caller must not touch it then. */
+static bool tb_link_drain(tb_tls_link *link) {
+    struct evbuffer *in = bufferevent_get_input(link->bev);
     while (link->state == TB_LINK_OPEN && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         const uint8_t *frame = NULL;
@@ -665,20 +750,53 @@ static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
         evbuffer_drain(in, used);
         if (rc < 0) {
             tb_link_bad_frame(link, rc);
-            return;
+            return false;
         }
         if (frame == NULL) {
             continue;
         }
+        link->in_frame = false; /* the next frame's deadline starts afresh */
         link->stats.frames_in++;
         if (link->cb.on_frame != NULL) {
             link->depth++;
             link->cb.on_frame(link, link->peer, frame, frame_len, link->cb.arg);
             if (tb_link_leave(link)) {
-                return;
+                return false;
             }
         }
     }
+    return link->state == TB_LINK_OPEN;
+}
+
+static void tb_link_read_cb(struct bufferevent *bev, void *arg) {
+    tb_tls_link *link = arg;
+    TB_ASSERT(bev == link->bev);
+    if (tb_link_drain(link)) {
+        tb_link_watch_frame(link, false);
+    }
+}
+
+/* The frame under way has had its time. Bytes the loop has read but not
+ * yet handed over count (a busy loop is not the peer's fault): they are
+ * fed first, and only a frame still incomplete after that closes the
+ * link. */
+static void tb_link_frame_overdue(tb_tls_link *link) {
+    char reason[TB_REASON_BYTES];
+    if (!tb_link_drain(link)) {
+        return;
+    }
+    uint32_t len = tb_frame_reader_announced(&link->reader);
+    uint64_t spent = tb_mono_ms() - link->frame_start_ms;
+    if (!tb_frame_reader_pending(&link->reader) || !link->in_frame ||
+        spent < tb_link_frame_ms(link, len)) {
+        tb_link_watch_frame(link, true); /* early by rounding, or a new frame */
+        return;
+    }
+    snprintf(reason, sizeof reason,
+             "a frame stalled: %u of %u bytes in %llu ms (the peer sends too slowly, or stopped)",
+             (unsigned)link->reader.have, (unsigned)len, (unsigned long long)spent);
+    link->ctx->stats.closed_idle++;
+    tb_link_close(link, reason);
 }
 
 int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len) {
@@ -932,6 +1050,26 @@ const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link) {
 
 const char *tb_tls_link_peer(const tb_tls_link *link) {
     return link->peer;
+}
+
+void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max) {
+    link->reader.max = max == 0 || max > PROTO_FRAME_BYTES_MAX ? PROTO_FRAME_BYTES_MAX : max;
+}
+
+int tb_tls_link_set_budget(tb_tls_link *link, tb_budget *budget) {
+    if (budget == NULL) {
+        return TB_ERR_INVALID;
+    }
+    if (link->state != TB_LINK_OPEN || link->reader.account != NULL) {
+        return TB_ERR_STATE;
+    }
+    TB_ASSERT(link->reader.charged == 0);
+    return tb_budget_join(budget, link->peer, &link->reader.account);
+}
+
+void tb_tls_link_set_frame_deadline(tb_tls_link *link, uint32_t ms_min, uint32_t bytes_per_s_min) {
+    link->frame_ms_min = ms_min;
+    link->frame_bytes_per_s_min = bytes_per_s_min;
 }
 
 size_t tb_tls_link_output_bytes(const tb_tls_link *link) {

@@ -23,6 +23,7 @@
 
 #include "proto/crypto.h"
 #include "proto/frame.h"
+#include "client/budget.h"
 #include "client/frame_reader.h"
 
 struct event_base;
@@ -43,6 +44,16 @@ enum {
     /* Of TB_LISTENER_LINKS_MAX, the slots only reserved addresses may take. */
     TB_LISTENER_RESERVED_LINKS = 128,
     TB_LISTENER_RESERVED_SOURCES_MAX = 64,
+    /* A frame that has begun must be complete within TB_LINK_FRAME_MS_MIN
+     * plus the time its length takes at TB_LINK_FRAME_BYTES_PER_S_MIN,
+     * counted from its first byte; else the link is closed. A peer that
+     * sends part of a frame and then nothing, or a byte now and then, cannot
+     * hold the frame's memory for long: a client's largest frame gets 11 s,
+     * a replica's 64 MiB frame 17.5 minutes. A link between frames has no
+     * deadline (a subscriber may rightly send nothing for hours); TCP
+     * keepalive finds a peer that vanished. */
+    TB_LINK_FRAME_MS_MIN = 10000,
+    TB_LINK_FRAME_BYTES_PER_S_MIN = 64u << 10,
     /* Reconnection backoff of outgoing links: first delay, doubling to max. */
     TB_TLS_BACKOFF_MS_MIN = 100,
     TB_TLS_BACKOFF_MS_MAX = 5000,
@@ -96,6 +107,14 @@ typedef struct tb_tls_link_stats {
     uint64_t attempts_failed;       /* outgoing attempts that never opened */
 } tb_tls_link_stats;
 
+/* Links of one context closed for what their peer sent (see tb_link_close's
+ * callers in link.c); each such close is also logged, at a bounded rate. */
+typedef struct tb_tls_ctx_stats {
+    uint64_t closed_oversize; /* a frame announced above the link's maximum */
+    uint64_t closed_idle;     /* a frame begun and not completed by its deadline */
+    uint64_t closed_budget;   /* a frame beyond its identity's or the total memory budget */
+} tb_tls_ctx_stats;
+
 typedef struct tb_tls_listener_stats {
     uint64_t accepted;
     uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
@@ -129,6 +148,7 @@ int tb_tls_ctx_pin(tb_tls_ctx *ctx, const char *name, const uint8_t pub[PROTO_PU
 int tb_tls_ctx_reserve_prefix(tb_tls_ctx *ctx, const char *prefix);
 /* Where log lines go (default: stderr); log may be NULL to silence them. */
 void tb_tls_ctx_set_log(tb_tls_ctx *ctx, void (*log)(const char *line, void *arg), void *arg);
+tb_tls_ctx_stats tb_tls_ctx_get_stats(const tb_tls_ctx *ctx);
 
 /* Accepts connections on host:port (numeric IPv4 or IPv6 address; port 0
  * picks a free one, see tb_tls_listener_port). Accepted links report
@@ -169,6 +189,29 @@ const char *tb_tls_link_peer(const tb_tls_link *link);
 /* The raw Ed25519 public key of the peer's certificate while the link is
  * open, else NULL. */
 const uint8_t *tb_tls_link_peer_key(const tb_tls_link *link);
+/* Frames this link takes are at most max bytes (0, or more than
+ * PROTO_FRAME_BYTES_MAX: that maximum, the default). A larger one is refused
+ * at its header, before anything is allocated: the link is closed, counted
+ * in tb_tls_ctx_stats.closed_oversize. Applies from the next frame's header
+ * on and stays across reconnections; call it from on_open to cover every
+ * frame of the connection. */
+void tb_tls_link_set_frame_max(tb_tls_link *link, uint32_t max);
+/* Each frame on this link must be complete ms_min plus its length at
+ * bytes_per_s_min (0: no allowance for length) after its first byte, else
+ * the link is closed, counted in tb_tls_ctx_stats.closed_idle. Default:
+ * TB_LINK_FRAME_MS_MIN and TB_LINK_FRAME_BYTES_PER_S_MIN. Applies from the
+ * next frame on and stays across reconnections. */
+void tb_tls_link_set_frame_deadline(tb_tls_link *link, uint32_t ms_min, uint32_t bytes_per_s_min);
+/* Charges the frames this link receives, from their header until they are
+ * handed to on_frame, to its peer's account in budget (client/budget.h:
+ * every link of one peer name shares one account). A frame the account
+ * cannot take is refused at its header, before anything is allocated: the
+ * link is closed, counted in tb_tls_ctx_stats.closed_budget. Call from
+ * on_open, once per connection; the link leaves the account when the
+ * connection ends. The budget must outlive the connection. TB_ERR_INVALID
+ * for a NULL budget, TB_ERR_STATE when the link is not open or already has
+ * one; errors of tb_budget_join. */
+int tb_tls_link_set_budget(tb_tls_link *link, tb_budget *budget);
 /* Bytes queued and not yet written to the socket. */
 size_t tb_tls_link_output_bytes(const tb_tls_link *link);
 tb_tls_link_stats tb_tls_link_get_stats(const tb_tls_link *link);

@@ -71,12 +71,50 @@ int proto_frame_pack(const Twinbft__Message *m, uint8_t **out, size_t *out_len) 
     return proto_message_pack_at(m, PROTO_FRAME_HEADER_BYTES, out, out_len);
 }
 
-Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len) {
+size_t proto_decode_budget(size_t len) {
+    return len * PROTO_DECODE_BYTES_PER_BYTE + PROTO_DECODE_SLACK_BYTES;
+}
+
+/* protobuf-c allocates through this while it decodes: every allocation,
+ * its temporary scan records included, counts against the budget, and
+ * what is freed is not given back, so the budget bounds the whole work of
+ * one decode. Blocks come from malloc, so the message is freed as usual
+ * (twinbft__message__free_unpacked(m, NULL)). */
+typedef struct proto_decode_meter {
+    size_t left;
+    size_t used;
+} proto_decode_meter;
+
+static void *proto_decode_alloc(void *arg, size_t size) {
+    proto_decode_meter *meter = arg;
+    if (size > meter->left) {
+        return NULL;
+    }
+    meter->left -= size;
+    meter->used += size;
+    return malloc(size);
+}
+
+static void proto_decode_free(void *arg, void *p) {
+    (void)arg;
+    free(p);
+}
+
+Twinbft__Message *proto_message_unpack_within(const uint8_t *data, size_t len, size_t budget,
+                                              size_t *used) {
+    proto_decode_meter meter = {.left = budget};
+    ProtobufCAllocator alloc = {proto_decode_alloc, proto_decode_free, &meter};
     Twinbft__Message *m = NULL;
+    if (used != NULL) {
+        *used = 0;
+    }
     if (data == NULL || len == 0 || len > PROTO_FRAME_BYTES_MAX) {
         return NULL;
     }
-    m = twinbft__message__unpack(NULL, len, data);
+    m = twinbft__message__unpack(&alloc, len, data);
+    if (used != NULL) {
+        *used = meter.used;
+    }
     if (m == NULL) {
         return NULL;
     }
@@ -87,6 +125,13 @@ Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len) {
         return NULL;
     }
     return m;
+}
+
+Twinbft__Message *proto_message_unpack(const uint8_t *data, size_t len) {
+    if (len > PROTO_FRAME_BYTES_MAX) {
+        return NULL; /* before proto_decode_budget, which could overflow */
+    }
+    return proto_message_unpack_within(data, len, proto_decode_budget(len), NULL);
 }
 
 uint32_t proto_message_kind_peek(const uint8_t *data, size_t len) {

@@ -36,6 +36,8 @@ const char *tb_strerror(int code) {
         return "read-only (file system or permissions)";
     case TB_ERR_WRONG_CLUSTER:
         return "the replicas serve another cluster id or epoch than the configuration names";
+    case TB_ERR_BUDGET:
+        return "over its memory budget";
     default:
         return "unknown error";
     }

@@ -23,6 +23,7 @@ enum tb_err {
     /* f+1 replicas serve another cluster id or epoch than the client's
      * configuration names: nothing was sent for ordering */
     TB_ERR_WRONG_CLUSTER = -16,
+    TB_ERR_BUDGET = -17, /* a memory budget is spent: the input that asked for more is refused */
 };
 
 /* A static, human-readable name for an error code; never NULL. */

@@ -15,12 +15,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "consensus/pbft.h"
+#include "proto/frame.h"
 #include "proto/pki.h"
 
 enum {
     REP_CLIENT_LINKS_MAX = 4096,  /* client links open at once, across principals */
     REP_PRINCIPAL_LINKS_MAX = 16, /* links one principal holds at once */
+    /* The largest frame a client link takes. The largest message a client
+     * sends is a Request whose op is as large as the core accepts
+     * (PBFT_OP_BYTES_MAX), from a principal with the longest name
+     * (PBFT_CLIENT_NAME_BYTES_MAX), wrapped in a Message: tags, lengths, a
+     * 64-bit number and the priority flag add 24 bytes. A Query carries at
+     * most TB_CLIENT_OP_BYTES_MAX (the same 64 KiB); Subscribe and
+     * StatusRequest are a few bytes. Anything larger cannot come from a
+     * correct client: its link is closed at the frame's header. Replicas'
+     * links keep PROTO_FRAME_BYTES_MAX (batches, view changes, state
+     * transfer). */
+    REP_CLIENT_FRAME_BYTES_MAX = PBFT_OP_BYTES_MAX + PBFT_CLIENT_NAME_BYTES_MAX + 64,
+    /* What unfinished client frames may hold (client/budget.h): one client
+     * identity four of its largest frames at once, across all its links
+     * (a correct client fills one frame per link at a time, and rarely a
+     * large one); all clients together 16 MiB, 63 identities at their full
+     * share at once. A frame beyond either is refused at its header and its link
+     * closed; the client reconnects and retransmits. */
+    REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX = 4 * REP_CLIENT_FRAME_BYTES_MAX,
+    REP_CLIENT_BUFFER_BYTES_MAX = 16 << 20,
 };
+
+_Static_assert((int)REP_CLIENT_FRAME_BYTES_MAX < (int)PROTO_FRAME_BYTES_MAX,
+               "client frames are limited below replicas' frames");
+_Static_assert(REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX >= REP_CLIENT_FRAME_BYTES_MAX &&
+                   REP_CLIENT_BUFFER_BYTES_MAX >= 32 * REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX,
+               "an identity can send its largest frame, and many identities theirs at once");
 
 struct tb_tls_link;
 

@@ -62,6 +62,11 @@ enum {
     REP_HELD_BYTES_MAX = 64 * 1024 * 1024,
     /* Event priorities: links and timers run first; the group commit and
      * the links' coalesced writes run when nothing more is readable. */
+    /* What a member's unfinished frames may hold (client/budget.h): two of
+     * the largest, its link and the one that replaces it when it reconnects
+     * before this replica has seen the old one close. A faulty member
+     * opening many links gains nothing by it. */
+    REP_MEMBER_BUFFER_BYTES_MAX = 2 * PROTO_FRAME_BYTES_MAX,
     REP_PRIORITIES = 3,
     REP_PRIORITY_DRIVE = REP_PRIORITIES - 1,
 };
@@ -88,6 +93,7 @@ typedef struct daemon {
      * is not touched until the commit is done. */
     struct event *commit_ev;
     bool commit_pending;
+    uint64_t commit_wait_ms; /* when commit_ev was made active */
     pbft_ready rd;
     struct held_frame *held, **held_tail; /* frames that arrived meanwhile, in order */
     size_t held_bytes;
@@ -100,6 +106,8 @@ typedef struct daemon {
     tb_tls_listener *listener;
     tb_tls_link *peers[REP_MEMBERS_MAX]; /* our outgoing link to each replica */
     rep_clients *clients;                /* incoming client links, by principal */
+    tb_budget *client_budget;            /* unfinished frames of client links */
+    tb_budget *member_budget;            /* ... of members' links */
     proto_key *key;
     proto_pubkey *pubs[REP_MEMBERS_MAX];
     uint8_t pubs_raw[REP_MEMBERS_MAX][PROTO_PUBKEY_BYTES]; /* the same, pinned on links */
@@ -112,6 +120,7 @@ typedef struct daemon {
     uint64_t revocations_seen;   /* sm_stats.revocations when links were last swept */
     uint64_t revoked_refused;    /* handshakes of revoked identities refused */
     uint64_t revoked_log_ms;     /* when the last of them was logged */
+    uint64_t refused_log_ms;     /* when a refused client frame was last logged */
     uint64_t logged_ts_rejected; /* timestamp rejections last reported in the log */
     uint64_t logged_clock_ms;    /* when (timer clock) */
     uint64_t logged_view;        /* the view (and view-change state) last reported in the log */
@@ -190,6 +199,11 @@ static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t l
 static bool served_here(uint32_t kind) {
     return kind == TWINBFT__MESSAGE__KIND_QUERY || kind == TWINBFT__MESSAGE__KIND_STATUS_REQUEST ||
            kind == TWINBFT__MESSAGE__KIND_SUBSCRIBE;
+}
+
+/* What a client may send: requests for the core, the rest served here. */
+static bool client_kind(uint32_t kind) {
+    return kind == TWINBFT__MESSAGE__KIND_REQUEST || served_here(kind);
 }
 
 static int send_msg(tb_tls_link *link, const Twinbft__Message *m) {
@@ -678,6 +692,7 @@ static void drive_turn(daemon *d, bool sync) {
         }
         d->commit_pending = true;
         if (early > 0 && !sync) {
+            d->commit_wait_ms = mono_ms();
             event_active(d->commit_ev, EV_TIMEOUT, 1);
             return; /* on_commit finishes the turn and drives again */
         }
@@ -733,6 +748,25 @@ static void schedule_drive(daemon *d) {
     if (!d->drive_pending) {
         event_active(d->drive_ev, EV_TIMEOUT, 1);
         d->drive_pending = true;
+    }
+}
+
+/* drive_ev and commit_ev have the lowest priority: they run once no link
+ * has more to read. A client that streams frames which are never stepped
+ * (refused unread, or answered here) keeps its link readable all the time,
+ * and would hold the turn open, and every reply behind it, for as long as
+ * it streams. Every frame therefore also ends a turn that has waited
+ * longer than REP_TURN_MS_MAX. */
+static void end_overdue_turn(daemon *d) {
+    if (!d->commit_pending && !d->drive_pending) {
+        return;
+    }
+    uint64_t now = mono_ms();
+    if (d->commit_pending && now - d->commit_wait_ms >= REP_TURN_MS_MAX) {
+        finish_commit(d);
+        drive(d);
+    } else if (!d->commit_pending && now - d->turn_start_ms >= REP_TURN_MS_MAX) {
+        drive(d);
     }
 }
 
@@ -805,6 +839,9 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
     uint32_t j = 0;
     if (replica_of(d, peer, &j)) {
         logf_(d, 2, "link with %s open", peer);
+        /* One account per member name, at most REP_MEMBERS_MAX of them. */
+        int rc = tb_tls_link_set_budget(link, d->member_budget);
+        TB_ASSERT(rc == 0);
         if (link == d->peers[j]) {
             /* Our own link to j: what we sent while it was down is lost. */
             if (d->commit_pending) {
@@ -814,6 +851,16 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
                 schedule_drive(d);
             }
         }
+        return;
+    }
+    /* Before any of its frames is read: a client's frames are small, and
+     * what its links hold in unfinished frames is budgeted per identity. */
+    tb_tls_link_set_frame_max(link, REP_CLIENT_FRAME_BYTES_MAX);
+    int rc = tb_tls_link_set_budget(link, d->client_budget);
+    if (rc != 0) {
+        logf_(d, 1, "client %s refused: no memory budget account for it (%s)", peer,
+              tb_strerror(rc));
+        tb_tls_link_free(link);
         return;
     }
     if (client_revoked(d, peer, link)) {
@@ -837,7 +884,7 @@ static void on_open(tb_tls_link *link, const char *peer, void *arg) {
         rep_clients_remove(d->clients, old);
         tb_tls_link_free(old);
     }
-    int rc = rep_clients_add(d->clients, peer, link, &c);
+    rc = rep_clients_add(d->clients, peer, link, &c);
     if (rc != 0) {
         logf_(d, 1, "client %s refused: %s", peer,
               rc == TB_ERR_INVALID ? "its name is too long" : "the replica's client table is full");
@@ -897,17 +944,41 @@ static void step_core_now(daemon *d, const char *peer, const uint8_t *data, size
     }
 }
 
+/* A client sent a kind only replicas send (a FetchReply, a NEW-VIEW): it is
+ * dropped by its first tag, before anything is decoded. A client can send
+ * such frames as fast as its link carries them: one line per
+ * REP_CLOCK_LOG_MS, the rest counted in the metric. */
+static void refuse_client_frame(daemon *d, const char *peer, uint32_t kind, size_t len) {
+    uint64_t now = mono_ms();
+    d->counters.client_frames_refused++;
+    if (d->refused_log_ms == 0 || now - d->refused_log_ms >= REP_CLOCK_LOG_MS) {
+        logf_(d, 1,
+              "client %s sent a frame of kind %u (%zu bytes), which clients do not send: dropped "
+              "unread (%" PRIu64 " such frames so far)",
+              peer, (unsigned)kind, len, d->counters.client_frames_refused);
+        d->refused_log_ms = now;
+    }
+}
+
 static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
                      void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
+    end_overdue_turn(d);
+    if (replica_of(d, peer, &j)) {
+        step_core(d, peer, data, len);
+        return;
+    }
+    uint32_t kind = proto_message_kind_peek(data, len);
 #if TWINBFT_FAULT_INJECTION
     if (d->opt.censor != NULL && strcmp(peer, d->opt.censor) == 0 &&
-        proto_message_kind_peek(data, len) == TWINBFT__MESSAGE__KIND_REQUEST) {
+        kind == TWINBFT__MESSAGE__KIND_REQUEST) {
         return; /* Byzantine on purpose: this client's requests are never taken */
     }
 #endif
-    if (!replica_of(d, peer, &j) && served_here(proto_message_kind_peek(data, len))) {
+    if (!client_kind(kind)) {
+        refuse_client_frame(d, peer, kind, len);
+    } else if (served_here(kind)) {
         serve(d, link, peer, data, len);
     } else {
         step_core(d, peer, data, len); /* Requests are decoded once, by the core */
@@ -930,6 +1001,8 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     proto_ed25519_stats(&s->counters.ed25519_signs, &s->counters.ed25519_verifies);
     s->client_links = (uint32_t)rep_clients_count(d->clients);
     s->listener = tb_tls_listener_get_stats(d->listener);
+    s->links = tb_tls_ctx_get_stats(d->tls);
+    s->client_frame_bytes = tb_budget_used(d->client_budget);
     for (uint32_t j = 0; j < d->cluster.n; j++) {
         if (d->peers[j] != NULL) {
             s->peer_open[j] = tb_tls_link_is_open(d->peers[j]);
@@ -1113,6 +1186,17 @@ static int start(daemon *d) {
         event_base_priority_init(d->base, REP_PRIORITIES) != 0) {
         return TB_ERR_NOMEM;
     }
+    /* Client links all come through the listener: no more identities hold
+     * an account at once than it has links. */
+    rc = tb_budget_new(REP_CLIENT_IDENTITY_BUFFER_BYTES_MAX, REP_CLIENT_BUFFER_BYTES_MAX,
+                       TB_LISTENER_LINKS_MAX, &d->client_budget);
+    rc = rc ? rc
+            : tb_budget_new(REP_MEMBER_BUFFER_BYTES_MAX,
+                            (size_t)d->cluster.n * REP_MEMBER_BUFFER_BYTES_MAX, REP_MEMBERS_MAX,
+                            &d->member_budget);
+    if (rc != 0) {
+        return rc;
+    }
     d->held_tail = &d->held;
     d->drive_ev = event_new(d->base, -1, 0, on_drive, d);
     d->commit_ev = event_new(d->base, -1, 0, on_commit, d);
@@ -1178,6 +1262,9 @@ static void stop(daemon *d) {
          * one more pass lets libevent finish freeing them. */
         event_base_loop(d->base, EVLOOP_NONBLOCK);
     }
+    /* Every link has left its account by now. */
+    tb_budget_free(d->client_budget);
+    tb_budget_free(d->member_budget);
     tb_tls_ctx_free(d->tls);
     pbft_node_free(d->node);
     if (d->storage) {

@@ -122,6 +122,23 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Connections refused on accept because their address had too many handshakes under "
            "way.",
            s->listener.refused_source);
+    metric(b, "twinbft_links_closed_oversize_total", "counter",
+           "Links closed because a frame announced more than their limit (clients: the largest "
+           "client message).",
+           s->links.closed_oversize);
+    metric(b, "twinbft_links_closed_idle_total", "counter",
+           "Links closed because a frame they began was not complete by its deadline (the peer "
+           "went idle, or trickled).",
+           s->links.closed_idle);
+    metric(b, "twinbft_links_closed_budget_total", "counter",
+           "Links closed because a frame would have put its identity, or all clients, over the "
+           "memory budget for unfinished frames.",
+           s->links.closed_budget);
+    metric(b, "twinbft_client_frame_bytes", "gauge",
+           "Bytes held by client links' unfinished frames (budgeted).", s->client_frame_bytes);
+    metric(b, "twinbft_client_frames_refused_total", "counter",
+           "Client frames of a kind clients never send, dropped before decoding.",
+           s->counters.client_frames_refused);
     peer_metric(b, s, "twinbft_peer_up", "gauge", "1 if the link to the peer is open.", SIZE_MAX);
     peer_metric(b, s, "twinbft_peer_frames_out_total", "counter", "Frames sent to the peer.",
                 offsetof(tb_tls_link_stats, frames_out));

@@ -35,8 +35,9 @@ typedef struct rep_counters {
     uint64_t queries_served;
     uint64_t pushes_sent;
     uint64_t status_served;
-    uint64_t answers_shed;  /* queries and the like dropped: the client was not reading */
-    uint64_t ed25519_signs; /* proto_ed25519_stats, read when the snapshot is taken */
+    uint64_t answers_shed;          /* queries and the like dropped: the client was not reading */
+    uint64_t client_frames_refused; /* frames of a kind clients never send, dropped unread */
+    uint64_t ed25519_signs;         /* proto_ed25519_stats, read when the snapshot is taken */
     uint64_t ed25519_verifies;
 } rep_counters;
 
@@ -51,6 +52,8 @@ typedef struct rep_http_snapshot {
     rep_counters counters;
     uint32_t client_links;
     tb_tls_listener_stats listener;
+    tb_tls_ctx_stats links;          /* links closed for what their peer sent */
+    uint64_t client_frame_bytes;     /* held by client links' unfinished frames */
     bool peer_open[REP_MEMBERS_MAX]; /* by replica id; own id false */
     tb_tls_link_stats peer[REP_MEMBERS_MAX];
     uint8_t app_digest[PROTO_DIGEST_BYTES];

@@ -1,6 +1,8 @@
-/* Proves framing round-trips Messages and refuses empty, oversized and malformed input. */
+/* Proves framing round-trips Messages and refuses empty, oversized and malformed input, and
+ * input that would decode to far more memory than its size. */
 #include <check.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +195,170 @@ START_TEST(test_random_bytes_never_crash) {
 }
 END_TEST
 
+/* A packed Message of exactly len bytes: the length-delimited field `kind`
+ * whose body repeats the two-byte field `pair` (an empty entry, or an
+ * unknown field). */
+static uint8_t *amplifying(uint32_t kind, const uint8_t pair[2], size_t len) {
+    uint8_t *b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    size_t body = len - 4; /* tag byte and a three-byte length */
+    body -= body % 2;
+    ck_assert_uint_lt(body, 1u << 21);
+    b[0] = (uint8_t)(kind << 3 | 2);
+    b[1] = (uint8_t)(body | 0x80);
+    b[2] = (uint8_t)((body >> 7) | 0x80);
+    b[3] = (uint8_t)(body >> 14);
+    for (size_t i = 0; i < body; i += 2) {
+        memcpy(b + 4 + i, pair, 2);
+    }
+    return b;
+}
+
+/* Frames of two-byte fields decode to 20 to 70 times their size (once 3.2
+ * GiB from 64 MiB): they are refused, and the decoder stops once its
+ * allocations reach the budget instead of going on to allocate the rest. */
+START_TEST(test_amplifying_frames_refused) {
+    static const uint8_t empty_cert[2] = {0x22, 0x00}; /* FetchReply.committed = {} */
+    static const uint8_t unknown[2] = {0x78, 0x00};    /* field 15 = 0, unknown */
+    static const uint8_t empty_path[2] = {0x3a, 0x00}; /* Reply.path = "" */
+    const struct {
+        uint32_t kind;
+        const uint8_t *pair;
+    } cases[] = {{TWINBFT__MESSAGE__KIND_FETCH_REPLY, empty_cert},
+                 {TWINBFT__MESSAGE__KIND_REQUEST, unknown},
+                 {TWINBFT__MESSAGE__KIND_QUERY, unknown},
+                 {TWINBFT__MESSAGE__KIND_REPLY, empty_path}};
+    const size_t len = 2u << 20;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t *b = amplifying(cases[i].kind, cases[i].pair, len);
+        Twinbft__Message *m = proto_message_unpack(b, len);
+        ck_assert_msg(m == NULL, "kind %u: a 2 MiB frame of two-byte fields decoded",
+                      (unsigned)cases[i].kind);
+        free(b);
+    }
+}
+END_TEST
+
+/* The budget is a hard cap: a decode never allocates past it, however the
+ * input is built; a small amplifying frame within the budget decodes. */
+START_TEST(test_decode_stops_at_budget) {
+    static const uint8_t empty_cert[2] = {0x22, 0x00};
+    size_t used = 0;
+    const size_t len = 1u << 20;
+    uint8_t *b = amplifying(TWINBFT__MESSAGE__KIND_FETCH_REPLY, empty_cert, len);
+    ck_assert_ptr_null(proto_message_unpack_within(b, len, proto_decode_budget(len), &used));
+    ck_assert_uint_le(used, proto_decode_budget(len));
+    ck_assert_uint_gt(used, 0);
+    free(b);
+    /* 100 empty entries (200 bytes) fit into the slack. */
+    b = amplifying(TWINBFT__MESSAGE__KIND_FETCH_REPLY, empty_cert, 4 + 200);
+    Twinbft__Message *m =
+        proto_message_unpack_within(b, 4 + 200, proto_decode_budget(4 + 200), &used);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(m->fetch_reply->n_committed, 100);
+    ck_assert_uint_le(used, proto_decode_budget(4 + 200));
+    twinbft__message__free_unpacked(m, NULL);
+    free(b);
+}
+END_TEST
+
+/* A Signed as replicas make them: a packed body and a 64-byte signature. */
+static Twinbft__Signed *signed_new(size_t body_len) {
+    Twinbft__Signed *s = calloc(1, sizeof *s);
+    ck_assert_ptr_nonnull(s);
+    twinbft__signed__init(s);
+    s->body.len = body_len;
+    s->body.data = calloc(1, body_len);
+    s->signature.len = 64;
+    s->signature.data = calloc(1, 64);
+    ck_assert(s->body.data != NULL && s->signature.data != NULL);
+    s->signer = 63;
+    return s;
+}
+
+static void signed_free(Twinbft__Signed *s) {
+    free(s->body.data);
+    free(s->signature.data);
+    free(s);
+}
+
+/* Decodes a packed m and returns allocated bytes per input byte, checking
+ * the legitimate message stays within half its budget. */
+static double decode_ratio(const Twinbft__Message *m, const char *what) {
+    uint8_t *b = NULL;
+    size_t len = 0, used = 0;
+    ck_assert_int_eq(proto_message_pack(m, &b, &len), 0);
+    Twinbft__Message *back = proto_message_unpack_within(b, len, proto_decode_budget(len), &used);
+    ck_assert_msg(back != NULL, "%s (%zu bytes) does not decode within its budget", what, len);
+    ck_assert_msg(used <= proto_decode_budget(len) / 2, "%s: %zu bytes for %zu of input", what,
+                  used, len);
+    twinbft__message__free_unpacked(back, NULL);
+    free(b);
+    return (double)used / (double)len;
+}
+
+/* The largest and most fragmented messages replicas and clients really
+ * send decode within half their budget: a state-transfer answer with a
+ * full window of committed certificates (64 replicas, 43 commits each), a
+ * reply with a 32-hash Merkle path, a request with the largest op. */
+START_TEST(test_legitimate_messages_within_budget) {
+    enum { CERTS = 128, COMMITS = 43, PATH = 32 };
+    Twinbft__Signed *sigs[COMMITS];
+    for (size_t i = 0; i < COMMITS; i++) {
+        sigs[i] = signed_new(60);
+    }
+    Twinbft__CommittedCert cc = TWINBFT__COMMITTED_CERT__INIT;
+    Twinbft__CommittedCert *ccs[CERTS];
+    uint8_t batch[200] = {0};
+    cc.pre_prepare = sigs[0];
+    cc.batch = (ProtobufCBinaryData){sizeof batch, batch};
+    cc.n_commits = COMMITS;
+    cc.commits = sigs;
+    for (size_t i = 0; i < CERTS; i++) {
+        ccs[i] = &cc;
+    }
+    Twinbft__FetchReply fr = TWINBFT__FETCH_REPLY__INIT;
+    fr.n_checkpoint_proof = COMMITS;
+    fr.checkpoint_proof = sigs;
+    fr.n_committed = CERTS;
+    fr.committed = ccs;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_FETCH_REPLY;
+    m.fetch_reply = &fr;
+    double r1 = decode_ratio(&m, "a FetchReply");
+
+    uint8_t hash[PATH][32];
+    ProtobufCBinaryData path[PATH];
+    for (size_t i = 0; i < PATH; i++) {
+        memset(hash[i], (int)i, sizeof hash[i]);
+        path[i] = (ProtobufCBinaryData){32, hash[i]};
+    }
+    uint8_t leaf[100] = {0};
+    Twinbft__Reply reply = TWINBFT__REPLY__INIT;
+    reply.leaf = (ProtobufCBinaryData){sizeof leaf, leaf};
+    reply.n_path = PATH;
+    reply.path = path;
+    reply.root = sigs[0];
+    m.kind_case = TWINBFT__MESSAGE__KIND_REPLY;
+    m.reply = &reply;
+    double r2 = decode_ratio(&m, "a Reply");
+
+    uint8_t *op = calloc(1, 64u << 10);
+    ck_assert_ptr_nonnull(op);
+    Twinbft__Request req;
+    make_request(&m, &req, op, 64u << 10);
+    double r3 = decode_ratio(&m, "a Request");
+    free(op);
+    for (size_t i = 0; i < COMMITS; i++) {
+        signed_free(sigs[i]);
+    }
+    if (getenv("TB_TEST_VERBOSE") != NULL) {
+        fprintf(stderr, "decode bytes per byte: FetchReply %.2f, Reply %.2f, Request %.2f\n", r1,
+                r2, r3);
+    }
+}
+END_TEST
+
 static Suite *frame_suite(void) {
     Suite *s = suite_create("frame");
     TCase *tc = tcase_create("core");
@@ -206,6 +372,9 @@ static Suite *frame_suite(void) {
     tcase_add_test(tc, test_garbage_returns_null);
     tcase_add_test(tc, test_every_truncation_returns_null);
     tcase_add_test(tc, test_random_bytes_never_crash);
+    tcase_add_test(tc, test_amplifying_frames_refused);
+    tcase_add_test(tc, test_decode_stops_at_budget);
+    tcase_add_test(tc, test_legitimate_messages_within_budget);
     suite_add_tcase(s, tc);
     return s;
 }

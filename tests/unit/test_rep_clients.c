@@ -1,11 +1,15 @@
 /* The daemon's client link table (replica/clients.h): several links per
- * principal, lookups by name, removal by link, and both bounds. */
+ * principal, lookups by name, removal by link, and both bounds; and the
+ * client frame limit, which every legitimate client message fits. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "proto/frame.h"
 #include "proto/tb_err.h"
 #include "replica/clients.h"
+#include "twinbft/twinbft.h"
 
 /* Links are opaque to the table: distinct addresses stand in for them. */
 static char fake[REP_CLIENT_LINKS_MAX + 1];
@@ -94,12 +98,57 @@ START_TEST(test_victim_oldest_unsubscribed) {
 }
 END_TEST
 
+static size_t packed_size(const Twinbft__Message *m) {
+    uint8_t *b = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(proto_message_pack(m, &b, &len), 0);
+    free(b);
+    return len;
+}
+
+/* The largest messages a correct client sends fit REP_CLIENT_FRAME_BYTES_MAX:
+ * a Request with the largest op the core and the client library accept, the
+ * longest principal name and the widest number; a Query as large as the
+ * client library sends. The limit is no looser than it needs to be: the
+ * largest Request comes within 64 bytes of it. */
+START_TEST(test_client_frame_limit_fits_largest_messages) {
+    ck_assert_int_le(TB_CLIENT_OP_BYTES_MAX, PBFT_OP_BYTES_MAX);
+    ck_assert_int_le(PROTO_NAME_BYTES_MAX, PBFT_CLIENT_NAME_BYTES_MAX);
+    size_t op_len = PBFT_OP_BYTES_MAX;
+    uint8_t *op = malloc(op_len);
+    ck_assert_ptr_nonnull(op);
+    memset(op, 0xff, op_len);
+    char name[PBFT_CLIENT_NAME_BYTES_MAX];
+    memset(name, 'n', sizeof name - 1);
+    name[sizeof name - 1] = '\0';
+    Twinbft__Request r = TWINBFT__REQUEST__INIT;
+    r.client = name;
+    r.number = UINT64_MAX;
+    r.op = (ProtobufCBinaryData){op_len, op};
+    r.priority = true;
+    Twinbft__Message m = TWINBFT__MESSAGE__INIT;
+    m.kind_case = TWINBFT__MESSAGE__KIND_REQUEST;
+    m.request = &r;
+    ck_assert_uint_le(packed_size(&m), REP_CLIENT_FRAME_BYTES_MAX);
+    ck_assert_uint_le(REP_CLIENT_FRAME_BYTES_MAX - packed_size(&m), 64);
+
+    Twinbft__Query q = TWINBFT__QUERY__INIT;
+    q.id = UINT64_MAX;
+    q.query = (ProtobufCBinaryData){TB_CLIENT_OP_BYTES_MAX, op};
+    m.kind_case = TWINBFT__MESSAGE__KIND_QUERY;
+    m.query = &q;
+    ck_assert_uint_le(packed_size(&m), REP_CLIENT_FRAME_BYTES_MAX);
+    free(op);
+}
+END_TEST
+
 static Suite *clients_suite(void) {
     Suite *s = suite_create("rep_clients");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_links_per_principal);
     tcase_add_test(tc, test_bounds);
     tcase_add_test(tc, test_victim_oldest_unsubscribed);
+    tcase_add_test(tc, test_client_frame_limit_fits_largest_messages);
     suite_add_tcase(s, tc);
     return s;
 }

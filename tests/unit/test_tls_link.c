@@ -13,7 +13,11 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 
 #include "client/frame_reader.h"
 #include "client/link.h"
@@ -655,6 +659,346 @@ START_TEST(test_callback_frees_own_link) {
 }
 END_TEST
 
+/* ---- a connected pair for the edge tests ---- */
+
+typedef struct rig {
+    struct event_base *base;
+    tb_tls_ctx *sctx, *cctx;
+    tb_tls_listener *l;
+    tb_tls_link *c;
+    pair p;
+} rig;
+
+/* Listener (replica-0) and a connecting link (replica-1), both open. */
+static void rig_open(rig *r, void (*server_open)(tb_tls_link *, const char *, void *)) {
+    memset(r, 0, sizeof *r);
+    r->base = event_base_new();
+    r->sctx = ctx_for(&pki.ca, &pki.server);
+    r->cctx = ctx_for(&pki.ca, &pki.client);
+    r->p = (pair){.server_opens = 1, .client_opens = 1};
+    tb_tls_callbacks scb = callbacks(&r->p.server);
+    tb_tls_callbacks ccb = callbacks(&r->p.client);
+    if (server_open != NULL) {
+        scb.on_open = server_open;
+    }
+    ck_assert_int_eq(tb_tls_listen(r->base, r->sctx, "127.0.0.1", 0, &scb, &r->l), 0);
+    ck_assert_int_eq(tb_tls_connect(r->base, r->cctx, "127.0.0.1", tb_tls_listener_port(r->l),
+                                    "replica-0", &ccb, &r->c),
+                     0);
+    ck_assert(run_until(r->base, pair_reached, &r->p, WAIT_MS));
+}
+
+static void rig_close(rig *r) {
+    tb_tls_link_free(r->c);
+    tb_tls_listener_free(r->l);
+    side_free(&r->p.server);
+    side_free(&r->p.client);
+    tb_tls_ctx_free(r->sctx);
+    tb_tls_ctx_free(r->cctx);
+    event_base_loop(r->base, EVLOOP_NONBLOCK); /* deferred link callbacks */
+    event_base_free(r->base);
+}
+
+enum { LIMIT_BYTES = 1000 };
+
+static void open_limited(tb_tls_link *link, const char *peer_name, void *arg) {
+    on_open(link, peer_name, arg);
+    tb_tls_link_set_frame_max(link, LIMIT_BYTES);
+}
+
+/* A link limited to 1,000-byte frames (as the daemon limits its clients'
+ * links) takes a frame of 1,000 bytes, and closes at the header of one of
+ * 1,001 bytes, before allocating it: nothing more is delivered, and the
+ * close is counted. */
+START_TEST(test_frame_limit_per_link) {
+    rig r;
+    rig_open(&r, open_limited);
+    uint8_t buf[LIMIT_BYTES + 1] = {0};
+    ck_assert_int_eq(tb_tls_send(r.c, buf, LIMIT_BYTES), 0);
+    r.p.server_frames = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_int_eq(tb_tls_send(r.c, buf, LIMIT_BYTES + 1), 0);
+    r.p.client_closes = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_int_eq(r.p.server.frames, 1);
+    ck_assert_int_eq(r.p.server.closes, 1);
+    ck_assert_ptr_nonnull(strstr(r.p.server.reason, "maximum 1000"));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_oversize, 1);
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.cctx).closed_oversize, 0);
+    rig_close(&r);
+}
+END_TEST
+
+/* ---- a raw TLS peer: writes any bytes, frames or not ---- */
+
+/* A client with a genuine identity that writes bytes of its choosing (a
+ * header and part of a frame, then nothing; a byte now and then), as an
+ * attacker would: tb_tls_send only writes whole frames. */
+typedef struct raw_peer {
+    SSL_CTX *ssl;
+    struct bufferevent *bev;
+    bool connected;
+    bool closed;
+} raw_peer;
+
+static void raw_event(struct bufferevent *bev, short what, void *arg) {
+    raw_peer *r = arg;
+    (void)bev;
+    if (what & BEV_EVENT_CONNECTED) {
+        r->connected = true;
+    } else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        r->closed = true;
+    }
+}
+
+static void raw_read(struct bufferevent *bev, void *arg) {
+    (void)arg;
+    evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+static bool raw_connected(void *arg) {
+    return ((raw_peer *)arg)->connected;
+}
+
+static bool raw_closed(void *arg) {
+    return ((raw_peer *)arg)->closed;
+}
+
+static void raw_open(raw_peer *r, struct event_base *base, uint16_t port, const identity *id) {
+    memset(r, 0, sizeof *r);
+    r->ssl = SSL_CTX_new(TLS_method());
+    ck_assert_ptr_nonnull(r->ssl);
+    ck_assert_int_eq(SSL_CTX_set_min_proto_version(r->ssl, TLS1_3_VERSION), 1);
+    ck_assert_int_eq(X509_STORE_add_cert(SSL_CTX_get_cert_store(r->ssl), pki.ca.cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_certificate(r->ssl, id->cert), 1);
+    ck_assert_int_eq(SSL_CTX_use_PrivateKey(r->ssl, id->key), 1);
+    SSL_CTX_set_verify(r->ssl, SSL_VERIFY_PEER, NULL);
+    SSL *ssl = SSL_new(r->ssl);
+    ck_assert_ptr_nonnull(ssl);
+    r->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE);
+    ck_assert_ptr_nonnull(r->bev);
+    bufferevent_openssl_set_allow_dirty_shutdown(r->bev, 1);
+    bufferevent_setcb(r->bev, raw_read, NULL, raw_event, r);
+    bufferevent_enable(r->bev, EV_READ | EV_WRITE);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bufferevent_socket_connect(r->bev, (struct sockaddr *)&to, sizeof to), 0);
+    ck_assert(run_until(base, raw_connected, r, WAIT_MS));
+}
+
+static void raw_write(raw_peer *r, const void *data, size_t len) {
+    ck_assert_int_eq(bufferevent_write(r->bev, data, len), 0);
+}
+
+static void raw_header(raw_peer *r, uint32_t len) {
+    uint8_t hdr[PROTO_FRAME_HEADER_BYTES];
+    proto_frame_header_encode(len, hdr);
+    raw_write(r, hdr, sizeof hdr);
+}
+
+static void raw_free(raw_peer *r) {
+    bufferevent_free(r->bev);
+    SSL_CTX_free(r->ssl);
+}
+
+/* ---- deadlines of frames under way ---- */
+
+enum { DEADLINE_MS = 300, GENEROUS_MS = 1500 };
+
+static uint32_t deadline_ms;
+
+static void open_deadline(tb_tls_link *link, const char *peer_name, void *arg) {
+    on_open(link, peer_name, arg);
+    tb_tls_link_set_frame_deadline(link, deadline_ms, 0);
+}
+
+/* A server whose accepted links have a frame deadline of ms, and a raw
+ * peer connected to it (open on both sides). */
+static void deadline_rig(rig *r, raw_peer *peer, uint32_t ms) {
+    deadline_ms = ms;
+    memset(r, 0, sizeof *r);
+    r->base = event_base_new();
+    r->sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_callbacks scb = callbacks(&r->p.server);
+    scb.on_open = open_deadline;
+    ck_assert_int_eq(tb_tls_listen(r->base, r->sctx, "127.0.0.1", 0, &scb, &r->l), 0);
+    raw_open(peer, r->base, tb_tls_listener_port(r->l), &pki.client);
+    r->p.server_opens = 1;
+    ck_assert(run_until(r->base, pair_reached, &r->p, WAIT_MS));
+}
+
+static void deadline_rig_close(rig *r, raw_peer *peer) {
+    raw_free(peer);
+    tb_tls_listener_free(r->l);
+    side_free(&r->p.server);
+    tb_tls_ctx_free(r->sctx);
+    event_base_loop(r->base, EVLOOP_NONBLOCK);
+    event_base_free(r->base);
+}
+
+/* A peer that sends a header and part of a frame, then nothing, would pin
+ * the frame's buffer forever: the link is closed at the frame's deadline,
+ * counted, and the peer sees the connection end. */
+START_TEST(test_stalled_frame_closes_link) {
+    rig r;
+    raw_peer peer;
+    deadline_rig(&r, &peer, DEADLINE_MS);
+    uint8_t part[10] = {0};
+    raw_header(&peer, 100);
+    raw_write(&peer, part, sizeof part);
+    long start = now_ms();
+    ck_assert(run_until(r.base, raw_closed, &peer, WAIT_MS));
+    ck_assert_int_ge(now_ms() - start, DEADLINE_MS - 50);
+    ck_assert_int_eq(r.p.server.frames, 0);
+    ck_assert_int_eq(r.p.server.closes, 1);
+    ck_assert_ptr_nonnull(strstr(r.p.server.reason, "a frame stalled: 10 of 100 bytes"));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_idle, 1);
+    deadline_rig_close(&r, &peer);
+}
+END_TEST
+
+static void trickle(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    raw_write(arg, "x", 1);
+}
+
+/* Progress does not buy time: a byte every 50 ms keeps data coming, but
+ * the frame is not done by its deadline, so the link is closed all the
+ * same. */
+START_TEST(test_trickled_frame_closes_link) {
+    rig r;
+    raw_peer peer;
+    deadline_rig(&r, &peer, DEADLINE_MS);
+    raw_header(&peer, 1000);
+    struct event *ev = event_new(r.base, -1, EV_PERSIST, trickle, &peer);
+    struct timeval every = {0, 50 * 1000};
+    ck_assert_ptr_nonnull(ev);
+    event_add(ev, &every);
+    ck_assert(run_until(r.base, raw_closed, &peer, WAIT_MS));
+    event_free(ev);
+    ck_assert_int_eq(r.p.server.frames, 0);
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_idle, 1);
+    deadline_rig_close(&r, &peer);
+}
+END_TEST
+
+/* Deadlines cost a correct peer nothing: a frame sent in three parts
+ * within its deadline arrives, and a link quiet between frames for longer
+ * than a deadline stays open and takes the next frame. */
+START_TEST(test_deadline_spares_correct_peers) {
+    rig r;
+    raw_peer peer;
+    deadline_rig(&r, &peer, GENEROUS_MS);
+    raw_header(&peer, 6);
+    run_until(r.base, NULL, NULL, 100);
+    raw_write(&peer, "abc", 3);
+    run_until(r.base, NULL, NULL, 100);
+    raw_write(&peer, "def", 3);
+    r.p.server_frames = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_mem_eq(r.p.server.last, "abcdef", 6);
+    run_until(r.base, NULL, NULL, GENEROUS_MS + 500);
+    ck_assert(!peer.closed);
+    ck_assert_int_eq(r.p.server.closes, 0);
+    raw_header(&peer, 2);
+    raw_write(&peer, "gh", 2);
+    r.p.server_frames = 2;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_idle, 0);
+    deadline_rig_close(&r, &peer);
+}
+END_TEST
+
+/* ---- memory budgets of unfinished frames ---- */
+
+static tb_budget *test_budget;
+
+static void open_budgeted(tb_tls_link *link, const char *peer_name, void *arg) {
+    on_open(link, peer_name, arg);
+    ck_assert_int_eq(tb_tls_link_set_budget(link, test_budget), 0);
+    ck_assert_int_eq(tb_tls_link_set_budget(link, test_budget), TB_ERR_STATE);
+}
+
+typedef struct budget_goal {
+    size_t used;
+} budget_goal;
+
+static bool budget_reached(void *arg) {
+    return tb_budget_used(test_budget) == ((budget_goal *)arg)->used;
+}
+
+/* Unfinished frames are charged to their identity from the header on: one
+ * identity (however many links it opens) holds at most its share, all
+ * together at most the total. A frame beyond either is refused at its
+ * header and its link closed, counted; the others' links stay open, and
+ * what a completed frame held is free again. */
+START_TEST(test_budget_per_identity_and_total) {
+    identity edge2, edge3;
+    issue(&pki.ca, "edge-2", &edge2);
+    issue(&pki.ca, "edge-3", &edge3);
+    ck_assert_int_eq(tb_budget_new(150, 250, 8, &test_budget), 0);
+    rig r;
+    memset(&r, 0, sizeof r);
+    r.base = event_base_new();
+    r.sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_callbacks scb = callbacks(&r.p.server);
+    scb.on_open = open_budgeted;
+    ck_assert_int_eq(tb_tls_listen(r.base, r.sctx, "127.0.0.1", 0, &scb, &r.l), 0);
+    uint16_t port = tb_tls_listener_port(r.l);
+    raw_peer a, b, c, d;
+    uint8_t part[90] = {0};
+
+    raw_open(&a, r.base, port, &pki.client); /* replica-1 */
+    raw_header(&a, 100);
+    raw_write(&a, part, 10);
+    budget_goal g = {100};
+    ck_assert(run_until(r.base, budget_reached, &g, WAIT_MS));
+    raw_open(&b, r.base, port, &pki.client); /* replica-1 again: 200 > 150 */
+    raw_header(&b, 100);
+    ck_assert(run_until(r.base, raw_closed, &b, WAIT_MS));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_budget, 1);
+    ck_assert_ptr_nonnull(strstr(r.p.server.reason, "over the memory budget"));
+
+    raw_open(&c, r.base, port, &edge2); /* 200 of 250 */
+    raw_header(&c, 100);
+    g.used = 200;
+    ck_assert(run_until(r.base, budget_reached, &g, WAIT_MS));
+    raw_open(&d, r.base, port, &edge3); /* 300 > 250 */
+    raw_header(&d, 100);
+    ck_assert(run_until(r.base, raw_closed, &d, WAIT_MS));
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_budget, 2);
+    ck_assert(!a.closed && !c.closed);
+
+    raw_write(&a, part, 90); /* a's frame completes: its 100 bytes are free */
+    r.p.server_frames = 1;
+    ck_assert(run_until(r.base, pair_reached, &r.p, WAIT_MS));
+    ck_assert_uint_eq(tb_budget_used(test_budget), 100);
+    raw_free(&d);
+    raw_open(&d, r.base, port, &edge3); /* 200 of 250 now */
+    raw_header(&d, 100);
+    g.used = 200;
+    ck_assert(run_until(r.base, budget_reached, &g, WAIT_MS));
+    ck_assert(!d.closed);
+    ck_assert_uint_eq(tb_tls_ctx_get_stats(r.sctx).closed_budget, 2);
+
+    raw_free(&a);
+    raw_free(&b);
+    raw_free(&c);
+    raw_free(&d);
+    tb_tls_listener_free(r.l); /* the accepted links leave their accounts */
+    ck_assert_uint_eq(tb_budget_used(test_budget), 0);
+    tb_budget_free(test_budget);
+    test_budget = NULL;
+    side_free(&r.p.server);
+    tb_tls_ctx_free(r.sctx);
+    event_base_loop(r.base, EVLOOP_NONBLOCK);
+    event_base_free(r.base);
+    identity_free(&edge2);
+    identity_free(&edge3);
+}
+END_TEST
+
 static Suite *tls_link_suite(void) {
     Suite *s = suite_create("tls_link");
     TCase *tc = tcase_create("core");
@@ -672,6 +1016,11 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_reconnects_after_listener_restart);
     tcase_add_test(tc, test_output_is_bounded);
     tcase_add_test(tc, test_callback_frees_own_link);
+    tcase_add_test(tc, test_frame_limit_per_link);
+    tcase_add_test(tc, test_stalled_frame_closes_link);
+    tcase_add_test(tc, test_trickled_frame_closes_link);
+    tcase_add_test(tc, test_deadline_spares_correct_peers);
+    tcase_add_test(tc, test_budget_per_identity_and_total);
     suite_add_tcase(s, tc);
     return s;
 }
