@@ -33,7 +33,9 @@ fail() {
 }
 
 # A free block of ports: replicas on P..P+3, their HTTP on P+100..P+103.
-base=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768 and up): an outgoing connection of another test
+# may hold any port there, and this cluster's HTTP ports are base + 100 and up.
+base=$((20000 + RANDOM % 12000))
 "$twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null ||
     fail "cluster init"
 "$twinbft" up --dir "$dir" --timeout 30s >/dev/null || fail "up"
