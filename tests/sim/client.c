@@ -104,9 +104,13 @@ static void check_starvation(sim_world *w, const sim_client *c) {
     }
     for (uint32_t i = 0; i < w->opt.clients; i++) {
         const sim_client *o = &w->clients[i];
-        /* Without faults the whole run is fault-free. */
-        uint64_t heal = w->faults == 0 ? 0 : w->heal_us;
-        uint64_t since = o->sent_at_us > heal ? o->sent_at_us : heal;
+        /* Without faults the whole run is fault-free. Each new view gives its
+         * primary a fresh chance: a view change that took long to finish
+         * after the heal is slow recovery, not starvation, and a censoring
+         * primary keeps its view for as long as it starves the client. */
+        uint64_t since = w->faults == 0 ? 0 : w->heal_us;
+        since = o->sent_at_us > since ? o->sent_at_us : since;
+        since = w->view_entered_us > since ? w->view_entered_us : since;
         uint64_t bound = (uint64_t)(w->faults == 0 ? SIM_STARVE_CALM_MS : SIM_STARVE_MS) * 1000;
         if (o == c || !o->outstanding || c->sent_at_us <= since || w->now_us - since <= bound) {
             continue;

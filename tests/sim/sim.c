@@ -196,6 +196,9 @@ static void narrate_status(sim_world *w, const sim_replica *r, sim_instance *in,
         say(w, "replica %u%s starts a view change to view %" PRIu64 " (%s)", r->id, who, st.view,
             why);
     } else if (!st.in_view_change) {
+        if (r->style == SIM_CORRECT) {
+            w->view_entered_us = w->now_us; /* see check_starvation */
+        }
         say(w, "replica %u%s enters view %" PRIu64 " (primary %u)", r->id, who, st.view,
             st.primary);
     }

@@ -114,9 +114,10 @@ typedef struct sim_world {
     sm_workload_names names;
     const char **principals, **grantees;
     uint64_t now_us;
-    uint64_t heal_us;     /* end of the fault phase */
-    uint64_t deadline_us; /* liveness bound */
-    uint64_t end_us;      /* UINT64_MAX until every client is done */
+    uint64_t heal_us;         /* end of the fault phase */
+    uint64_t view_entered_us; /* when a correct replica last entered a view */
+    uint64_t deadline_us;     /* liveness bound */
+    uint64_t end_us;          /* UINT64_MAX until every client is done */
     bool healed;
     uint32_t n_byz;
     uint32_t crashed_correct;
