@@ -126,6 +126,7 @@ typedef struct pbft_pending {
     uint64_t arrival;    /* arrival order, for FIFO batching */
     uint64_t arrival_ms; /* for the batching delay */
     uint64_t proposed;   /* seq it was proposed at by us as primary, 0 if not */
+    uint64_t relayed;    /* 1 + the view in which we relayed it to the primary (0: not yet) */
     /* The request this one replaced before we executed it (0: none). A
      * client sends its next request once a quorum answered the last, so a
      * replica behind the quorum may hold the next one while a batch still
@@ -134,6 +135,16 @@ typedef struct pbft_pending {
     uint8_t *prev_op;
     size_t prev_op_len;
 } pbft_pending;
+
+/* The requests one replica relayed to us as primary (relay.c): digests of
+ * the last PBFT_RELAY_RING, the oldest overwritten first. tag holds each
+ * digest's first 8 bytes, for the scan. Allocated on its first relay. */
+enum { PBFT_RELAY_MAX = 1024, PBFT_RELAY_RING = 2 * PBFT_RELAY_MAX };
+typedef struct pbft_relay_ring {
+    uint64_t *tag;
+    uint8_t (*digest)[PROTO_DIGEST_BYTES];
+    size_t next, used;
+} pbft_relay_ring;
 
 typedef struct pbft_buffered {
     pbft_from from;
@@ -209,9 +220,13 @@ struct pbft_node {
     pbft_pending *pending; /* sorted by client name; one per client */
     size_t n_pending, cap_pending;
     uint64_t arrivals;
-    uint64_t req_deadline; /* 0: no request timer */
-    uint64_t req_since;    /* waiting counts from here in this view (its start) */
-    bool req_fetched;      /* the timer fired once: we fetched, next fire = view change */
+    uint64_t req_deadline;   /* 0: no request timer */
+    uint64_t req_since;      /* waiting counts from here in this view (its start) */
+    bool req_fetched;        /* the timer fired once: we fetched, next fire = view change */
+    uint64_t relay_deadline; /* 0: nothing to relay to the primary (relay.c) */
+    pbft_relay_ring *relay;  /* [n] as primary: what each replica relayed */
+    uint64_t relays_sent;    /* requests we relayed */
+    uint64_t relays_taken;   /* requests we took as primary on f+1 relays */
 
     /* State transfer. */
     uint64_t fetch_deadline; /* 0: no fetch outstanding */
@@ -305,7 +320,20 @@ void clients_replace(pbft_node *node, Twinbft__ClientEntry **entries, size_t n);
 void clients_digest(pbft_node *node, uint8_t out[PROTO_DIGEST_BYTES]);
 void client_entry_free(pbft_client *c);
 void request_timer_update(pbft_node *node);
+/* A request's well-formedness, whoever brought it. */
+bool request_wellformed(const Twinbft__Request *r);
+/* Holds r for ordering (one per client: it replaces an older one); false
+ * when the table is full. */
+bool pending_put(pbft_node *node, const Twinbft__Request *r);
 void resend_reply(pbft_node *node, pbft_client *c);
+
+/* relay.c */
+/* When the oldest request not yet relayed in this view has waited half the
+ * request timeout (0: none, or we are the primary or changing view). */
+uint64_t relay_deadline(const pbft_node *node);
+void relay_held(pbft_node *node);
+void on_relay(pbft_node *node, const pbft_from *from, const Twinbft__Relay *m);
+void relay_free(pbft_node *node);
 
 /* normal.c */
 /* Proposes full batches, the safety lane, and requests that waited out the

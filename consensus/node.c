@@ -182,6 +182,7 @@ void pbft_node_free(pbft_node *node) {
         free(node->pending[i].prev_op);
     }
     free(node->pending);
+    relay_free(node);
     for (size_t i = 0; i < node->n_future; i++) {
         free(node->future[i].data);
     }
@@ -369,6 +370,9 @@ static void dispatch(pbft_node *node, const pbft_from *from, const Twinbft__Mess
     case TWINBFT__MESSAGE__KIND_FETCH_REPLY:
         on_fetch_reply(node, m->fetch_reply);
         break;
+    case TWINBFT__MESSAGE__KIND_RELAY:
+        on_relay(node, from, m->relay);
+        break;
     default:
         node->dropped++;
         break;
@@ -468,6 +472,9 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
     if (node->in_vc && node->vc_deadline != 0 && node->now >= node->vc_deadline) {
         view_change_timeout(node);
     }
+    if (node->relay_deadline != 0 && node->now >= node->relay_deadline) {
+        relay_held(node);
+    }
     if (node->req_deadline != 0 && node->now >= node->req_deadline) {
         if (!node->req_fetched) {
             /* First expiry: maybe we are only behind; catch up before accusing the primary. */
@@ -495,6 +502,9 @@ uint64_t pbft_node_next_deadline(const pbft_node *node) {
     }
     if (node->req_deadline != 0 && node->req_deadline < d) {
         d = node->req_deadline;
+    }
+    if (node->relay_deadline != 0 && node->relay_deadline < d) {
+        d = node->relay_deadline;
     }
     if (node->fetch_deadline != 0 && node->fetch_deadline < d) {
         d = node->fetch_deadline;
@@ -653,6 +663,8 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     st->votes_redundant = node->votes_redundant;
     st->ts_rejected = node->ts_rejected;
     st->ts_offset_ms = node->ts_offset_ms;
+    st->relays_sent = node->relays_sent;
+    st->relays_taken = node->relays_taken;
     st->vc_cause = node->vc_cause;
     memcpy(st->vc_request_client, node->vc_request_client, sizeof st->vc_request_client);
     st->vc_request_number = node->vc_request_number;

@@ -269,10 +269,7 @@ static bool batch_wellformed(const pbft_node *node, const Twinbft__Batch *b) {
         return false;
     }
     for (size_t i = 0; i < b->n_requests; i++) {
-        const Twinbft__Request *r = b->requests[i];
-        size_t len = r->client ? strnlen(r->client, PBFT_CLIENT_NAME_BYTES_MAX) : 0;
-        if (len == 0 || len >= PBFT_CLIENT_NAME_BYTES_MAX || r->number == 0 ||
-            r->op.len > PBFT_OP_BYTES_MAX) {
+        if (!request_wellformed(b->requests[i])) {
             return false;
         }
     }

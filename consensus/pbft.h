@@ -133,6 +133,7 @@ enum pbft_bug {
     PBFT_BUG_NO_ABSTAIN = 1u << 5,       /* votes again after a restart in its view */
     PBFT_BUG_TIMER_RESET = 1u << 6,      /* any execution restarts the request timer */
     PBFT_BUG_CLIMB_ALONE = 1u << 7,      /* a view-change timeout moves on without 2f+1 */
+    PBFT_BUG_RELAY_TRUST = 1u << 8,      /* the primary takes one replica's relay */
 };
 
 typedef struct pbft_config {
@@ -248,6 +249,10 @@ typedef struct pbft_status {
      * our clock) of the last one so dropped, or held as too old (negative). */
     uint64_t ts_rejected;
     int64_t ts_offset_ms;
+    /* Held requests relayed to the primary (relay.c), and, as primary,
+     * requests taken on the relays of f+1 replicas. */
+    uint64_t relays_sent;
+    uint64_t relays_taken;
     pbft_vc_cause vc_cause; /* of the latest view change (PBFT_VC_NONE: none yet) */
     /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, and
      * how long it had waited. */

@@ -176,6 +176,7 @@ void pending_remove_upto(pbft_node *node, const char *client, uint64_t number) {
  * cluster looked healthy. A lone replica (n = 1) runs no timer: the only
  * primary it could suspect is itself. */
 void request_timer_update(pbft_node *node) {
+    node->relay_deadline = relay_deadline(node);
     if (node->n_pending == 0 || node->n == 1) {
         node->req_deadline = 0;
         node->req_fetched = false;
@@ -196,19 +197,23 @@ void request_timer_update(pbft_node *node) {
     node->req_deadline = oldest + (node->req_fetched ? 2 * t : t);
 }
 
-static bool request_valid(const pbft_from *from, const Twinbft__Request *r) {
+bool request_wellformed(const Twinbft__Request *r) {
     size_t len = r->client ? strnlen(r->client, PBFT_CLIENT_NAME_BYTES_MAX) : 0;
-    return len > 0 && len < PBFT_CLIENT_NAME_BYTES_MAX && strcmp(r->client, from->client) == 0 &&
-           r->number > 0 && r->op.len <= PBFT_OP_BYTES_MAX;
+    return len > 0 && len < PBFT_CLIENT_NAME_BYTES_MAX && r->number > 0 &&
+           r->op.len <= PBFT_OP_BYTES_MAX;
 }
 
-static void pending_put(pbft_node *node, const Twinbft__Request *r) {
+static bool request_valid(const pbft_from *from, const Twinbft__Request *r) {
+    return request_wellformed(r) && strcmp(r->client, from->client) == 0;
+}
+
+bool pending_put(pbft_node *node, const Twinbft__Request *r) {
     bool found = false;
     ptrdiff_t i = pending_index(node, r->client, &found);
     if (!found) {
         if (node->n_pending >= PBFT_PENDING_REQUESTS_MAX) {
             node->dropped++;
-            return;
+            return false;
         }
         if (node->n_pending == node->cap_pending) {
             node->cap_pending = node->cap_pending ? node->cap_pending * 2 : 16;
@@ -236,6 +241,8 @@ static void pending_put(pbft_node *node, const Twinbft__Request *r) {
     p->arrival = ++node->arrivals;
     p->arrival_ms = node->now;
     p->proposed = 0;
+    p->relayed = 0;
+    return true;
 }
 
 void on_request(pbft_node *node, const pbft_from *from, const Twinbft__Request *r) {
@@ -261,7 +268,7 @@ void on_request(pbft_node *node, const pbft_from *from, const Twinbft__Request *
         return;
     }
     pending_put(node, r);
-    if (p != NULL || node->req_deadline == 0) {
+    if (p != NULL || node->req_deadline == 0 || node->relay_deadline == 0) {
         request_timer_update(node); /* a new arrival is the youngest: unless it replaced one */
     }
     recheck_waiting(node);

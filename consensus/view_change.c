@@ -215,6 +215,7 @@ static void reset_for_view(pbft_node *node) {
     node->nv_len = 0;
     node->req_deadline = 0;
     node->req_fetched = false;
+    node->relay_deadline = 0;
     node->req_since = node->now; /* each view gets a fresh chance to order what waits */
 }
 

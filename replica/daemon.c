@@ -116,14 +116,17 @@ typedef struct daemon {
     rep_http *http;
     rep_counters counters;
     uint64_t started_ms;
-    uint64_t skew_ms;            /* the core's clock_skew_ms_max */
-    uint64_t revocations_seen;   /* sm_stats.revocations when links were last swept */
-    uint64_t revoked_refused;    /* handshakes of revoked identities refused */
-    uint64_t revoked_log_ms;     /* when the last of them was logged */
-    uint64_t refused_log_ms;     /* when a refused client frame was last logged */
-    uint64_t logged_ts_rejected; /* timestamp rejections last reported in the log */
-    uint64_t logged_clock_ms;    /* when (timer clock) */
-    uint64_t logged_view;        /* the view (and view-change state) last reported in the log */
+    uint64_t skew_ms;             /* the core's clock_skew_ms_max */
+    uint64_t revocations_seen;    /* sm_stats.revocations when links were last swept */
+    uint64_t revoked_refused;     /* handshakes of revoked identities refused */
+    uint64_t revoked_log_ms;      /* when the last of them was logged */
+    uint64_t refused_log_ms;      /* when a refused client frame was last logged */
+    uint64_t logged_ts_rejected;  /* timestamp rejections last reported in the log */
+    uint64_t logged_clock_ms;     /* when (timer clock) */
+    uint64_t logged_relays_sent;  /* relays last reported in the log, sent ... */
+    uint64_t logged_relays_taken; /* ... and taken as primary */
+    uint64_t logged_relays_ms;    /* when (timer clock) */
+    uint64_t logged_view;         /* the view (and view-change state) last reported in the log */
     bool logged_in_vc;
     int failed;
 } daemon;
@@ -560,6 +563,35 @@ static void log_clock(daemon *d) {
     d->logged_clock_ms = now;
 }
 
+/* Relays mean clients that cannot reach the primary (or a primary that
+ * ignores them): both sides say so, at most every REP_CLOCK_LOG_MS. */
+static void log_relays(daemon *d) {
+    pbft_status st;
+    pbft_node_status(d->node, &st);
+    uint64_t now = mono_ms();
+    bool sent = st.relays_sent != d->logged_relays_sent,
+         taken = st.relays_taken != d->logged_relays_taken;
+    if ((!sent && !taken) ||
+        (d->logged_relays_ms != 0 && now - d->logged_relays_ms < REP_CLOCK_LOG_MS)) {
+        return;
+    }
+    if (sent) {
+        logf_(d, 1,
+              "relayed %" PRIu64 " client requests to primary %" PRIu32 " that it had not ordered "
+              "within half the request timeout: their clients may not reach it",
+              st.relays_sent - d->logged_relays_sent, st.primary);
+    }
+    if (taken) {
+        logf_(d, 1,
+              "ordered %" PRIu64 " client requests relayed by f+1 backups: their clients did not "
+              "reach this replica directly; check its address and listener",
+              st.relays_taken - d->logged_relays_taken);
+    }
+    d->logged_relays_sent = st.relays_sent;
+    d->logged_relays_taken = st.relays_taken;
+    d->logged_relays_ms = now;
+}
+
 /* A ready with nothing to make durable (only messages). */
 static bool ready_is_messages(const pbft_ready *rd) {
     return rd->n_records == 0 && rd->n_executed == 0 && rd->n_stable == 0 && !rd->transferred;
@@ -660,6 +692,7 @@ static void finish_commit(daemon *d) {
     d->commit_pending = false;
     log_view(d);
     log_clock(d);
+    log_relays(d);
     close_revoked(d);
     release_held(d);
 }
@@ -960,22 +993,50 @@ static void refuse_client_frame(daemon *d, const char *peer, uint32_t kind, size
     }
 }
 
+#if TWINBFT_FAULT_INJECTION
+/* Byzantine on purpose (--byzantine censor:P): P's requests are never
+ * taken, from P itself or relayed by a backup. */
+static bool censored(const daemon *d, const char *peer, bool from_replica, const uint8_t *data,
+                     size_t len) {
+    uint32_t kind = proto_message_kind_peek(data, len);
+    if (d->opt.censor == NULL) {
+        return false;
+    }
+    if (!from_replica) {
+        return kind == TWINBFT__MESSAGE__KIND_REQUEST && strcmp(peer, d->opt.censor) == 0;
+    }
+    if (kind != TWINBFT__MESSAGE__KIND_RELAY) {
+        return false;
+    }
+    bool hit = false;
+    Twinbft__Message *m = proto_message_unpack(data, len);
+    for (size_t i = 0; m != NULL && m->relay != NULL && i < m->relay->n_requests; i++) {
+        const char *c = m->relay->requests[i]->client;
+        hit |= c != NULL && strcmp(c, d->opt.censor) == 0;
+    }
+    if (m != NULL) {
+        twinbft__message__free_unpacked(m, NULL);
+    }
+    return hit;
+}
+#endif
+
 static void on_frame(tb_tls_link *link, const char *peer, const uint8_t *data, size_t len,
                      void *arg) {
     daemon *d = arg;
     uint32_t j = 0;
     end_overdue_turn(d);
-    if (replica_of(d, peer, &j)) {
+    bool from_replica = replica_of(d, peer, &j);
+#if TWINBFT_FAULT_INJECTION
+    if (censored(d, peer, from_replica, data, len)) {
+        return;
+    }
+#endif
+    if (from_replica) {
         step_core(d, peer, data, len);
         return;
     }
     uint32_t kind = proto_message_kind_peek(data, len);
-#if TWINBFT_FAULT_INJECTION
-    if (d->opt.censor != NULL && strcmp(peer, d->opt.censor) == 0 &&
-        kind == TWINBFT__MESSAGE__KIND_REQUEST) {
-        return; /* Byzantine on purpose: this client's requests are never taken */
-    }
-#endif
     if (!client_kind(kind)) {
         refuse_client_frame(d, peer, kind, len);
     } else if (served_here(kind)) {

@@ -78,6 +78,13 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Pre-prepares dropped because their timestamp was ahead of this replica's clock by more "
            "than the allowed skew (this clock or the primary's is off).",
            st->ts_rejected);
+    metric(b, "twinbft_requests_relayed_total", "counter",
+           "Requests this replica held for half the request timeout unexecuted and relayed to "
+           "the primary.",
+           st->relays_sent);
+    metric(b, "twinbft_relayed_requests_taken_total", "counter",
+           "Requests this replica, as primary, took for ordering once f+1 replicas relayed them.",
+           st->relays_taken);
     evbuffer_add_printf(b,
                         "# HELP twinbft_clock_offset_ms The last out-of-bounds batch timestamp "
                         "minus this replica's clock (0: none seen).\n"

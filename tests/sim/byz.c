@@ -404,6 +404,35 @@ static uint8_t *mutate_reply(sim_rng *rng, Twinbft__Message *m, size_t *out_len,
     return out;
 }
 
+/* A relay with one request forged: another operation, or the next
+ * number. The primary must not order it on this replica's word alone. */
+static uint8_t *mutate_relay(sim_rng *rng, Twinbft__Message *m, size_t *out_len, char *desc) {
+    Twinbft__Relay *rl = m->relay;
+    if (rl->n_requests == 0) {
+        return NULL;
+    }
+    Twinbft__Request *r = rl->requests[sim_rng_below(rng, (uint32_t)rl->n_requests)];
+    ProtobufCBinaryData saved = r->op;
+    uint64_t number = r->number;
+    uint8_t op[64] = {0};
+    if (sim_rng_chance(rng, 500) || r->op.len == 0) {
+        r->number++;
+        snprintf(desc, SIM_BYZ_DESC_BYTES, "relays %s's request %" PRIu64 " under number %" PRIu64,
+                 r->client, number, r->number);
+    } else {
+        size_t n = r->op.len < sizeof op ? r->op.len : sizeof op;
+        memcpy(op, r->op.data, n);
+        op[0] ^= (uint8_t)(1 + sim_rng_below(rng, 255));
+        r->op = (ProtobufCBinaryData){n, op};
+        snprintf(desc, SIM_BYZ_DESC_BYTES, "relays %s's request %" PRIu64 " with a forged op",
+                 r->client, number);
+    }
+    uint8_t *out = pack_any(&m->base, out_len);
+    r->op = saved;
+    r->number = number;
+    return out;
+}
+
 /* A snapshot whose application state has one counter changed; with
  * fix_digest its app digest is recomputed to match (sim app digest =
  * SHA-256 of the serialised state), so only the checkpoint proof can
@@ -592,6 +621,8 @@ static uint8_t *mutate(sim_byz *b, sim_rng *rng, Twinbft__Message *m, size_t *ou
         return mutate_reply(rng, m, out_len, desc);
     case TWINBFT__MESSAGE__KIND_FETCH_REPLY:
         return mutate_fetch_reply(b, rng, m, out_len, desc);
+    case TWINBFT__MESSAGE__KIND_RELAY:
+        return mutate_relay(rng, m, out_len, desc);
     default:
         return NULL;
     }
@@ -623,6 +654,8 @@ static const char *kind_name(Twinbft__Message__KindCase k) {
         return "fetch";
     case TWINBFT__MESSAGE__KIND_FETCH_REPLY:
         return "fetch reply";
+    case TWINBFT__MESSAGE__KIND_RELAY:
+        return "relay";
     default:
         return "message";
     }

@@ -119,27 +119,40 @@ static bool digest_agree(sim_check *ck, const char *what, const char *name, uint
     return false;
 }
 
+/* The client's record of (client, number) when it issued exactly that op;
+ * otherwise a validity violation of `what` (executed, proposed) is set. */
+static sim_check_req *issued_as(sim_check *ck, uint32_t r, uint64_t seq, const char *what,
+                                const char *client, uint64_t number, const uint8_t *op,
+                                size_t op_len) {
+    int c = client ? sim_client_index(client, ck->n_clients) : -1;
+    if (c < 0 || number == 0 || number > ck->n_requests ||
+        !req_at(ck, (uint32_t)c, number)->issued) {
+        sim_check_violate(ck, "validity", seq, r, NONE,
+                          "replica %u %s request (%s, %" PRIu64 ") that no client issued", r, what,
+                          client ? client : "?", number);
+        return NULL;
+    }
+    sim_check_req *e = req_at(ck, (uint32_t)c, number);
+    uint8_t op_hash[PROTO_DIGEST_BYTES];
+    proto_sha256(op, op_len, op_hash);
+    if (op_len != e->op_len || memcmp(op_hash, e->op, sizeof op_hash) != 0) {
+        sim_check_violate(ck, "validity", seq, r, NONE,
+                          "replica %u %s request (%s, %" PRIu64
+                          ") with an op the client never sent",
+                          r, what, client, number);
+        return NULL;
+    }
+    return e;
+}
+
 static void check_request(sim_check *ck, uint32_t r, uint64_t seq, const pbft_request *q,
                           const pbft_result *res) {
-    int c = sim_client_index(q->client, ck->n_clients);
-    if (c < 0 || q->number == 0 || q->number > ck->n_requests ||
-        !req_at(ck, (uint32_t)c, q->number)->issued) {
-        sim_check_violate(ck, "validity", seq, r, NONE,
-                          "replica %u executed request (%s, %" PRIu64 ") that no client issued", r,
-                          q->client ? q->client : "?", q->number);
+    sim_check_req *e = issued_as(ck, r, seq, "executed", q->client, q->number, q->op, q->op_len);
+    if (e == NULL) {
         return;
     }
-    sim_check_req *e = req_at(ck, (uint32_t)c, q->number);
-    uint8_t op_hash[PROTO_DIGEST_BYTES], res_hash[PROTO_DIGEST_BYTES];
-    proto_sha256(q->op, q->op_len, op_hash);
+    uint8_t res_hash[PROTO_DIGEST_BYTES];
     proto_sha256(res->result, res->result_len, res_hash);
-    if (q->op_len != e->op_len || memcmp(op_hash, e->op, sizeof op_hash) != 0) {
-        sim_check_violate(ck, "validity", seq, r, NONE,
-                          "replica %u executed request (%s, %" PRIu64
-                          ") with an op the client never sent",
-                          r, q->client, q->number);
-        return;
-    }
     if (e->exec_seq == 0) {
         e->exec_seq = seq;
         e->exec_by = r;
@@ -264,6 +277,18 @@ void sim_check_sent(sim_check *ck, uint32_t r, const uint8_t *data, size_t len) 
     }
     TB_ASSERT(d != NULL && d->len == PROTO_DIGEST_BYTES);
     memcpy(v.digest, d->data, PROTO_DIGEST_BYTES);
+    if (v.kind == 1 && m->pre_prepare->batch.len > 0) {
+        /* A correct primary proposes only what clients sent: what it got on
+         * their channels, or on the word of f+1 replicas (relay.c). */
+        Twinbft__Batch *batch =
+            twinbft__batch__unpack(NULL, m->pre_prepare->batch.len, m->pre_prepare->batch.data);
+        TB_ASSERT(batch != NULL);
+        for (size_t i = 0; i < batch->n_requests && !ck->v.set; i++) {
+            const Twinbft__Request *q = batch->requests[i];
+            (void)issued_as(ck, r, v.seq, "proposed", q->client, q->number, q->op.data, q->op.len);
+        }
+        twinbft__batch__free_unpacked(batch, NULL);
+    }
     twinbft__body__free_unpacked(b, NULL);
     twinbft__message__free_unpacked(m, NULL);
     check_vote(ck, &v);

@@ -4,7 +4,8 @@
  *   agreement   no two correct replicas execute different batches at one
  *               seq, and the application digest after each seq is the same;
  *   validity    every executed request was issued by that client with that
- *               number and op, and it executes at one seq only; a replica
+ *               number and op, and so was every request a correct primary
+ *               proposed; a request executes at one seq only; a replica
  *               executes seqs in increasing order, each at most once;
  *   checkpoint  stable checkpoint digests agree per seq;
  *   reply       every result a client accepted is what correct replicas

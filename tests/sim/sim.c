@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "proto/frame.h"
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
 #include "tests/sim/world.h"
@@ -437,10 +438,30 @@ void world_links_up(sim_world *w, uint32_t id) {
 
 /* ---- events ------------------------------------------------------------- */
 
+/* A censoring replica drops c0's requests, and relays that carry one. */
+static bool censored(const sim_world *w, uint32_t from, const uint8_t *data, size_t len) {
+    if (from >= w->n) {
+        return from == w->n;
+    }
+    if (proto_message_kind_peek(data, len) != TWINBFT__MESSAGE__KIND_RELAY) {
+        return false;
+    }
+    bool hit = false;
+    Twinbft__Message *m = proto_message_unpack(data, len);
+    for (size_t i = 0; m != NULL && m->relay != NULL && i < m->relay->n_requests; i++) {
+        const char *c = m->relay->requests[i]->client;
+        hit |= c != NULL && strcmp(c, w->clients[0].name) == 0;
+    }
+    if (m != NULL) {
+        twinbft__message__free_unpacked(m, NULL);
+    }
+    return hit;
+}
+
 static void deliver_to_replica(sim_world *w, uint32_t from, sim_replica *r, const uint8_t *data,
                                size_t len) {
     pbft_from pf = {.is_client = from >= w->n, .replica = from, .client = NULL};
-    if (pf.is_client && r->censor && from == w->n) {
+    if (r->censor && censored(w, from, data, len)) {
         return;
     }
     if (pf.is_client) {

@@ -123,6 +123,7 @@ static struct {
     bool mute[NMAX];           /* everything it sends is lost */
     bool deaf[NMAX];           /* everything sent to it is lost */
     bool late_pp[NMAX];        /* pre-prepares sent to it wait in `late` */
+    bool no_relays[NMAX];      /* relays sent to it are lost (a primary that censors) */
     bool lazy_sync[NMAX];      /* its commits are not made durable (no pbft_node_durable) */
     uint64_t early_sent[NMAX]; /* messages it sent marked early */
     pkt late[16];
@@ -135,6 +136,7 @@ static struct {
     uint64_t executed[NMAX];
     uint64_t verifies;      /* signatures checked by the nodes */
     uint64_t signs;         /* signatures made by the nodes */
+    uint64_t relays_lost;   /* relays dropped for no_relays */
     bool wall_on;           /* nodes get a wall clock of their own: */
     int64_t wall_off[NMAX]; /* now + wall_off[i] */
     Twinbft__Reply *replies[64];
@@ -328,6 +330,9 @@ static void deliver_all(void) {
                    proto_message_kind_peek(p.data, p.len) == TWINBFT__MESSAGE__KIND_PRE_PREPARE) {
             C.late[C.n_late++] = p;
             continue; /* delivered by deliver_late */
+        } else if (C.no_relays[p.to] &&
+                   proto_message_kind_peek(p.data, p.len) == TWINBFT__MESSAGE__KIND_RELAY) {
+            C.relays_lost++;
         } else if (!C.down[p.to] && !C.deaf[p.to]) {
             pbft_from from = {.is_client = false, .replica = p.from};
             wall(p.to);
@@ -599,7 +604,8 @@ END_TEST
  * bob kept writing. */
 START_TEST(test_censored_client_forces_view_change) {
     setup(4);
-    submit_to("eve", 1, 5, false, 0xe); /* never reaches the primary */
+    C.no_relays[0] = true;              /* the primary ignores the backups' relays */
+    submit_to("eve", 1, 5, false, 0xe); /* and never takes eve's request */
     for (uint64_t k = 1; k <= 40 && C.apps[1].v[5] == 0; k++) {
         submit("bob", k, 1);
         deliver_all();
@@ -610,6 +616,58 @@ START_TEST(test_censored_client_forces_view_change) {
         ck_assert_uint_ge(status(i).view, 1);
     }
     ck_assert_uint_lt(C.apps[1].v[1], 40); /* it did not have to wait for bob to stop */
+    teardown();
+}
+END_TEST
+
+/* A request that never reached the primary (the client's link to it is
+ * down) is relayed by the backups that hold it, after half the request
+ * timeout, and ordered in the same view: no view change. */
+START_TEST(test_request_missing_at_primary_is_relayed) {
+    setup(4);
+    submit_to("eve", 1, 5, false, 0xe);
+    tick(40);
+    ck_assert_uint_eq(C.apps[1].v[5], 0); /* half the timeout (50 ms) not yet out */
+    tick(60);
+    for (uint32_t i = 0; i < 4; i++) {
+        pbft_status st = status(i);
+        ck_assert_uint_eq(C.apps[i].v[5], 1);
+        ck_assert_uint_eq(st.view, 0);
+        ck_assert_uint_eq(st.view_changes, 0);
+        ck_assert_uint_eq(st.relays_sent, i == 0 ? 0 : 1);
+    }
+    ck_assert_uint_eq(status(0).relays_taken, 1);
+    /* Relayed once per view: the executed request is not relayed again. */
+    tick(300);
+    ck_assert_uint_eq(status(1).relays_sent, 1);
+    teardown();
+}
+END_TEST
+
+/* The primary takes a relayed request only on the word of f+1 replicas:
+ * one replica's relay (which a Byzantine backup could forge) is not enough,
+ * and saying it twice is still one vouch. Once a second replica holds the
+ * request and relays it, it is ordered, and the replica that never had it
+ * executes it too, on the f+1 prepares. */
+START_TEST(test_relay_needs_f_plus_one) {
+    setup(4);
+    submit_to("mallory", 1, 6, false, 0x2); /* only backup 1 holds it */
+    tick(60);
+    ck_assert_uint_eq(status(1).relays_sent, 1);
+    ck_assert_uint_eq(status(0).relays_taken, 0);
+    submit("bob", 1, 1); /* the primary works meanwhile */
+    deliver_all();
+    tick(40);
+    ck_assert_uint_eq(C.apps[0].v[1], 1);
+    ck_assert_uint_eq(C.apps[0].v[6], 0);
+    ck_assert_uint_eq(status(0).relays_taken, 0);
+    submit_to("mallory", 1, 6, false, 0x4); /* now backup 2 has it too */
+    tick(60);
+    ck_assert_uint_eq(status(0).relays_taken, 1);
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(C.apps[i].v[6], 1);
+        ck_assert_uint_eq(status(i).view, 0);
+    }
     teardown();
 }
 END_TEST
@@ -1207,6 +1265,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_retransmission_signs_nothing_new);
     tcase_add_test(tc, test_application_fault_stops_the_node);
     tcase_add_test(tc, test_censored_client_forces_view_change);
+    tcase_add_test(tc, test_request_missing_at_primary_is_relayed);
+    tcase_add_test(tc, test_relay_needs_f_plus_one);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
