@@ -72,10 +72,14 @@ for k in 1 2 3 4 5; do
 done
 wait "$load" || fail "the load failed"
 [[ "$(field "$work/load.json" errors)" == 0 ]] || fail "the other clients' requests failed"
+# At least one backup's own timer must have fired on eve's request; the others may have
+# joined the view change on its word (f+1 VIEW-CHANGEs) before theirs did, under load.
+suspected=0
 for i in 1 2 3; do
-    grep -q "a request waited too long" "$work/log-$i" ||
-        fail "replica $i never suspected the censoring primary"
+    grep -q "a request waited too long" "$work/log-$i" && suspected=$((suspected + 1))
 done
+((suspected > 0)) || fail "no backup ever suspected the censoring primary"
+echo "backups whose own request timer suspected the primary: $suspected of 3"
 python3 - "$(field "$work/base.json" ops_per_s)" "$(field "$work/load.json" ops_per_s)" \
     "$(field "$work/load.json" max_ms)" "$longest" <<'PY'
 import sys
