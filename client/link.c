@@ -709,10 +709,8 @@ static uint64_t tb_link_frame_ms(const tb_tls_link *link, uint32_t len) {
 static void tb_link_watch_frame(tb_tls_link *link, bool rearm) {
     const tb_frame_reader *r = &link->reader;
     if (!tb_frame_reader_pending(r)) {
-        if (link->in_frame) {
-            evtimer_del(link->timer);
-            link->in_frame = false;
-        }
+        evtimer_del(link->timer); /* a frame that just completed leaves no deadline behind */
+        link->in_frame = false;
         return;
     }
     uint64_t now = tb_mono_ms();
