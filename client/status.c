@@ -90,6 +90,7 @@ void tb_status_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r)
     tb_copy_digest(e->app_digest, &r->app_digest);
     e->view_changes = r->view_changes;
     e->dropped = r->dropped;
+    e->diverged_seq = r->diverged_seq;
     e->clients = r->clients;
     if (++s->answered == c->cfg.n) {
         tb_status_finish(c);

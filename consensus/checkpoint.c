@@ -90,6 +90,27 @@ static uint8_t *checkpoint_record(pbft_node *node, const uint8_t *d, const uint8
 
 static void check_stable(pbft_node *node, pbft_ckpt *c);
 
+/* A quorum signed another state digest for a checkpoint we took: our state
+ * is not the one the cluster agreed on. Only non-determinism in execution
+ * or a corrupted store can do that, and carrying on would sign replies and
+ * checkpoints for a state no quorum holds. So the replica says so (status,
+ * and the host's log), stops executing and stops sending anything but
+ * FETCH, and fetches the certified state: once the others' stable
+ * checkpoint passes what it executed, state transfer replaces its state
+ * (install_snapshot), and it takes part again. Persisted in the meta
+ * record, so that a restart does not resume voting on the bad state. */
+static void diverge(pbft_node *node, uint64_t seq, const uint8_t *own, const uint8_t *quorum) {
+    if (node->diverged_seq != 0) {
+        return;
+    }
+    node->diverged_seq = seq;
+    node->divergences++;
+    memcpy(node->diverged_own, own, PROTO_DIGEST_BYTES);
+    memcpy(node->diverged_quorum, quorum, PROTO_DIGEST_BYTES);
+    meta_dirty(node);
+    start_fetch(node);
+}
+
 /* Called with the state just after executing node->executed (a multiple of K). */
 void take_checkpoint(pbft_node *node) {
     uint64_t seq = node->executed;
@@ -154,6 +175,8 @@ static void check_stable(pbft_node *node, pbft_ckpt *c) {
         }
         if (c->own && memcmp(c->own_digest, c->votes[i].digest, PROTO_DIGEST_BYTES) == 0) {
             advance_stable(node, c->seq, c->own_digest, proof, proof_len);
+        } else if (c->own) {
+            diverge(node, c->seq, c->own_digest, c->votes[i].digest);
         }
         return;
     }

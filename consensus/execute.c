@@ -10,7 +10,8 @@ _Static_assert((size_t)PBFT_BATCH_REQUESTS_MAX <= (size_t)PROTO_MERKLE_LEAVES_MA
                "every batch's results fit in one signed Merkle tree");
 
 void try_execute(pbft_node *node) {
-    while (node->fault == 0) {
+    /* A diverged state is not built on: it waits to be replaced. */
+    while (node->fault == 0 && node->diverged_seq == 0) {
         uint64_t next = node->executed + 1;
         if (next > node->h + node->cfg.log_window) {
             return;

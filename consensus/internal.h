@@ -262,9 +262,15 @@ struct pbft_node {
     bool out_early;         /* messages queued now are early (out_msg) */
     bool stopped;           /* pbft_node_stop: no more input; meta says clean */
     int fault;              /* pbft_node_fault: the application failed; no more input */
-    bool restored_clean;    /* the stored meta record said clean_stop */
-    bool replaying;         /* inside replay_future: do not start another */
-    bool replay_pending;    /* view or window moved: replay buffered messages at top level */
+    /* Divergence (checkpoint.c diverge): the checkpoint at which our state
+     * digest disagreed with a quorum's (0: none since the last transfer),
+     * our digest and theirs, and how often it happened. */
+    uint64_t diverged_seq;
+    uint8_t diverged_own[PROTO_DIGEST_BYTES], diverged_quorum[PROTO_DIGEST_BYTES];
+    uint64_t divergences;
+    bool restored_clean; /* the stored meta record said clean_stop */
+    bool replaying;      /* inside replay_future: do not start another */
+    bool replay_pending; /* view or window moved: replay buffered messages at top level */
 
     /* Records handed to pbft_node_restore_record, applied by restore_done. */
     struct pbft_restore *restore;

@@ -577,6 +577,12 @@ static uint8_t *meta_record(const pbft_node *node, size_t *len) {
     r.last_timestamp_ms = node->last_ts;
     r.view_timeout_ms = node->vc_timeout;
     r.clean_stop = node->stopped;
+    r.diverged_seq = node->diverged_seq;
+    if (node->diverged_seq != 0) {
+        r.diverged_own = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, (uint8_t *)node->diverged_own};
+        r.diverged_quorum =
+            (ProtobufCBinaryData){PROTO_DIGEST_BYTES, (uint8_t *)node->diverged_quorum};
+    }
     Twinbft__Signed *proof[PBFT_REPLICAS_MAX];
     size_t np = 0;
     for (uint32_t i = 0; i < node->n; i++) {
@@ -664,6 +670,10 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     st->ts_rejected = node->ts_rejected;
     st->ts_offset_ms = node->ts_offset_ms;
     st->relays_sent = node->relays_sent;
+    st->diverged_seq = node->diverged_seq;
+    st->divergences = node->divergences;
+    memcpy(st->diverged_own, node->diverged_own, PROTO_DIGEST_BYTES);
+    memcpy(st->diverged_quorum, node->diverged_quorum, PROTO_DIGEST_BYTES);
     st->relays_taken = node->relays_taken;
     st->vc_cause = node->vc_cause;
     memcpy(st->vc_request_client, node->vc_request_client, sizeof st->vc_request_client);

@@ -31,12 +31,16 @@ bool digest_ok(const ProtobufCBinaryData *d) {
 
 /* A lone replica (n = 1) has nobody to send replica messages to; its
  * signed votes are still made and kept, as certificates need them. */
+/* Nothing goes out to no peer (n = 1), and a replica whose state diverged
+ * from a quorum's says nothing at all (checkpoint.c diverge): its votes and
+ * replies would vouch for a state no quorum holds. It only fetches. */
 static bool out_to_nobody(const pbft_node *node, uint32_t to) {
-    return to == PBFT_TO_ALL && node->n == 1;
+    return (to == PBFT_TO_ALL && node->n == 1) || node->diverged_seq != 0;
 }
 
 void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Message *m) {
-    if (out_to_nobody(node, to)) {
+    bool fetch = m->kind_case == TWINBFT__MESSAGE__KIND_FETCH && node->n > 1;
+    if (out_to_nobody(node, to) && !fetch) {
         return;
     }
     pbft_out *o = &node->out;

@@ -253,6 +253,14 @@ typedef struct pbft_status {
      * requests taken on the relays of f+1 replicas. */
     uint64_t relays_sent;
     uint64_t relays_taken;
+    /* Divergence: the checkpoint at which this replica's state digest
+     * disagreed with a quorum's (0: none now; it then neither executes nor
+     * votes until state transfer replaces its state), both digests of the
+     * last one, and how many times since start. */
+    uint64_t diverged_seq;
+    uint8_t diverged_own[PROTO_DIGEST_BYTES];
+    uint8_t diverged_quorum[PROTO_DIGEST_BYTES];
+    uint64_t divergences;
     pbft_vc_cause vc_cause; /* of the latest view change (PBFT_VC_NONE: none yet) */
     /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, and
      * how long it had waited. */

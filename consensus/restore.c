@@ -60,6 +60,12 @@ static int apply_meta(pbft_node *node, const uint8_t *data, size_t len) {
     node->last_ts = m->last_timestamp_ms;
     node->vc_timeout = m->view_timeout_ms ? m->view_timeout_ms : node->cfg.view_timeout_ms;
     node->restored_clean = m->clean_stop;
+    node->diverged_seq = m->diverged_seq;
+    node->divergences = m->diverged_seq != 0; /* still in it: counted since this start */
+    if (m->diverged_seq != 0 && digest_ok(&m->diverged_own) && digest_ok(&m->diverged_quorum)) {
+        memcpy(node->diverged_own, m->diverged_own.data, PROTO_DIGEST_BYTES);
+        memcpy(node->diverged_quorum, m->diverged_quorum.data, PROTO_DIGEST_BYTES);
+    }
     twinbft__meta_record__free_unpacked(m, NULL);
     return 0;
 }

@@ -195,6 +195,7 @@ static int install_snapshot(pbft_node *node, const Twinbft__FetchReply *r) {
     }
     node->executed = s->seq;
     node->last_ts = s->last_timestamp_ms;
+    node->diverged_seq = 0; /* the certified state replaced ours */
     uint8_t *proof[PBFT_REPLICAS_MAX] = {0};
     size_t proof_len[PBFT_REPLICAS_MAX] = {0};
     for (size_t i = 0; i < r->n_checkpoint_proof && i < PBFT_REPLICAS_MAX; i++) {

@@ -17,6 +17,7 @@
 #include "consensus/pbft.h"
 #include "proto/crypto.h"
 #include "proto/frame.h"
+#include "proto/hex.h"
 #include "proto/pki.h"
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
@@ -126,6 +127,7 @@ typedef struct daemon {
     uint64_t logged_relays_sent;  /* relays last reported in the log, sent ... */
     uint64_t logged_relays_taken; /* ... and taken as primary */
     uint64_t logged_relays_ms;    /* when (timer clock) */
+    uint64_t logged_diverged_seq; /* the divergence last reported in the log (0: none) */
     uint64_t logged_view;         /* the view (and view-change state) last reported in the log */
     bool logged_in_vc;
     int failed;
@@ -356,6 +358,7 @@ static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequ
     r.view_changes = st.view_changes;
     r.dropped = st.dropped;
     r.clients = rep_clients_count(d->clients);
+    r.diverged_seq = st.diverged_seq;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
     m.status_reply = &r;
@@ -563,6 +566,33 @@ static void log_clock(daemon *d) {
     d->logged_clock_ms = now;
 }
 
+/* A state digest that a quorum contradicts is non-determinism or a
+ * corrupted store: the loudest line this replica writes, once per
+ * divergence, and one more when the certified state has replaced it. */
+static void log_divergence(daemon *d) {
+    pbft_status st;
+    pbft_node_status(d->node, &st);
+    if (st.diverged_seq == d->logged_diverged_seq) {
+        return;
+    }
+    if (st.diverged_seq != 0) {
+        char own[2 * PROTO_DIGEST_BYTES + 1], quorum[2 * PROTO_DIGEST_BYTES + 1];
+        proto_hex(st.diverged_own, PROTO_DIGEST_BYTES, own);
+        proto_hex(st.diverged_quorum, PROTO_DIGEST_BYTES, quorum);
+        logf_(d, 0,
+              "STATE DIVERGED at checkpoint %" PRIu64 ": this replica's state digest is %.16s..., "
+              "a quorum signed %.16s...; execution is not deterministic or this store is "
+              "corrupt. The replica stopped executing and voting and fetches the certified "
+              "state from its peers; keep its data directory for diagnosis",
+              st.diverged_seq, own, quorum);
+    } else {
+        logf_(d, 1,
+              "the certified state replaced the diverged one (executed %" PRIu64 "): voting again",
+              st.executed);
+    }
+    d->logged_diverged_seq = st.diverged_seq;
+}
+
 /* Relays mean clients that cannot reach the primary (or a primary that
  * ignores them): both sides say so, at most every REP_CLOCK_LOG_MS. */
 static void log_relays(daemon *d) {
@@ -693,6 +723,7 @@ static void finish_commit(daemon *d) {
     log_view(d);
     log_clock(d);
     log_relays(d);
+    log_divergence(d);
     close_revoked(d);
     release_held(d);
 }

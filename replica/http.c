@@ -78,6 +78,14 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Pre-prepares dropped because their timestamp was ahead of this replica's clock by more "
            "than the allowed skew (this clock or the primary's is off).",
            st->ts_rejected);
+    metric(b, "twinbft_state_divergences_total", "counter",
+           "Checkpoints at which this replica's state digest disagreed with a quorum's "
+           "(non-determinism or a corrupt store).",
+           st->divergences);
+    metric(b, "twinbft_state_diverged", "gauge",
+           "1 while this replica's state is one no quorum holds: it neither executes nor votes "
+           "until state transfer replaces it.",
+           st->diverged_seq != 0);
     metric(b, "twinbft_requests_relayed_total", "counter",
            "Requests this replica held for half the request timeout unexecuted and relayed to "
            "the primary.",

@@ -35,6 +35,7 @@ static json_object *cli_status_json(const rep_member *m, const tb_replica_status
     json_object_object_add(o, "state_digest_seq", json_object_new_uint64(s->state_digest_seq));
     json_object_object_add(o, "view_changes", json_object_new_uint64(s->view_changes));
     json_object_object_add(o, "dropped", json_object_new_uint64(s->dropped));
+    json_object_object_add(o, "diverged_seq", json_object_new_uint64(s->diverged_seq));
     json_object_object_add(o, "clients", json_object_new_uint64(s->clients));
     return o;
 }
@@ -48,10 +49,14 @@ static void cli_status_row(const rep_member *m, const tb_replica_status *s) {
     }
     proto_hex(s->app_digest, TB_DIGEST_BYTES, hex);
     hex[CLI_DIGEST_SHORT_HEX] = '\0';
+    char diverged[48] = "";
+    if (s->diverged_seq != 0) {
+        snprintf(diverged, sizeof diverged, " DIVERGED at %" PRIu64, s->diverged_seq);
+    }
     printf("%-3" PRIu32 " %-21s %-6" PRIu64 " %-7s %-9" PRIu64 " %-7" PRIu64 " %-6" PRIu64
-           " %-6" PRIu32 " %s\n",
+           " %-6" PRIu32 " %s%s\n",
            m->id, addr, s->view, s->primary == s->id ? (s->in_view_change ? "yes*" : "yes") : "no",
-           s->executed, s->stable_seq, s->epoch, s->peers, hex);
+           s->executed, s->stable_seq, s->epoch, s->peers, hex, diverged);
 }
 
 static int cli_status(cli_ctx *c) {
@@ -97,8 +102,10 @@ static int cli_status(cli_ctx *c) {
 const cli_cmd CLI_STATUS_CMDS[] = {
     {"status", "", 0, 0, "Show every replica's view, progress, checkpoint and state digest.",
      "Table: one row per replica (PRIMARY yes* = primary in a view change; DIGEST = the first\n"
-     "12 hex digits of the state machine's digest). -w json: an array of one object per\n"
-     "replica with the full digests. Exit 3 when fewer than a quorum (2f+1 for n = 3f+1) answer.\n",
+     "12 hex digits of the state machine's digest; DIVERGED at S: its state digest disagreed\n"
+     "with a quorum's at checkpoint S, and it neither executes nor votes until state transfer\n"
+     "replaces its state). -w json: an array of one object per replica with the full digests. Exit "
+     "3 when fewer than a quorum (2f+1 for n = 3f+1) answer.\n",
      NULL, 0, cli_status},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
 };

@@ -185,6 +185,14 @@ static void narrate_status(sim_world *w, const sim_replica *r, sim_instance *in,
     if (st.view > w->max_view) {
         w->max_view = st.view;
     }
+    if (st.diverged_seq != 0 && r->style == SIM_CORRECT && !w->check.v.set) {
+        /* Execution here is deterministic: a correct replica whose digest a
+         * quorum contradicts means the core or the application lost state. */
+        sim_check_violate(&w->check, "agreement", st.diverged_seq, r->id, UINT32_MAX,
+                          "correct replica %u found its state digest at checkpoint %" PRIu64
+                          " contradicted by a quorum",
+                          r->id, st.diverged_seq);
+    }
     if (st.view == in->view && st.in_view_change == in->in_vc) {
         return;
     }

@@ -21,7 +21,8 @@ typedef struct app {
     uint64_t ckpt_v[64][8];
     size_t n_ckpt;
     uint8_t result[64][8];
-    int fail; /* execute and checkpoint return this (a full disk) */
+    int fail;      /* execute and checkpoint return this (a full disk) */
+    uint64_t skew; /* added once to the next value (non-determinism) */
 } app;
 
 static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_request *reqs,
@@ -34,7 +35,8 @@ static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_req
     }
     for (size_t i = 0; i < n; i++) {
         uint8_t k = reqs[i].op_len ? reqs[i].op[0] % 8 : 0;
-        a->v[k]++;
+        a->v[k] += 1 + a->skew;
+        a->skew = 0;
         memcpy(a->result[i % 64], &a->v[k], 8);
         res[i] = (pbft_result){a->result[i % 64], 8, 0};
     }
@@ -672,6 +674,66 @@ START_TEST(test_relay_needs_f_plus_one) {
 }
 END_TEST
 
+/* A replica whose execution is not deterministic (planted: one value off
+ * by one) takes a checkpoint whose digest a quorum contradicts. It says so
+ * in its status, stops executing and voting, and once the others' stable
+ * checkpoint passes what it executed, state transfer gives it the certified
+ * state, after which it takes part again. Before, it carried on silently
+ * with the wrong state, signing replies and checkpoints for it. */
+START_TEST(test_divergent_replica_stops_and_transfers) {
+    setup(4);
+    C.apps[3].skew = 1;
+    for (uint64_t k = 1; k <= 4; k++) {
+        submit("dan", k, 2);
+        deliver_all();
+    }
+    pbft_status st = status(3);
+    ck_assert_uint_eq(st.diverged_seq, 4);
+    ck_assert_uint_eq(st.divergences, 1);
+    ck_assert_mem_eq(st.diverged_quorum, status(0).state_digest, PROTO_DIGEST_BYTES);
+    ck_assert(memcmp(st.diverged_own, st.diverged_quorum, PROTO_DIGEST_BYTES) != 0);
+    ck_assert_uint_eq(C.apps[3].v[2], 5); /* the wrong state */
+    /* A restart does not make it forget. */
+    crash(3);
+    start(3);
+    pbft_status again = status(3);
+    ck_assert_uint_eq(again.diverged_seq, 4);
+    ck_assert_mem_eq(again.diverged_own, st.diverged_own, PROTO_DIGEST_BYTES);
+    ck_assert_mem_eq(again.diverged_quorum, st.diverged_quorum, PROTO_DIGEST_BYTES);
+    /* It neither executes nor votes: the others run alone meanwhile. */
+    uint64_t sent = C.qt;
+    submit("dan", 5, 2);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[3], 4);
+    for (size_t k = sent; k < C.qt; k++) {
+        ck_assert_uint_ne(C.q[k].from, 3);
+    }
+    for (uint64_t k = 6; k <= 12; k++) {
+        submit("dan", k, 2);
+        deliver_all();
+        tick(20);
+    }
+    tick(300);
+    st = status(3);
+    ck_assert_uint_eq(st.diverged_seq, 0);
+    ck_assert_uint_eq(st.divergences, 1);
+    ck_assert_uint_eq(C.executed[3], 12);
+    ck_assert_uint_eq(C.apps[3].v[2], 12);
+    ck_assert_mem_eq(st.state_digest, status(0).state_digest, PROTO_DIGEST_BYTES);
+    /* Back in: it votes on the next request again. */
+    sent = C.qt;
+    submit("dan", 13, 2);
+    deliver_all();
+    bool voted = false;
+    for (size_t k = sent; k < C.qt; k++) {
+        voted |= C.q[k].from == 3;
+    }
+    ck_assert(voted);
+    ck_assert_uint_eq(C.apps[3].v[2], 13);
+    teardown();
+}
+END_TEST
+
 /* A silent primary is replaced: request timers expire, replicas fetch,
  * then move to view 1, whose primary orders the request. */
 START_TEST(test_silent_primary_view_change) {
@@ -1267,6 +1329,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_censored_client_forces_view_change);
     tcase_add_test(tc, test_request_missing_at_primary_is_relayed);
     tcase_add_test(tc, test_relay_needs_f_plus_one);
+    tcase_add_test(tc, test_divergent_replica_stops_and_transfers);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);

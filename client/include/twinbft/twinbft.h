@@ -226,6 +226,10 @@ typedef struct tb_replica_status {
     uint64_t view_changes;
     uint64_t dropped;
     uint64_t clients;
+    /* Nonzero: at this checkpoint its state digest disagreed with a
+     * quorum's (non-determinism or a corrupt store); it neither executes
+     * nor votes until state transfer replaces its state. */
+    uint64_t diverged_seq;
 } tb_replica_status;
 
 /* st[0..n): one entry per member, by id. Called once every member answered,
