@@ -91,6 +91,10 @@ void tb_status_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r)
     e->view_changes = r->view_changes;
     e->dropped = r->dropped;
     e->diverged_seq = r->diverged_seq;
+    e->db_map_bytes = r->db_map_bytes;
+    e->db_used_bytes = r->db_used_bytes;
+    e->history_events = r->history_events;
+    e->client_table = r->client_table;
     e->clients = r->clients;
     if (++s->answered == c->cfg.n) {
         tb_status_finish(c);

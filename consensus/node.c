@@ -672,6 +672,7 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     st->relays_sent = node->relays_sent;
     st->diverged_seq = node->diverged_seq;
     st->divergences = node->divergences;
+    st->clients = node->n_clients;
     memcpy(st->diverged_own, node->diverged_own, PROTO_DIGEST_BYTES);
     memcpy(st->diverged_quorum, node->diverged_quorum, PROTO_DIGEST_BYTES);
     st->relays_taken = node->relays_taken;

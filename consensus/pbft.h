@@ -261,6 +261,7 @@ typedef struct pbft_status {
     uint8_t diverged_own[PROTO_DIGEST_BYTES];
     uint8_t diverged_quorum[PROTO_DIGEST_BYTES];
     uint64_t divergences;
+    uint64_t clients;       /* entries in the client table (PBFT 4.1) */
     pbft_vc_cause vc_cause; /* of the latest view change (PBFT_VC_NONE: none yet) */
     /* With PBFT_VC_REQUEST_TIMEOUT: the oldest request it held then, and
      * how long it had waited. */

@@ -359,6 +359,12 @@ static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequ
     r.dropped = st.dropped;
     r.clients = rep_clients_count(d->clients);
     r.diverged_seq = st.diverged_seq;
+    sm_space space;
+    (void)sm_store_space(rep_storage_sm(d->storage), &space); /* zeros when it fails */
+    r.db_map_bytes = space.map_bytes;
+    r.db_used_bytes = space.used_bytes;
+    r.history_events = space.history_events;
+    r.client_table = st.clients;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
     m.status_reply = &r;
@@ -1089,6 +1095,7 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     s->uptime_ms = mono_ms() - d->started_ms;
     pbft_node_status(d->node, &s->status);
     rep_storage_stats_get(d->storage, &s->storage);
+    (void)sm_store_space(rep_storage_sm(d->storage), &s->space); /* zeros when it fails */
     s->counters = d->counters;
     proto_ed25519_stats(&s->counters.ed25519_signs, &s->counters.ed25519_verifies);
     s->client_links = (uint32_t)rep_clients_count(d->clients);

@@ -78,6 +78,15 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Pre-prepares dropped because their timestamp was ahead of this replica's clock by more "
            "than the allowed skew (this clock or the primary's is off).",
            st->ts_rejected);
+    metric(b, "twinbft_db_map_bytes", "gauge",
+           "Size of the store's LMDB map: the most the data file can grow to.", s->space.map_bytes);
+    metric(b, "twinbft_db_used_bytes", "gauge",
+           "Part of the LMDB map in use (the data file's high-water mark; freed pages are reused).",
+           s->space.used_bytes);
+    metric(b, "twinbft_history_events", "gauge", "Events kept in the twins' history.",
+           s->space.history_events);
+    metric(b, "twinbft_client_table_entries", "gauge",
+           "Clients in the client table (last request and reply per client).", st->clients);
     metric(b, "twinbft_state_divergences_total", "counter",
            "Checkpoints at which this replica's state digest disagreed with a quorum's "
            "(non-determinism or a corrupt store).",

@@ -198,6 +198,16 @@ typedef struct sm_stats {
 } sm_stats;
 void sm_store_stats(const sm_store *s, sm_stats *out);
 
+/* The store's size, for operators: the LMDB map (its limit), the part of
+ * it in use (the file's high-water mark: freed pages are reused, not
+ * returned), and the events kept in the history. */
+typedef struct sm_space {
+    uint64_t map_bytes;
+    uint64_t used_bytes;
+    uint64_t history_events;
+} sm_space;
+int sm_store_space(sm_store *s, sm_space *out);
+
 /* Whether the identity `principal` holding the raw Ed25519 public key `key`
  * (NULL: not known) is revoked, in the committed state (a read transaction
  * of its own). Replicas ask at every client handshake, and for each open

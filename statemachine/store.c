@@ -259,6 +259,26 @@ void sm_store_stats(const sm_store *s, sm_stats *out) {
     *out = s->stats;
 }
 
+int sm_store_space(sm_store *s, sm_space *out) {
+    memset(out, 0, sizeof *out);
+    MDB_envinfo info;
+    MDB_stat st;
+    MDB_txn *txn = NULL;
+    int rc = mdb_env_info(s->env, &info);
+    rc = rc ? rc : mdb_env_stat(s->env, &st);
+    rc = rc ? rc : mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return sm_lmdb_err(rc, "space");
+    }
+    out->map_bytes = info.me_mapsize;
+    out->used_bytes = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+    MDB_stat ev;
+    rc = mdb_stat(txn, s->dbi[SM_T_EVENT], &ev);
+    out->history_events = rc == 0 ? ev.ms_entries : 0;
+    mdb_txn_abort(txn);
+    return rc == 0 ? 0 : sm_lmdb_err(rc, "space");
+}
+
 static int env_open(sm_store *s, const char *dir, const sm_options *opt) {
     int rc = mdb_env_create(&s->env);
     if (rc == 0) {

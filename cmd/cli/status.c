@@ -36,8 +36,23 @@ static json_object *cli_status_json(const rep_member *m, const tb_replica_status
     json_object_object_add(o, "view_changes", json_object_new_uint64(s->view_changes));
     json_object_object_add(o, "dropped", json_object_new_uint64(s->dropped));
     json_object_object_add(o, "diverged_seq", json_object_new_uint64(s->diverged_seq));
+    json_object_object_add(o, "db_map_bytes", json_object_new_uint64(s->db_map_bytes));
+    json_object_object_add(o, "db_used_bytes", json_object_new_uint64(s->db_used_bytes));
+    json_object_object_add(o, "history_events", json_object_new_uint64(s->history_events));
+    json_object_object_add(o, "client_table", json_object_new_uint64(s->client_table));
     json_object_object_add(o, "clients", json_object_new_uint64(s->clients));
     return o;
+}
+
+/* 12K, 340M, 64G: bytes in binary units, for a column. */
+static void cli_bytes_short(uint64_t v, char *out, size_t len) {
+    static const char units[] = "BKMGTP";
+    size_t u = 0;
+    while (v >= 10240 && u + 1 < sizeof units - 1) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, len, "%" PRIu64 "%c", v, units[u]);
 }
 
 static void cli_status_row(const rep_member *m, const tb_replica_status *s) {
@@ -49,14 +64,17 @@ static void cli_status_row(const rep_member *m, const tb_replica_status *s) {
     }
     proto_hex(s->app_digest, TB_DIGEST_BYTES, hex);
     hex[CLI_DIGEST_SHORT_HEX] = '\0';
-    char diverged[48] = "";
+    char diverged[48] = "", used[24], map[24], db[56];
     if (s->diverged_seq != 0) {
         snprintf(diverged, sizeof diverged, " DIVERGED at %" PRIu64, s->diverged_seq);
     }
+    cli_bytes_short(s->db_used_bytes, used, sizeof used);
+    cli_bytes_short(s->db_map_bytes, map, sizeof map);
+    snprintf(db, sizeof db, "%s/%s", used, map);
     printf("%-3" PRIu32 " %-21s %-6" PRIu64 " %-7s %-9" PRIu64 " %-7" PRIu64 " %-6" PRIu64
-           " %-6" PRIu32 " %s%s\n",
+           " %-6" PRIu32 " %-11s %s%s\n",
            m->id, addr, s->view, s->primary == s->id ? (s->in_view_change ? "yes*" : "yes") : "no",
-           s->executed, s->stable_seq, s->epoch, s->peers, hex, diverged);
+           s->executed, s->stable_seq, s->epoch, s->peers, db, hex, diverged);
 }
 
 static int cli_status(cli_ctx *c) {
@@ -73,8 +91,8 @@ static int cli_status(cli_ctx *c) {
     }
     json_object *arr = c->g->output == CLI_OUTPUT_JSON ? json_object_new_array() : NULL;
     if (arr == NULL) {
-        printf("%-3s %-21s %-6s %-7s %-9s %-7s %-6s %-6s %s\n", "ID", "ADDRESS", "VIEW", "PRIMARY",
-               "EXECUTED", "STABLE", "EPOCH", "PEERS", "DIGEST");
+        printf("%-3s %-21s %-6s %-7s %-9s %-7s %-6s %-6s %-11s %s\n", "ID", "ADDRESS", "VIEW",
+               "PRIMARY", "EXECUTED", "STABLE", "EPOCH", "PEERS", "DB", "DIGEST");
     }
     for (uint32_t j = 0; j < k.cfg.n; j++) {
         answered += st[j].answered;
@@ -101,11 +119,13 @@ static int cli_status(cli_ctx *c) {
 
 const cli_cmd CLI_STATUS_CMDS[] = {
     {"status", "", 0, 0, "Show every replica's view, progress, checkpoint and state digest.",
-     "Table: one row per replica (PRIMARY yes* = primary in a view change; DIGEST = the first\n"
-     "12 hex digits of the state machine's digest; DIVERGED at S: its state digest disagreed\n"
-     "with a quorum's at checkpoint S, and it neither executes nor votes until state transfer\n"
-     "replaces its state). -w json: an array of one object per replica with the full digests. Exit "
-     "3 when fewer than a quorum (2f+1 for n = 3f+1) answer.\n",
+     "Table: one row per replica (PRIMARY yes* = primary in a view change; DB = its store in\n"
+     "use / its map, the most it may grow to; DIGEST = the first 12 hex digits of the state\n"
+     "machine's digest; DIVERGED at S: its state digest disagreed with a quorum's at\n"
+     "checkpoint S, and it neither executes nor votes until state transfer replaces its\n"
+     "state). -w json: an array of one object per replica with the full digests, the history\n"
+     "kept and the client table's size. Exit 3 when fewer than a quorum (2f+1 for n = 3f+1)\n"
+     "answer.\n",
      NULL, 0, cli_status},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
 };

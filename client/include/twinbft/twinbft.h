@@ -230,6 +230,10 @@ typedef struct tb_replica_status {
      * quorum's (non-determinism or a corrupt store); it neither executes
      * nor votes until state transfer replaces its state. */
     uint64_t diverged_seq;
+    uint64_t db_map_bytes;   /* its store's LMDB map (the size limit) ... */
+    uint64_t db_used_bytes;  /* ... and the part of it in use */
+    uint64_t history_events; /* events kept in the twins' history */
+    uint64_t client_table;   /* clients in its client table */
 } tb_replica_status;
 
 /* st[0..n): one entry per member, by id. Called once every member answered,
