@@ -3,19 +3,26 @@
  *
  * When the host's link to a peer opens, the node sends that peer again what
  * the peer may have missed from it and still needs: the pre-prepares (as
- * primary) and its own prepares and commits for the slots it has not
- * executed yet, the checkpoint votes it cast since it started that are not
- * stable yet (a restart forgets its earlier ones), and, during a
- * view change, its VIEW-CHANGE (or as the new primary, its NEW-VIEW).
- * Executed slots are not resent: a peer that missed them catches up by
- * state transfer. All of it is signed messages we already sent once, so a
- * duplicate changes nothing at the receiver. */
+ * primary) and its own prepares and commits for every slot of the current
+ * view it still holds, executed or not, the checkpoint votes it cast since
+ * it started down to the stable one (a restart forgets its earlier ones),
+ * and, during a view change, its VIEW-CHANGE (or as the new primary, its
+ * NEW-VIEW).
+ *
+ * Executed slots too: a write that executed while our link to the peer was
+ * still opening (the first writes after `up`, a replica that restarted) is
+ * executed here but not there, and on an idle cluster nothing else would
+ * ever tell the peer; it stayed behind until the next write or checkpoint.
+ * Slots below the stable checkpoint are gone; our vote for that checkpoint
+ * makes a peer behind it fetch the state. All of it is signed messages we
+ * already sent once, so a duplicate changes nothing at the receiver, and
+ * a peer that has them drops them before checking a signature. */
 #include "consensus/internal.h"
 
 static void resend_slots(pbft_node *node, uint32_t peer) {
     uint32_t self = node->cfg.self;
     bool primary = primary_of(node, node->view) == self;
-    for (uint64_t s = node->executed + 1; s <= node->h + node->cfg.log_window; s++) {
+    for (uint64_t s = node->h + 1; s <= node->h + node->cfg.log_window; s++) {
         const pbft_slot *sl = &node->slots[s % node->cfg.log_window];
         if (sl->seq != s || !sl->has_pp || sl->pp_view != node->view) {
             continue;
@@ -37,7 +44,7 @@ static void resend_checkpoints(pbft_node *node, uint32_t peer) {
     for (size_t i = 0; i < node->n_ckpts; i++) {
         const pbft_ckpt *c = &node->ckpts[i];
         const pbft_vote *v = &c->votes[node->cfg.self];
-        if (c->used && c->seq > node->h && v->has) {
+        if (c->used && c->seq >= node->h && c->seq > 0 && v->has) {
             out_signed(node, peer, TWINBFT__MESSAGE__KIND_CHECKPOINT, v->sbytes, v->slen);
         }
     }

@@ -1032,6 +1032,30 @@ START_TEST(test_resend_when_links_open) {
 }
 END_TEST
 
+/* A write that executed while the links to one replica were still opening
+ * (it missed the request too) reaches it when they open, on an idle
+ * cluster: the others resend what they hold of executed slots. Before, it
+ * stayed behind until the next write or checkpoint. */
+START_TEST(test_resend_executed_slots_when_links_open) {
+    setup(4);
+    C.deaf[3] = true;
+    submit_to("gina", 1, 4, false, 0x7);
+    deliver_all();
+    ck_assert_uint_eq(C.executed[0], 1);
+    ck_assert_uint_eq(C.executed[3], 0);
+    C.deaf[3] = false;
+    for (uint32_t j = 0; j < 3; j++) {
+        pbft_node_peer_connected(C.node[j], 3);
+        drain(j);
+    }
+    deliver_all();
+    ck_assert_uint_eq(C.executed[3], 1);
+    ck_assert_uint_eq(C.apps[3].v[4], 1);
+    ck_assert_uint_eq(status(3).view, 0);
+    teardown();
+}
+END_TEST
+
 /* The same after the new primary has itself restarted and forgotten its
  * NEW-VIEW: another replica of the view relays it, so the returning
  * replica joins instead of climbing views alone (found by review). The
@@ -1330,6 +1354,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_request_missing_at_primary_is_relayed);
     tcase_add_test(tc, test_relay_needs_f_plus_one);
     tcase_add_test(tc, test_divergent_replica_stops_and_transfers);
+    tcase_add_test(tc, test_resend_executed_slots_when_links_open);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
