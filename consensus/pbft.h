@@ -160,7 +160,9 @@ typedef struct pbft_config {
 void pbft_config_defaults(pbft_config *cfg);
 
 /* What ready() asks to be stored. Keys: META and none; SLOT by seq;
- * CHECKPOINT by seq; CLIENT by client name. del = remove the key.
+ * CHECKPOINT by seq; CLIENT by client name; NEW_VIEW and none (the signed
+ * NEW-VIEW of the view it entered last, so that after every replica of a
+ * view restarted one can still relay it). del = remove the key.
  * CLIENTS_CLEAR drops every CLIENT record (before the CLIENT records that
  * follow it in the same ready: state transfer replaced the table). */
 typedef enum pbft_record_kind {
@@ -169,6 +171,7 @@ typedef enum pbft_record_kind {
     PBFT_REC_CHECKPOINT = 3,
     PBFT_REC_CLIENT = 4,
     PBFT_REC_CLIENTS_CLEAR = 5,
+    PBFT_REC_NEW_VIEW = 6,
 } pbft_record_kind;
 
 typedef struct pbft_record {

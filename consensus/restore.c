@@ -20,7 +20,7 @@ struct pbft_restore {
 int pbft_node_restore_record(pbft_node *node, pbft_record_kind kind, uint64_t seq,
                              const char *client, const uint8_t *data, size_t len) {
     (void)client; /* CLIENT records carry the name inside the entry */
-    if (kind < PBFT_REC_META || kind > PBFT_REC_CLIENT) {
+    if (kind < PBFT_REC_META || kind > PBFT_REC_NEW_VIEW || kind == PBFT_REC_CLIENTS_CLEAR) {
         return TB_ERR_INVALID;
     }
     if (node->restore == NULL) {
@@ -187,6 +187,25 @@ done:
     return rc;
 }
 
+/* The NEW-VIEW of the view the meta record names, kept to relay it: one
+ * that is not that view's, not signed by its primary or does not verify
+ * is ignored (a record from before a later view change began). */
+static int apply_new_view(pbft_node *node, const uint8_t *data, size_t len) {
+    uint32_t signer = 0;
+    Twinbft__Body *b = NULL;
+    if (verify_signed_bytes(node, data, len, &signer, &b) != 0) {
+        return 0;
+    }
+    if (b->kind_case == TWINBFT__BODY__KIND_NEW_VIEW && b->new_view->view == node->view &&
+        !node->in_vc && node->view > 0 && signer == primary_of(node, node->view)) {
+        free(node->nv);
+        node->nv = dup_bytes(data, len);
+        node->nv_len = len;
+    }
+    twinbft__body__free_unpacked(b, NULL);
+    return 0;
+}
+
 static int apply_all(pbft_node *node, pbft_record_kind kind) {
     struct pbft_restore *r = node->restore;
     for (size_t i = 0; i < r->n; i++) {
@@ -197,6 +216,7 @@ static int apply_all(pbft_node *node, pbft_record_kind kind) {
         int rc = kind == PBFT_REC_META         ? apply_meta(node, s->data, s->len)
                  : kind == PBFT_REC_CHECKPOINT ? apply_checkpoint(node, s->data, s->len)
                  : kind == PBFT_REC_CLIENT     ? apply_client(node, s->data, s->len)
+                 : kind == PBFT_REC_NEW_VIEW   ? apply_new_view(node, s->data, s->len)
                                                : apply_slot(node, s->data, s->len);
         if (rc != 0) {
             return rc;
@@ -269,6 +289,9 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
     }
     if (rc == 0) {
         rc = apply_all(node, PBFT_REC_SLOT);
+    }
+    if (rc == 0) {
+        rc = apply_all(node, PBFT_REC_NEW_VIEW);
     }
     restore_free(node);
     if (rc != 0) {

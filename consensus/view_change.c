@@ -385,6 +385,7 @@ static void try_new_view(pbft_node *node) {
         enter_view(node, node->view, &p, pps);
         node->nv = sb;
         node->nv_len = slen;
+        out_record(node, PBFT_REC_NEW_VIEW, 0, NULL, false, dup_bytes(sb, slen), slen);
         for (size_t k = 0; k < npp; k++) {
             twinbft__signed__free_unpacked(pps[k], NULL);
         }
@@ -603,6 +604,7 @@ void on_new_view(pbft_node *node, const Twinbft__Signed *s, const Twinbft__Body 
             free(node->nv);
             node->nv = dup_bytes(sbytes, slen); /* for replicas that missed it */
             node->nv_len = slen;
+            out_record(node, PBFT_REC_NEW_VIEW, 0, NULL, false, dup_bytes(sbytes, slen), slen);
         } else {
             node->dropped++;
         }

@@ -44,6 +44,7 @@ static const pbft_record_kind db_kinds[REP_STORAGE_RECORD_DBS] = {
 };
 
 #define META_KEY "meta"
+#define NEW_VIEW_KEY "new_view"
 
 struct rep_storage {
     char dir[REP_STORAGE_DIR_BYTES_MAX];
@@ -285,6 +286,10 @@ static int record_key(const pbft_record *r, enum rep_db *db, MDB_val *k,
         *db = DB_META;
         *k = (MDB_val){strlen(META_KEY), (void *)META_KEY};
         return 0;
+    case PBFT_REC_NEW_VIEW:
+        *db = DB_META;
+        *k = (MDB_val){strlen(NEW_VIEW_KEY), (void *)NEW_VIEW_KEY};
+        return 0;
     case PBFT_REC_SLOT:
     case PBFT_REC_CHECKPOINT:
         *db = r->kind == PBFT_REC_SLOT ? DB_SLOTS : DB_CKPTS;
@@ -388,14 +393,27 @@ fail:
 /* Checks that a stored record is what its key says, beyond what the core
  * checks itself: the core cannot tell which key a record came from. On
  * success *seq and name (CLIENT) are what to hand to the core. */
+static bool key_is(const MDB_val *k, const char *name) {
+    return k->mv_size == strlen(name) && memcmp(k->mv_data, name, k->mv_size) == 0;
+}
+
 static const char *check_record(enum rep_db db, const MDB_val *k, const MDB_val *v, uint64_t *seq,
-                                char name[REP_STORAGE_CLIENT_KEY_BYTES_MAX + 1]) {
+                                char name[REP_STORAGE_CLIENT_KEY_BYTES_MAX + 1],
+                                pbft_record_kind *kind) {
     const uint8_t *d = v->mv_data;
     *seq = 0;
     name[0] = '\0';
+    *kind = db_kinds[db];
+    if (db == DB_META && key_is(k, NEW_VIEW_KEY)) {
+        *kind = PBFT_REC_NEW_VIEW;
+        Twinbft__Signed *s = twinbft__signed__unpack(NULL, v->mv_size, d);
+        bool ok = s != NULL;
+        twinbft__signed__free_unpacked(s, NULL);
+        return ok ? NULL : "the stored NEW-VIEW does not decode";
+    }
     if (db == DB_META) {
-        if (k->mv_size != strlen(META_KEY) || memcmp(k->mv_data, META_KEY, k->mv_size) != 0) {
-            return "unexpected key (the only key is \"meta\")";
+        if (!key_is(k, META_KEY)) {
+            return "unexpected key (the keys are \"meta\" and \"new_view\")";
         }
         Twinbft__MetaRecord *m = twinbft__meta_record__unpack(NULL, v->mv_size, d);
         bool ok = m != NULL;
@@ -454,7 +472,8 @@ static int restore_db(rep_storage *s, MDB_txn *txn, enum rep_db db, pbft_node *n
     int lrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     for (; lrc == 0; lrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         uint64_t seq = 0;
-        const char *why = check_record(db, &k, &v, &seq, name);
+        pbft_record_kind kind = db_kinds[db];
+        const char *why = check_record(db, &k, &v, &seq, name, &kind);
         if (why != NULL) {
             rc = corrupt(s, db, &k, why);
             goto done;
@@ -462,8 +481,8 @@ static int restore_db(rep_storage *s, MDB_txn *txn, enum rep_db db, pbft_node *n
         if (node == NULL) {
             continue;
         }
-        rc = pbft_node_restore_record(node, db_kinds[db], seq, db == DB_CLIENTS ? name : NULL,
-                                      v.mv_data, v.mv_size);
+        rc = pbft_node_restore_record(node, kind, seq, db == DB_CLIENTS ? name : NULL, v.mv_data,
+                                      v.mv_size);
         if (rc != 0) {
             rc = corrupt(s, db, &k, "the consensus core refused the record");
             goto done;

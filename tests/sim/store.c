@@ -34,7 +34,7 @@ static int key_cmp(pbft_record_kind kind, uint64_t seq, const char *client,
     if (kind == PBFT_REC_CLIENT) {
         return strcmp(client, r->client);
     }
-    if (kind == PBFT_REC_META) {
+    if (kind == PBFT_REC_META || kind == PBFT_REC_NEW_VIEW) {
         return 0;
     }
     return seq < r->seq ? -1 : seq > r->seq ? 1 : 0;

@@ -1056,6 +1056,46 @@ START_TEST(test_resend_executed_slots_when_links_open) {
 }
 END_TEST
 
+/* Every replica that entered view 1 restarts (kill -9), while the one that
+ * missed the NEW-VIEW waits in the view change: the NEW-VIEW was stored
+ * with the view, so the restarted primary sends it again when its links
+ * open and the waiting replica enters view 1 at once. Before, no replica
+ * had it after the restarts, and the waiting one stayed out of the working
+ * view until the cluster changed view again. */
+START_TEST(test_new_view_survives_restart_of_its_view) {
+    setup(4);
+    crash(0);
+    C.deaf[3] = true;
+    submit("bob", 1, 1);
+    deliver_all();
+    for (int t = 0; t < 100 && (status(1).view != 1 || status(1).in_view_change); t++) {
+        tick(10);
+    }
+    ck_assert_uint_eq(status(1).view, 1);
+    ck_assert(!status(2).in_view_change);
+    pbft_status st = status(3);
+    ck_assert_uint_eq(st.view, 1);
+    ck_assert(st.in_view_change);
+    crash(1);
+    crash(2);
+    for (uint32_t i = 0; i < 3; i++) {
+        start(i);
+    }
+    C.deaf[3] = false;
+    for (uint32_t i = 0; i < 4; i++) {
+        for (uint32_t j = 0; j < 4; j++) {
+            pbft_node_peer_connected(C.node[i], j);
+        }
+        drain(i);
+    }
+    deliver_all();
+    st = status(3);
+    ck_assert_uint_eq(st.view, 1);
+    ck_assert(!st.in_view_change);
+    teardown();
+}
+END_TEST
+
 /* The same after the new primary has itself restarted and forgotten its
  * NEW-VIEW: another replica of the view relays it, so the returning
  * replica joins instead of climbing views alone (found by review). The
@@ -1355,6 +1395,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_relay_needs_f_plus_one);
     tcase_add_test(tc, test_divergent_replica_stops_and_transfers);
     tcase_add_test(tc, test_resend_executed_slots_when_links_open);
+    tcase_add_test(tc, test_new_view_survives_restart_of_its_view);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
