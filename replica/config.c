@@ -34,7 +34,7 @@ typedef struct cfg_parse {
     bool failed;  /* err holds the first error found by the handler or the reader */
     int err_line; /* its line, 0 for the whole file */
     char err[CFG_MSG_BYTES];
-    bool cluster_seen, have_id, have_ca, have_epoch;
+    bool cluster_seen, have_id, have_ca, have_epoch, have_history;
     bool member_seen[REP_MEMBERS_MAX];
     bool have_address[REP_MEMBERS_MAX], have_cert[REP_MEMBERS_MAX], have_http[REP_MEMBERS_MAX];
     int member_line[REP_MEMBERS_MAX];
@@ -209,7 +209,26 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         p->have_epoch = true;
         return 1;
     }
-    return cfg_fail(p, p->line, "[cluster]: unknown key \"%s\" (expected id, ca or epoch)", name);
+    if (strcmp(name, "history_window") == 0) {
+        char *end = NULL;
+        if (p->have_history) {
+            return cfg_fail(p, p->line, "[cluster]: history_window is given twice");
+        }
+        errno = 0;
+        c->history_window = strtoull(value, &end, 10);
+        if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 ||
+            (c->history_window != 0 && c->history_window < REP_HISTORY_WINDOW_MIN)) {
+            return cfg_fail(p, p->line,
+                            "[cluster]: history_window \"%s\" must be 0 (keep every event) or a "
+                            "number of seqs from %d up",
+                            value, REP_HISTORY_WINDOW_MIN);
+        }
+        p->have_history = true;
+        return 1;
+    }
+    return cfg_fail(p, p->line,
+                    "[cluster]: unknown key \"%s\" (expected id, ca, epoch or history_window)",
+                    name);
 }
 
 static int cfg_member_key(cfg_parse *p, const char *name, const char *value) {
@@ -382,6 +401,7 @@ int rep_cluster_parse(const char *text, const char *path, rep_cluster *out, char
         return TB_ERR_NOMEM;
     }
     memset(out, 0, sizeof *out);
+    out->history_window = REP_HISTORY_WINDOW_DEFAULT;
     p->out = out;
     p->path = path;
     p->dir_len = slash != NULL ? (size_t)(slash - path) + 1 : 0;
@@ -478,6 +498,10 @@ int rep_cluster_write(const rep_cluster *c, const char *path) {
     }
     fprintf(fp, "; twinbft cluster file. Paths are relative to this file's directory.\n");
     fprintf(fp, "[cluster]\nid = %s\nca = %s\nepoch = %" PRIu64 "\n", c->id, c->ca_path, c->epoch);
+    fprintf(fp,
+            "; the twins' events of the last this many seqs are kept (0: all); the same on "
+            "every replica\nhistory_window = %" PRIu64 "\n",
+            c->history_window);
     for (uint32_t i = 0; i < c->n; i++) {
         cfg_write_member(fp, &c->members[i]);
     }

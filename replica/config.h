@@ -45,9 +45,17 @@ typedef struct rep_member {
     uint16_t http_port;                 /* 0 when absent */
 } rep_member;
 
+/* History retention ([cluster] history_window): the twins' events of the
+ * last this many seqs are kept (0: all). It shapes the replicated state, so
+ * it is a cluster setting. The minimum keeps every batch a replica may
+ * replay after a crash (statemachine/adapter.c) within the window. */
+#define REP_HISTORY_WINDOW_DEFAULT 100000
+#define REP_HISTORY_WINDOW_MIN 4096
+
 typedef struct rep_cluster {
     char id[REP_CLUSTER_ID_BYTES_MAX];
     uint64_t epoch;
+    uint64_t history_window; /* seqs of history kept (0: all) */
     char ca_path[REP_PATH_BYTES_MAX];
     uint32_t n;
     rep_member members[REP_MEMBERS_MAX]; /* members[i].id == i for i < n */

@@ -365,6 +365,7 @@ static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequ
     r.db_used_bytes = space.used_bytes;
     r.history_events = space.history_events;
     r.client_table = st.clients;
+    r.history_window = d->cluster.history_window;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
     m.status_reply = &r;
@@ -1096,6 +1097,10 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     pbft_node_status(d->node, &s->status);
     rep_storage_stats_get(d->storage, &s->storage);
     (void)sm_store_space(rep_storage_sm(d->storage), &s->space); /* zeros when it fails */
+    s->history_window = d->cluster.history_window;
+    sm_stats sms;
+    sm_store_stats(rep_storage_sm(d->storage), &sms);
+    s->events_compacted = sms.events_compacted;
     s->counters = d->counters;
     proto_ed25519_stats(&s->counters.ed25519_signs, &s->counters.ed25519_verifies);
     s->client_links = (uint32_t)rep_clients_count(d->clients);
@@ -1218,7 +1223,8 @@ static int open_links(daemon *d, const char *key_path) {
 }
 
 static int open_node(daemon *d) {
-    int rc = rep_storage_open(d->opt.data_dir, REP_ADMIN_PRINCIPAL, REP_MAP_BYTES, &d->storage);
+    int rc = rep_storage_open(d->opt.data_dir, REP_ADMIN_PRINCIPAL, REP_MAP_BYTES,
+                              d->cluster.history_window, &d->storage);
     if (rc != 0) {
         logf_(d, 0, "cannot open storage in %s: %s", d->opt.data_dir, tb_strerror(rc));
         return rc;

@@ -85,6 +85,11 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            s->space.used_bytes);
     metric(b, "twinbft_history_events", "gauge", "Events kept in the twins' history.",
            s->space.history_events);
+    metric(b, "twinbft_history_window_seqs", "gauge",
+           "The cluster's history retention: events of the last this many seqs are kept (0: all).",
+           s->history_window);
+    metric(b, "twinbft_history_events_compacted_total", "counter",
+           "History events dropped by the retention window since start.", s->events_compacted);
     metric(b, "twinbft_client_table_entries", "gauge",
            "Clients in the client table (last request and reply per client).", st->clients);
     metric(b, "twinbft_state_divergences_total", "counter",

@@ -57,7 +57,9 @@ typedef struct rep_http_snapshot {
     bool peer_open[REP_MEMBERS_MAX]; /* by replica id; own id false */
     tb_tls_link_stats peer[REP_MEMBERS_MAX];
     uint8_t app_digest[PROTO_DIGEST_BYTES];
-    sm_space space; /* the store's map, its use, the history kept */
+    sm_space space;          /* the store's map, its use, the history kept */
+    uint64_t history_window; /* the cluster's, in seqs (0: all kept) */
+    uint64_t events_compacted;
 } rep_http_snapshot;
 
 typedef void (*rep_http_fill_fn)(void *ctx, rep_http_snapshot *out);

@@ -204,7 +204,7 @@ static int open_dbs(rep_storage *s) {
 }
 
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
-                     rep_storage **out) {
+                     uint64_t history_window, rep_storage **out) {
     *out = NULL;
     if (dir == NULL || admin_principal == NULL || strlen(dir) >= REP_STORAGE_DIR_BYTES_MAX) {
         fprintf(stderr,
@@ -223,8 +223,10 @@ int rep_storage_open(const char *dir, const char *admin_principal, size_t map_by
         goto fail;
     }
     snprintf(s->dir, sizeof s->dir, "%s", dir);
-    sm_options opt = {
-        .admin = admin_principal, .map_bytes = map_bytes, .extra_dbs = REP_STORAGE_DBS};
+    sm_options opt = {.admin = admin_principal,
+                      .map_bytes = map_bytes,
+                      .extra_dbs = REP_STORAGE_DBS,
+                      .history_window = history_window};
     rc = sm_store_open(dir, &opt, &s->store);
     if (rc != 0) {
         goto fail;

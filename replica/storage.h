@@ -83,10 +83,12 @@ typedef struct rep_storage_stats {
  * (mode 0700) when missing, its parent must exist. admin: the bootstrap
  * admin principal (sm_options.admin; TB_ERR_MISMATCH if an existing store
  * was created with another). map_bytes: the LMDB map size (0: the state
- * machine's default). Every commit is fsync'd. *out is owned by the
- * caller (rep_storage_close). TB_ERR_IO, TB_ERR_NOMEM, TB_ERR_MISMATCH. */
+ * machine's default). history_window: sm_options.history_window (the
+ * cluster's; 0 keeps every event). Every commit is fsync'd. *out is owned
+ * by the caller (rep_storage_close). TB_ERR_IO, TB_ERR_NOMEM,
+ * TB_ERR_MISMATCH. */
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
-                     rep_storage **out);
+                     uint64_t history_window, rep_storage **out);
 
 /* Closes: the open transaction (writes of a cycle not persisted) is
  * aborted, as a crash would lose it. Free the node that uses

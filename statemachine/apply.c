@@ -159,6 +159,79 @@ static int record_event(sm_ctx *c, const uint8_t *op, size_t op_len, const uint8
     return 0;
 }
 
+/* History retention (sm_options.history_window): as the first request of
+ * batch seq applies, the events of seqs at or below seq - window go, oldest
+ * first, each folded into the chain's base, with their twin-history index
+ * entries. Every replica applies the same batches, so every replica drops
+ * the same events at the same seq: the state stays deterministic. The
+ * event table is not in the lattice hash (the chain head is), the base is
+ * (META "hist_base"), so a snapshot proves its events from the base. */
+static int history_compact(sm_store *s, MDB_txn *txn, uint64_t seq) {
+    if (s->history_window == 0 || seq <= s->history_window) {
+        return 0;
+    }
+    uint64_t upto = seq - s->history_window;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, s->dbi[SM_T_EVENT], &cur);
+    if (rc != 0) {
+        return sm_lmdb_err(rc, "cursor");
+    }
+    uint8_t base[SM_HIST_BYTES] = {0};
+    bool have_base = false;
+    size_t dropped = 0;
+    int err = 0;
+    MDB_val k, v;
+    while (err == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
+           k.mv_size == SM_EVENT_KEY_BYTES && sm_get_be64(k.mv_data) <= upto) {
+        if (!have_base) {
+            MDB_val b;
+            err = sm_db_get(s, txn, SM_T_META, SM_HIST_BASE_KEY, strlen(SM_HIST_BASE_KEY), &b);
+            if (err == 0 && b.mv_size == SM_HIST_BYTES) {
+                memcpy(base, b.mv_data, SM_HIST_BYTES);
+            } else if (err != TB_ERR_NOT_FOUND) {
+                err = err != 0 ? err : TB_ERR_IO;
+                break;
+            }
+            err = 0;
+            have_base = true;
+        }
+        sm_hist_chain(base, k.mv_data, k.mv_size, v.mv_data, v.mv_size);
+        Twinbft__SmEvent *e = twinbft__sm_event__unpack(NULL, v.mv_size, v.mv_data);
+        if (e == NULL) {
+            err = TB_ERR_IO;
+            break;
+        }
+        if (e->twin[0] != '\0' && sm_valid_id(e->twin)) {
+            uint8_t hk[SM_KEY_BYTES_MAX + 1];
+            size_t tl = strlen(e->twin);
+            memcpy(hk, e->twin, tl);
+            hk[tl] = 0;
+            memcpy(hk + tl + 1, k.mv_data, SM_EVENT_KEY_BYTES);
+            MDB_val ik = {tl + 1 + SM_EVENT_KEY_BYTES, hk};
+            rc = mdb_del(txn, s->dbi[SM_T_TWIN_HIST], &ik, NULL);
+            if (rc != 0 && rc != MDB_NOTFOUND) {
+                err = sm_lmdb_err(rc, "compact history index");
+            }
+        }
+        twinbft__sm_event__free_unpacked(e, NULL);
+        rc = err == 0 ? mdb_cursor_del(cur, 0) : 0;
+        if (rc != 0) {
+            err = sm_lmdb_err(rc, "compact history");
+        }
+        dropped++;
+    }
+    mdb_cursor_close(cur);
+    if (err == 0 && rc != 0 && rc != MDB_NOTFOUND) {
+        err = sm_lmdb_err(rc, "cursor get");
+    }
+    if (err == 0 && dropped > 0) {
+        err = sm_db_put(s, txn, SM_T_META, SM_HIST_BASE_KEY, strlen(SM_HIST_BASE_KEY), base,
+                        SM_HIST_BYTES);
+        s->stats.events_compacted += dropped;
+    }
+    return err;
+}
+
 int sm_apply(sm_store *s, MDB_txn *txn, uint64_t seq, uint32_t index, uint64_t time_ms,
              const char *principal, const uint8_t *op, size_t op_len, sm_output *out) {
     TB_ASSERT(!s->events_any || seq > s->last_seq || (seq == s->last_seq && index > s->last_index));
@@ -166,6 +239,12 @@ int sm_apply(sm_store *s, MDB_txn *txn, uint64_t seq, uint32_t index, uint64_t t
         s->wtxn = txn;
     }
     TB_ASSERT(s->wtxn == txn);
+    if (index == 0) {
+        int cerr = history_compact(s, txn, seq);
+        if (cerr != 0) {
+            return cerr;
+        }
+    }
     sm_arena_reset(&s->arena);
     s->read_cache.valid = false;
     Twinbft__SmResult *res = sm_arena_alloc(&s->arena, sizeof *res);

@@ -131,6 +131,10 @@ typedef struct sm_dirty {
     sm_arena mem; /* keys and values, reset at each flush */
 } sm_dirty;
 
+/* META key of the event chain's value over the compacted events (absent:
+ * none compacted, the chain starts from zero). */
+#define SM_HIST_BASE_KEY "hist_base"
+
 struct sm_store {
     MDB_env *env;
     MDB_dbi dbi[SM_TABLES];
@@ -140,6 +144,7 @@ struct sm_store {
     proto_lthash lanes, lanes_committed;
     uint8_t hist[SM_HIST_BYTES], hist_committed[SM_HIST_BYTES];
     bool hist_dirty;
+    uint64_t history_window; /* sm_options.history_window */
     uint64_t applied, applied_committed;
     uint64_t last_seq;   /* (last_seq, last_index): the last event applied */
     uint32_t last_index; /* valid when events_any */

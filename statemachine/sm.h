@@ -136,6 +136,13 @@ typedef struct sm_options {
     /* false (the default) = every commit is fsync'd. true = MDB_NOSYNC:
      * a crash may lose recent commits; only for benchmarks and tests. */
     bool no_sync;
+    /* History retention: keep the events of the last history_window seqs
+     * (0: keep every event). Older events, and their twin-history index
+     * entries, are deleted as each batch starts, and the event chain's
+     * value over them is kept as its base (META "hist_base"), so a
+     * snapshot still proves the events it carries. It shapes the state:
+     * every replica must be given the same. */
+    uint64_t history_window;
 } sm_options;
 
 /* Opens (creating if needed) the store in directory dir (which must
@@ -192,9 +199,10 @@ int sm_digest_recompute(sm_store *s, MDB_txn *txn, uint8_t out[PROTO_DIGEST_BYTE
 /* Counters for benchmarks and metrics. */
 typedef struct sm_stats {
     uint64_t ops_applied;
-    uint64_t changes_folded; /* lattice-hash elements removed or added */
-    uint64_t keys_folded;    /* distinct keys folded */
-    uint64_t revocations;    /* identity revocations applied (see sm_identity_revoked) */
+    uint64_t changes_folded;   /* lattice-hash elements removed or added */
+    uint64_t keys_folded;      /* distinct keys folded */
+    uint64_t revocations;      /* identity revocations applied (see sm_identity_revoked) */
+    uint64_t events_compacted; /* history events dropped by the retention window */
 } sm_stats;
 void sm_store_stats(const sm_store *s, sm_stats *out);
 

@@ -8,7 +8,9 @@
  *   0xFF  digest (32): the state digest of the exported view
  * Derived indexes and this replica's bookkeeping are not exported. Import
  * checks everything (order, lengths, the event hash chain against the
- * digested chain head, the digest) before it writes anything. */
+ * digested chain head, the digest) before it writes anything. The chain
+ * starts from META "hist_base" when the history was compacted (its value
+ * over the events dropped), from zero otherwise. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +220,15 @@ static int check_rec(sm_store *s, const sm_rec *r, const sm_rec *prev, sm_checke
                 return TB_ERR_INVALID;
             }
             memcpy(ck->head, r->v, SM_HIST_BYTES);
+        }
+        /* The events compacted away (sm_options.history_window): the chain
+         * over the events that follow starts from their value. */
+        if (r->table == SM_T_META && r->klen == strlen(SM_HIST_BASE_KEY) &&
+            memcmp(r->k, SM_HIST_BASE_KEY, r->klen) == 0) {
+            if (r->vlen != SM_HIST_BYTES) {
+                return TB_ERR_INVALID;
+            }
+            memcpy(ck->chain, r->v, SM_HIST_BYTES);
         }
         return 0;
     }

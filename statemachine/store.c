@@ -392,6 +392,7 @@ int sm_store_open(const char *dir, const sm_options *opt, sm_store **out) {
         return TB_ERR_NOMEM;
     }
     memcpy(s->admin, opt->admin, strlen(opt->admin) + 1);
+    s->history_window = opt->history_window;
     proto_lthash_init(&s->lanes);
     sm_dirty_init(&s->dirty);
     sm_arena_init(&s->arena, SM_ARENA_CHUNK_BYTES);

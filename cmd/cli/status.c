@@ -40,6 +40,7 @@ static json_object *cli_status_json(const rep_member *m, const tb_replica_status
     json_object_object_add(o, "db_used_bytes", json_object_new_uint64(s->db_used_bytes));
     json_object_object_add(o, "history_events", json_object_new_uint64(s->history_events));
     json_object_object_add(o, "client_table", json_object_new_uint64(s->client_table));
+    json_object_object_add(o, "history_window", json_object_new_uint64(s->history_window));
     json_object_object_add(o, "clients", json_object_new_uint64(s->clients));
     return o;
 }

@@ -10,6 +10,11 @@
 
 /* Small stores: a seed applies a few hundred ops. The map is sparse. */
 #define SIM_SM_MAP_BYTES ((size_t)64 << 20)
+/* Events of this many seqs are kept (sm_options.history_window): runs are
+ * long enough that replicas compact their history and snapshots carry a
+ * compacted one. Three of the simulator's log windows, so that a batch
+ * replayed after a crash (statemachine/adapter.c) still finds its events. */
+#define SIM_SM_HISTORY_WINDOW 24
 
 static void remove_files(const char *dir) {
     static const char *const files[] = {"data.mdb", "lock.mdb"};
@@ -34,7 +39,10 @@ int sim_smapp_init(sim_smapp *a, const char *dir, bool fresh, const char *admin,
     if (fresh) {
         remove_files(dir);
     }
-    sm_options opt = {.admin = admin, .map_bytes = SIM_SM_MAP_BYTES, .no_sync = true};
+    sm_options opt = {.admin = admin,
+                      .map_bytes = SIM_SM_MAP_BYTES,
+                      .no_sync = true,
+                      .history_window = SIM_SM_HISTORY_WINDOW};
     int rc = sm_store_open(dir, &opt, &a->store);
     if (rc != 0) {
         return rc;

@@ -91,13 +91,24 @@ static void run_apply(smt *t, const run *w, size_t from, size_t to, size_t commi
     smt_commit(t);
 }
 
-static void plant_for_run(smt *t) {
-    smt_open(t);
+/* A plant in a new store that keeps the history of the last `window` seqs
+ * (0: all of it). */
+static void plant_windowed(smt *t, uint64_t window) {
+    memset(t, 0, sizeof *t);
+    smt_mkdir(t->dir, sizeof t->dir);
+    sm_options o = smt_options();
+    o.history_window = window;
+    ck_assert_int_eq(sm_store_open(t->dir, &o, &t->s), 0);
+    t->time_ms = 1000000;
     smt_plant(t);
     expect_ok(op_node(t, "admin", "n1", EDGE, "s1", NULL, 3000, 3000, "agent-1"));
     expect_ok(op_node(t, "admin", "n2", CLOUD, "s2", NULL, 3000, 3000, NULL));
     expect_ok(op_grant(t, "admin", "admin", SM_ROLE_OPERATOR | SM_ROLE_ADMIN));
     smt_commit(t);
+}
+
+static void plant_for_run(smt *t) {
+    plant_windowed(t, 0);
 }
 
 static void results_free(uint8_t **results, size_t n) {
@@ -167,6 +178,90 @@ static void export_committed(smt *t, uint8_t **snap, size_t *len) {
     ck_assert_int_eq(sm_export_buf(t->s, r, t->seq, snap, len), 0);
     mdb_txn_abort(r);
 }
+
+/* Proves the history retention window: events older than the window go as
+ * batches apply, so the history stays bounded; two stores with the same
+ * window stay equal; and a snapshot of a compacted store (its chain starting
+ * from the compacted base) imports, with the same digest and export bytes.
+ * The full history of a store without a window is longer. */
+START_TEST(test_history_window_compacts) {
+    enum { WINDOW = 50 };
+    smt a, b, c, d, full;
+    plant_windowed(&a, WINDOW);
+    plant_windowed(&b, WINDOW);
+    plant_windowed(&full, 0);
+    run w;
+    run_make(&w, 11, a.seq + 1, 400);
+    uint8_t **res = calloc(w.n, sizeof *res);
+    size_t *res_len = calloc(w.n, sizeof *res_len);
+    run_apply(&a, &w, 0, w.n, 0, res, res_len);
+    run_apply(&b, &w, 0, w.n, 0, res, res_len);
+    run_apply(&full, &w, 0, w.n, 0, res, res_len);
+    uint64_t last = w.seq[w.n - 1], kept = 0;
+    for (size_t i = 0; i < w.n; i++) {
+        kept += w.seq[i] > last - WINDOW;
+    }
+    sm_space sa, sf;
+    ck_assert_int_eq(sm_store_space(a.s, &sa), 0);
+    ck_assert_int_eq(sm_store_space(full.s, &sf), 0);
+    ck_assert_uint_eq(sa.history_events, kept);
+    ck_assert_uint_gt(sf.history_events, w.n);
+    sm_stats st;
+    sm_store_stats(a.s, &st);
+    ck_assert_uint_eq(st.events_compacted, sf.history_events - kept);
+    uint8_t da[PROTO_DIGEST_BYTES], db[PROTO_DIGEST_BYTES], df[PROTO_DIGEST_BYTES],
+        dc[PROTO_DIGEST_BYTES];
+    smt_digest(&a, da);
+    smt_digest(&b, db);
+    smt_digest(&full, df);
+    ck_assert_mem_eq(da, db, sizeof da);
+    ck_assert(memcmp(da, df, sizeof da) != 0); /* the base and the events differ */
+    smt_check_digest(&a);
+    smt_commit(&a);
+    uint8_t *snap = NULL, *snap2 = NULL;
+    size_t len = 0, len2 = 0;
+    export_committed(&a, &snap, &len);
+    plant_windowed(&c, WINDOW); /* its plant is replaced by the import */
+    smt_commit(&c);
+    ck_assert_int_eq(sm_import(c.s, smt_txn(&c), a.seq, snap, len, da), 0);
+    smt_commit(&c);
+    c.seq = a.seq;
+    smt_digest(&c, dc);
+    ck_assert_mem_eq(da, dc, sizeof da);
+    export_committed(&c, &snap2, &len2);
+    ck_assert_uint_eq(len, len2);
+    ck_assert_mem_eq(snap, snap2, len);
+    free(snap2);
+    /* An event of the window tampered with: the chain from the base no longer
+     * reaches the head. */
+    plant_windowed(&d, WINDOW);
+    smt_commit(&d);
+    snap[len - PROTO_DIGEST_BYTES - 2] ^= 1; /* inside the last event's value */
+    ck_assert_int_ne(sm_import(d.s, smt_txn(&d), a.seq, snap, len, da), 0);
+    free(snap);
+    /* Both go on alike, compacting further. */
+    run w2;
+    run_make(&w2, 12, a.seq + 1, 200);
+    uint8_t **res2 = calloc(w2.n, sizeof *res2);
+    size_t *res2_len = calloc(w2.n, sizeof *res2_len);
+    run_apply(&a, &w2, 0, w2.n, 0, res2, res2_len);
+    run_apply(&c, &w2, 0, w2.n, 0, res2, res2_len);
+    smt_digest(&a, da);
+    smt_digest(&c, dc);
+    ck_assert_mem_eq(da, dc, sizeof da);
+    results_free(res, w.n);
+    results_free(res2, w2.n);
+    free(res_len);
+    free(res2_len);
+    run_free(&w);
+    run_free(&w2);
+    smt_close(&a);
+    smt_close(&b);
+    smt_close(&c);
+    smt_close(&d);
+    smt_close(&full);
+}
+END_TEST
 
 /* Proves export then import into a fresh store gives the same digest and state, that
  * both stores then evolve identically, and that export is deterministic. */
@@ -438,6 +533,7 @@ static Suite *digest_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_property_equal_digests);
     tcase_add_test(tc, test_export_import_round_trip);
+    tcase_add_test(tc, test_history_window_compacts);
     tcase_add_test(tc, test_import_refuses_tampering);
     tcase_add_test(tc, test_history_replay_reproduces_state);
     tcase_add_test(tc, test_reopen);

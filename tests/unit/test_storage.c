@@ -118,8 +118,8 @@ static pbft_config config(uint32_t i) {
 /* Opens storage and a node over it and restores; returns restore's code
  * (on failure the node and storage are closed again). */
 static int try_start(uint32_t i) {
-    ck_assert_int_eq(rep_storage_open(C.dir[i], "admin", C.map[i] ? C.map[i] : MAP_BYTES, &C.st[i]),
-                     0);
+    ck_assert_int_eq(
+        rep_storage_open(C.dir[i], "admin", C.map[i] ? C.map[i] : MAP_BYTES, 0, &C.st[i]), 0);
     pbft_config cfg = config(i);
     ck_assert_int_eq(pbft_node_create(&cfg, C.now, &C.node[i]), 0);
     int rc = rep_storage_restore(C.st[i], C.node[i], C.now);
@@ -546,7 +546,7 @@ START_TEST(test_persist_applies_records_in_order) {
     make_root(root, sizeof root);
     snprintf(dir, sizeof dir, "%s/r", root);
     rep_storage *s = NULL;
-    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, 0, &s), 0);
     const uint8_t *v = (const uint8_t *)"a1b1c1s5s6k4m1m2";
     pbft_record recs[] = {
         {PBFT_REC_CLIENT, 0, "alice", false, v, 2},
@@ -572,7 +572,7 @@ START_TEST(test_persist_applies_records_in_order) {
     rep_storage_close(s);
 
     /* A bad record after a good one: neither is committed; the storage stops. */
-    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, 0, &s), 0);
     pbft_record bad[] = {
         {PBFT_REC_CHECKPOINT, 4, NULL, true, NULL, 0},
         {PBFT_REC_CLIENT, 0, NULL, false, v, 2},
@@ -582,7 +582,7 @@ START_TEST(test_persist_applies_records_in_order) {
     ready_of(&rd, NULL, 0);
     ck_assert_int_eq(rep_storage_persist(s, &rd), TB_ERR_STATE);
     rep_storage_close(s);
-    ck_assert_int_eq(rep_storage_open(dir, "mallory", MAP_BYTES, &s), TB_ERR_MISMATCH);
+    ck_assert_int_eq(rep_storage_open(dir, "mallory", MAP_BYTES, 0, &s), TB_ERR_MISMATCH);
     ck_assert_ptr_null(s);
 
     expect_only(dir, "pbft_clients", "carol", 5, "c1");
@@ -684,7 +684,7 @@ START_TEST(test_outbox_written_read_pruned) {
     make_root(root, sizeof root);
     snprintf(dir, sizeof dir, "%s/r", root);
     rep_storage *s = NULL;
-    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, 0, &s), 0);
 
     uint8_t res_plc[256], res_place[512], res_cfg[64], msgs[4][2048], meta[64];
     size_t plc_len = command_for("plc-7", res_plc);
@@ -744,7 +744,7 @@ START_TEST(test_outbox_written_read_pruned) {
 
     /* A later batch, after a reopen: the entries are durable and come in order. */
     rep_storage_close(s);
-    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, 0, &s), 0);
     m[0] = (pbft_msg){PBFT_TO_CLIENT, "bob", msgs[0], reply_msg(7, 0, res_plc, plc_len, msgs[0]),
                       false};
     ex[0].seq = 7;
@@ -776,7 +776,7 @@ START_TEST(test_outbox_written_read_pruned) {
     ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
     ck_assert_uint_eq(horizon_of(s), 900 + REP_PUSH_RETAIN_SEQS);
     rep_storage_close(s);
-    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, &s), 0);
+    ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, 0, &s), 0);
     ck_assert_uint_eq(horizon_of(s), 900 + REP_PUSH_RETAIN_SEQS); /* durable */
     rep_storage_close(s);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

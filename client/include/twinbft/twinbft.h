@@ -234,6 +234,7 @@ typedef struct tb_replica_status {
     uint64_t db_used_bytes;  /* ... and the part of it in use */
     uint64_t history_events; /* events kept in the twins' history */
     uint64_t client_table;   /* clients in its client table */
+    uint64_t history_window; /* events of the last this many seqs are kept (0: all) */
 } tb_replica_status;
 
 /* st[0..n): one entry per member, by id. Called once every member answered,
