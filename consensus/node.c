@@ -436,6 +436,11 @@ const char *pbft_vc_cause_text(pbft_vc_cause cause) {
         return "f+1 peers were seen working in a later view";
     case PBFT_VC_RESTART:
         return "restarted during a view change";
+    case PBFT_VC_PRIMARY_RESTART:
+        return "restarted as this view's primary, which may have forgotten a pre-prepare and so "
+               "cannot lead the view again";
+    case PBFT_VC_PRIMARY_LEFT:
+        return "the view's primary gave it up itself (it restarted)";
     case PBFT_VC_NONE:
         break;
     }

@@ -233,6 +233,8 @@ typedef enum pbft_vc_cause {
     PBFT_VC_PEERS_ASKED,      /* f+1 peers sent VIEW-CHANGEs for a later view */
     PBFT_VC_LATER_VIEW,       /* f+1 peers were seen working in a later view */
     PBFT_VC_RESTART,          /* restarted in the middle of a view change */
+    PBFT_VC_PRIMARY_RESTART,  /* restarted as the primary of its view: it cannot lead it again */
+    PBFT_VC_PRIMARY_LEFT,     /* the primary of the view asked for the next one itself */
 } pbft_vc_cause;
 
 const char *pbft_vc_cause_text(pbft_vc_cause cause);

@@ -319,6 +319,14 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
     if (node->in_vc) {
         node->in_vc = false;
         start_view_change(node, node->view, PBFT_VC_RESTART); /* re-send our VIEW-CHANGE */
+    } else if (abstains(node, node->view) && primary_of(node, node->view) == node->cfg.self) {
+        /* A primary that restarted abstains in its view (it may have
+         * forgotten a pre-prepare), so the view cannot order anything
+         * again. Waiting for the backups' request timers cost every restart
+         * of a primary, and of the whole cluster, two request timeouts
+         * before the first write; asking for the next view now lets its
+         * backups follow at once (maybe_join). */
+        start_view_change(node, node->view + 1, PBFT_VC_PRIMARY_RESTART);
     }
     try_execute(node);
     return node->fault;

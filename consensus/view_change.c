@@ -501,6 +501,16 @@ static void maybe_join(pbft_node *node) {
     }
     if (count >= node->f + 1) {
         start_view_change(node, smallest, PBFT_VC_PEERS_ASKED);
+        return;
+    }
+    /* The primary of our view asks for the next view itself: it will not
+     * order in this one (it restarted: see pbft_node_restore_done), so
+     * waiting for a request to time out is only lost time. A faulty
+     * primary gains nothing it could not have by going silent. */
+    const pbft_vote *p = &node->vcs[primary_of(node, node->view)];
+    if (!node->in_vc && p->has && p->view == node->view + 1 &&
+        primary_of(node, node->view) != node->cfg.self) {
+        start_view_change(node, node->view + 1, PBFT_VC_PRIMARY_LEFT);
     }
 }
 

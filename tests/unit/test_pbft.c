@@ -872,7 +872,8 @@ START_TEST(test_restarted_primary_joins_the_new_view) {
     ck_assert_uint_ge(view, 1);
     ck_assert_uint_eq(C.executed[1], 1);
     start(0);
-    ck_assert_uint_eq(status(0).view, 0);
+    /* It restarted as view 0's primary, so it asks for view 1 at once. */
+    ck_assert_uint_eq(status(0).vc_cause, PBFT_VC_PRIMARY_RESTART);
     for (uint64_t k = 2; k <= 4; k++) {
         submit("erin", k, 4);
         deliver_all();
@@ -925,9 +926,9 @@ static void drop_queue(void) {
 /* Early votes (pbft.h): a primary's PRE-PREPARE goes out before anything
  * about it is stored, so a primary that crashes right after it restarts
  * not knowing what it proposed. It must not propose again in that view
- * (it could give the same seq another batch): it abstains, the backups'
- * timers move the cluster to the next view, and the request is executed
- * there, by every replica, the restarted one included. */
+ * (it could give the same seq another batch): it abstains, and since the
+ * view has no primary any more it asks for the next one at once; the
+ * request is executed there, by every replica, the restarted one included. */
 START_TEST(test_restarted_primary_abstains_in_its_view) {
     setup(4);
     submit("ann", 1, 1);
@@ -945,8 +946,9 @@ START_TEST(test_restarted_primary_abstains_in_its_view) {
     crash(0);
     start(0);
     pbft_status st = status(0);
-    ck_assert_uint_eq(st.view, 0);
-    ck_assert(!st.in_view_change);
+    ck_assert_uint_eq(st.view, 1);
+    ck_assert(st.in_view_change);
+    ck_assert_uint_eq(st.vc_cause, PBFT_VC_PRIMARY_RESTART);
     submit("carl", 1, 3);
     ck_assert_uint_eq(queued_pre_prepares(0, 0, seqs, digests, 8), 0);
     tick(3000);
@@ -1056,12 +1058,13 @@ START_TEST(test_resend_executed_slots_when_links_open) {
 }
 END_TEST
 
-/* Every replica that entered view 1 restarts (kill -9), while the one that
- * missed the NEW-VIEW waits in the view change: the NEW-VIEW was stored
- * with the view, so the restarted primary sends it again when its links
- * open and the waiting replica enters view 1 at once. Before, no replica
- * had it after the restarts, and the waiting one stayed out of the working
- * view until the cluster changed view again. */
+/* The only replica of view 1 still up restarts (kill -9) while the one
+ * that missed the NEW-VIEW waits in the view change: the NEW-VIEW was
+ * stored with the view, so the restarted replica relays it when the
+ * waiting one shows it its VIEW-CHANGE again, and that one enters view 1
+ * at once. Before, no replica had it after the restart, and the waiting
+ * one stayed out of the working view until the cluster changed view
+ * again. */
 START_TEST(test_new_view_survives_restart_of_its_view) {
     setup(4);
     crash(0);
@@ -1076,14 +1079,12 @@ START_TEST(test_new_view_survives_restart_of_its_view) {
     pbft_status st = status(3);
     ck_assert_uint_eq(st.view, 1);
     ck_assert(st.in_view_change);
-    crash(1);
+    crash(1); /* the primary of view 1 stays down */
     crash(2);
-    for (uint32_t i = 0; i < 3; i++) {
-        start(i);
-    }
+    start(2);
     C.deaf[3] = false;
-    for (uint32_t i = 0; i < 4; i++) {
-        for (uint32_t j = 0; j < 4; j++) {
+    for (uint32_t i = 2; i < 4; i++) {
+        for (uint32_t j = 2; j < 4; j++) {
             pbft_node_peer_connected(C.node[i], j);
         }
         drain(i);
@@ -1092,6 +1093,43 @@ START_TEST(test_new_view_survives_restart_of_its_view) {
     st = status(3);
     ck_assert_uint_eq(st.view, 1);
     ck_assert(!st.in_view_change);
+    teardown();
+}
+END_TEST
+
+/* Every replica killed at once and restarted: the primary of the view
+ * they restart in abstains there (it may have forgotten a pre-prepare), so
+ * it asks for the next view at once and its backups follow it; the first
+ * write after the restart waits for no request timeout. Before, it waited
+ * two of them (4 s with the defaults). */
+START_TEST(test_cluster_restart_changes_view_at_once) {
+    setup(4);
+    for (uint64_t k = 1; k <= 3; k++) {
+        submit("hal", k, 5);
+        deliver_all();
+    }
+    for (uint32_t i = 0; i < 4; i++) {
+        crash(i);
+    }
+    for (uint32_t i = 0; i < 4; i++) {
+        start(i);
+    }
+    for (uint32_t i = 0; i < 4; i++) {
+        for (uint32_t j = 0; j < 4; j++) {
+            pbft_node_peer_connected(C.node[i], j);
+        }
+        drain(i);
+    }
+    deliver_all();
+    submit("hal", 4, 5);
+    deliver_all();
+    tick(20); /* well under one request timeout (100 ms) */
+    for (uint32_t i = 0; i < 4; i++) {
+        pbft_status st = status(i);
+        ck_assert_uint_eq(st.view, 1);
+        ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.apps[i].v[5], 4);
+    }
     teardown();
 }
 END_TEST
@@ -1396,6 +1434,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_divergent_replica_stops_and_transfers);
     tcase_add_test(tc, test_resend_executed_slots_when_links_open);
     tcase_add_test(tc, test_new_view_survives_restart_of_its_view);
+    tcase_add_test(tc, test_cluster_restart_changes_view_at_once);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
