@@ -38,6 +38,10 @@ enum {
     /* Below this much free space, an I/O error of a commit is taken for a
      * full disk (LMDB turns a short write into EIO). */
     REP_DISK_LOW_MIB = 4,
+    /* A replica holding on a full disk resumes once this much is free, and
+     * looks every REP_HOLD_CHECK_MS. */
+    REP_DISK_RESUME_MIB = 4 * REP_DISK_LOW_MIB,
+    REP_HOLD_CHECK_MS = 1000,
     REP_TICK_MS_MAX = 100, /* the core is ticked at least this often */
     /* One Subscribe is answered with at most this many pushes, and fewer
      * once this much is queued on the link; the ack then says more = true
@@ -99,7 +103,12 @@ typedef struct daemon {
     struct held_frame *held, **held_tail; /* frames that arrived meanwhile, in order */
     size_t held_bytes;
     uint64_t held_dropped;
-    bool tick_due;          /* the timer fired meanwhile */
+    bool tick_due; /* the timer fired meanwhile */
+    /* Holding on a full disk (enter_hold): the core is not fed, reads and
+     * status are still answered, hold_ev looks for free space. */
+    bool holding;
+    struct event *hold_ev;
+    uint64_t holds;         /* times it held since start */
     uint64_t reconnected;   /* peers whose link opened meanwhile, one bit per id */
     uint32_t turn_frames;   /* frames stepped since the last drive */
     uint64_t turn_start_ms; /* when the first of them was */
@@ -659,6 +668,34 @@ static void release_held(daemon *d) {
     }
 }
 
+static void hold_check_later(daemon *d) {
+    struct timeval tv = {REP_HOLD_CHECK_MS / 1000, (REP_HOLD_CHECK_MS % 1000) * 1000};
+    evtimer_add(d->hold_ev, &tv);
+}
+
+/* A full disk is not the end: the replica drops the turn (nothing of it was
+ * committed), stops executing and voting (its peers see it as silent, one
+ * of the f faults the cluster tolerates), keeps answering status and reads
+ * from its last commit, and resumes by itself once space returns
+ * (on_hold), from its last commit as after a restart. */
+static void enter_hold(daemon *d, const char *what, const char *space) {
+    logf_(d, 0,
+          "%s in %s failed: no space left on the disk%s. Holding: nothing of this turn was "
+          "committed; until %d MiB are free there this replica neither executes nor votes (it "
+          "still answers status and reads from its last commit); free space there and it "
+          "resumes by itself",
+          what, d->opt.data_dir, space, REP_DISK_RESUME_MIB);
+    rep_storage_abort(d->storage);
+    d->holding = true;
+    d->holds++;
+    if (d->drive_pending) {
+        event_del(d->drive_ev);
+        d->drive_pending = false;
+    }
+    event_del(d->timer);
+    hold_check_later(d);
+}
+
 /* A storage fault stops the replica with a line an operator can act on:
  * which directory, what went wrong, how much space is left. Nothing of the
  * turn is committed (the state machine's writes may be partial), so a
@@ -674,10 +711,12 @@ static void storage_failed(daemon *d, const char *what, int rc) {
         }
         snprintf(space, sizeof space, "; %.1f MiB free on its file system", free_mib);
     }
-    const char *todo = rc == TB_ERR_NOSPACE ? "free space there and restart the replica"
-                       : rc == TB_ERR_READONLY
-                           ? "make the directory writable and restart the replica"
-                           : "check the disk and restart the replica";
+    if (rc == TB_ERR_NOSPACE) {
+        enter_hold(d, what, space);
+        return;
+    }
+    const char *todo = rc == TB_ERR_READONLY ? "make the directory writable and restart the replica"
+                                             : "check the disk and restart the replica";
     logf_(d, 0,
           "%s in %s failed: %s%s. Stopping; nothing of this turn was committed: %s, which resumes "
           "from its last commit",
@@ -689,7 +728,7 @@ static void storage_failed(daemon *d, const char *what, int rc) {
 /* The core stopped on an application fault (pbft_node_fault). */
 static bool core_failed(daemon *d) {
     int rc = pbft_node_fault(d->node);
-    if (rc != 0 && d->failed == 0) {
+    if (rc != 0 && d->failed == 0 && !d->holding) {
         storage_failed(d, "executing a batch or taking a checkpoint", rc);
     }
     return rc != 0;
@@ -747,7 +786,7 @@ static void drive_turn(daemon *d, bool sync) {
         event_del(d->drive_ev);
         d->drive_pending = false;
     }
-    while (!d->commit_pending && d->failed == 0 && !core_failed(d)) {
+    while (!d->commit_pending && d->failed == 0 && !d->holding && !core_failed(d)) {
         d->turn_frames = 0;
         pbft_node_flush(d->node);
         if (!pbft_node_has_ready(d->node)) {
@@ -769,7 +808,7 @@ static void drive_turn(daemon *d, bool sync) {
         }
         finish_commit(d);
     }
-    if (!d->commit_pending && d->failed == 0) {
+    if (!d->commit_pending && d->failed == 0 && !d->holding) {
         arm_timer(d);
     }
 }
@@ -844,6 +883,9 @@ static void end_overdue_turn(daemon *d) {
 static void on_timer(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     daemon *d = arg;
+    if (d->holding) {
+        return;
+    }
     if (d->commit_pending) {
         d->tick_due = true; /* release_held ticks once the commit is done */
         return;
@@ -852,12 +894,55 @@ static void on_timer(evutil_socket_t fd, short what, void *arg) {
     drive(d);
 }
 
+static int open_node(daemon *d);
+
+/* Holding on a full disk: once space returns, the core and the store are
+ * opened again from the last commit, exactly as a restart would, and the
+ * peers are told our links are open so that they resend what we missed. */
+static void on_hold(evutil_socket_t fd, short what, void *arg) {
+    (void)fd, (void)what;
+    daemon *d = arg;
+    struct statvfs vfs;
+    double free_mib = -1;
+    if (statvfs(d->opt.data_dir, &vfs) == 0) {
+        free_mib = (double)vfs.f_bavail * (double)vfs.f_frsize / (1024.0 * 1024.0);
+    }
+    if (free_mib < REP_DISK_RESUME_MIB) {
+        hold_check_later(d);
+        return;
+    }
+    logf_(d, 1, "%.1f MiB free in %s again: resuming from the last commit", free_mib,
+          d->opt.data_dir);
+    drop_subscribers(d); /* their rounds read the store being reopened */
+    pbft_node_free(d->node);
+    d->node = NULL;
+    rep_storage_close(d->storage);
+    d->storage = NULL;
+    d->commit_pending = d->tick_due = false;
+    d->reconnected = 0;
+    d->logged_ts_rejected = d->logged_relays_sent = d->logged_relays_taken = 0;
+    d->logged_diverged_seq = d->revocations_seen = 0;
+    int rc = open_node(d);
+    if (rc != 0) {
+        d->failed = rc;
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->holding = false;
+    for (uint32_t j = 0; j < d->cluster.n; j++) {
+        if (d->peers[j] != NULL && tb_tls_link_is_open(d->peers[j])) {
+            pbft_node_peer_connected(d->node, j);
+        }
+    }
+    drive(d);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg) {
     (void)what;
     daemon *d = arg;
     logf_(d, 2, "signal %d: shutting down", (int)sig);
     settle(d); /* what was decided is durable (and its replies out) before we go */
-    if (d->failed == 0) {
+    if (d->failed == 0 && !d->holding) {
         /* A clean stop: every vote on disk, so the restart need not abstain. */
         pbft_node_stop(d->node);
         settle(d);
@@ -994,6 +1079,9 @@ static void hold_frame(daemon *d, const char *peer, const uint8_t *data, size_t 
 }
 
 static void step_core(daemon *d, const char *peer, const uint8_t *data, size_t len) {
+    if (d->holding) {
+        return; /* on a full disk: neither executes nor votes (enter_hold) */
+    }
     if (d->commit_pending) {
         hold_frame(d, peer, data, len);
         return;
@@ -1098,6 +1186,8 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     rep_storage_stats_get(d->storage, &s->storage);
     (void)sm_store_space(rep_storage_sm(d->storage), &s->space); /* zeros when it fails */
     s->history_window = d->cluster.history_window;
+    s->holding = d->holding;
+    s->holds = d->holds;
     sm_stats sms;
     sm_store_stats(rep_storage_sm(d->storage), &sms);
     s->events_compacted = sms.events_compacted;
@@ -1310,9 +1400,10 @@ static int start(daemon *d) {
         return TB_ERR_NOMEM;
     }
     d->timer = evtimer_new(d->base, on_timer, d);
+    d->hold_ev = evtimer_new(d->base, on_hold, d);
     d->sig_term = evsignal_new(d->base, SIGTERM, on_signal, d);
     d->sig_int = evsignal_new(d->base, SIGINT, on_signal, d);
-    if (d->timer == NULL || d->sig_term == NULL || d->sig_int == NULL ||
+    if (d->timer == NULL || d->hold_ev == NULL || d->sig_term == NULL || d->sig_int == NULL ||
         evsignal_add(d->sig_term, NULL) != 0 || evsignal_add(d->sig_int, NULL) != 0) {
         return TB_ERR_NOMEM;
     }
@@ -1328,6 +1419,9 @@ static void stop(daemon *d) {
      * loop pass below. */
     if (d->timer) {
         event_free(d->timer);
+    }
+    if (d->hold_ev) {
+        event_free(d->hold_ev);
     }
     if (d->drive_ev) {
         event_free(d->drive_ev);

@@ -85,6 +85,12 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            s->space.used_bytes);
     metric(b, "twinbft_history_events", "gauge", "Events kept in the twins' history.",
            s->space.history_events);
+    metric(b, "twinbft_disk_full_holding", "gauge",
+           "1 while this replica's disk is too full to commit: it neither executes nor votes, "
+           "answers reads, and resumes by itself when space returns.",
+           s->holding);
+    metric(b, "twinbft_disk_full_holds_total", "counter",
+           "Times this replica stopped voting on a full disk since start.", s->holds);
     metric(b, "twinbft_history_window_seqs", "gauge",
            "The cluster's history retention: events of the last this many seqs are kept (0: all).",
            s->history_window);

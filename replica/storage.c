@@ -261,6 +261,11 @@ void rep_storage_close(rep_storage *s) {
     free(s);
 }
 
+void rep_storage_abort(rep_storage *s) {
+    sm_adapter_abort(s->adapter);
+    rep_outbox_forget(s->outbox);
+}
+
 void rep_storage_stats_get(const rep_storage *s, rep_storage_stats *out) {
     *out = s->stats;
 }

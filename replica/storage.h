@@ -119,6 +119,9 @@ int rep_storage_persist(rep_storage *s, const pbft_ready *rd);
 int rep_storage_restore(rep_storage *s, pbft_node *node, uint64_t now_ms);
 
 void rep_storage_stats_get(const rep_storage *s, rep_storage_stats *out);
+/* Drops the cycle's writes (the state machine's and the outbox's) without
+ * committing them: a turn that failed half way. */
+void rep_storage_abort(rep_storage *s);
 
 /* One outbox entry: the command at (seq, index) for principal `to`. */
 typedef struct rep_push {
