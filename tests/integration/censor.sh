@@ -10,24 +10,19 @@
 #   tests/integration/censor.sh BIN_DIR      (twinbft, twinbft-replica with fault injection)
 set -euo pipefail
 
+it_name=censor
 bin="$1"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-censor-XXXXXX")"
 dir="$work/c"
 pids=()
-cleanup() {
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_logs="$work/log-*" # the replicas run in the foreground of this script, not under `up`
+it_cleanup_extra() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
 }
-trap cleanup EXIT
-
-fail() {
-    echo "censor: FAIL: $*" >&2
-    for i in 0 1 2 3; do
-        [[ -f "$work/log-$i" ]] && { echo "--- replica $i" >&2; grep -v tls_link "$work/log-$i" | tail -5 >&2; }
-    done
-    exit 1
-}
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
 
 "$bin/twinbft-replica" --help | grep -q "censor:PRINCIPAL" ||
     fail "twinbft-replica is not a fault-injection build (-DTWINBFT_FAULT_INJECTION=ON)"
@@ -49,9 +44,7 @@ done
 "$bin/twinbft" cluster identity --dir "$dir" --name eve --roles operator "${conf[@]}" >/dev/null ||
     fail "the admin could not grant eve a role"
 
-field() {
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
+field() { it_field "$@"; }
 
 echo "== fault-free load (eve idle)"
 "$bin/twinbft" bench "${conf[@]}" --clients 8 --duration 4 --quiet -w json >"$work/base.json" \

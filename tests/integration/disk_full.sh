@@ -14,25 +14,19 @@
 #   tests/integration/disk_full.sh BIN_DIR      (twinbft and twinbft-replica)
 set -euo pipefail
 
+it_name=disk_full
 bin="$1"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-diskfull-XXXXXX")"
 small="$work/small"
 dir="$work/c"
 mkdir -p "$small"
-cleanup() {
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_cleanup_extra() {
     "$bin/twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
     umount "$small" 2>/dev/null || true
-    rm -rf "$work"
 }
-trap cleanup EXIT
-
-fail() {
-    echo "disk_full: FAIL: $*" >&2
-    for i in 0 1 2 3; do
-        [[ -f "$dir/replica-$i/log" ]] && { echo "--- replica-$i/log" >&2; grep -v tls_link "$dir/replica-$i/log" | tail -5 >&2; }
-    done
-    exit 1
-}
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
 
 if ! mount -t tmpfs -o size=64m tmpfs "$small" 2>/dev/null; then
     echo "disk_full: SKIP: cannot mount a tmpfs here (needs root)"
@@ -46,14 +40,8 @@ mkdir -p "$dir/replica-3"
 ln -s "$small" "$dir/replica-3/data"
 "$bin/twinbft" up --dir "$dir" >/dev/null || fail "up"
 
-# bench SECONDS OUT: a closed loop of 8 clients, JSON in OUT.
-bench() {
-    "$bin/twinbft" bench --cluster "$dir/cluster.conf" --identity "$dir/admin" --clients 8 \
-        --duration "$1" --quiet -w json >"$2" 2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
-}
-field() {
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
+bench() { it_bench "$@"; }
+field() { it_field "$@"; }
 
 echo "== fault-free load"
 bench 4 "$work/base.json"
@@ -64,18 +52,7 @@ fallocate -l "$(((free_kib - 256) * 1024))" "$small/ballast" || fail "cannot fil
 pid3="$(cat "$dir/replica-3/pid" 2>/dev/null || echo 0)"
 # holding: replica 3's twinbft_disk_full_holding (its status page is base + 100 + 3).
 holding() {
-    python3 - "$((base + 103))" <<'PY'
-import sys, urllib.request
-try:
-    body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read()
-except OSError:
-    sys.exit(2)
-for line in body.decode().splitlines():
-    if line.startswith("twinbft_disk_full_holding "):
-        print(line.split(" ")[1])
-        sys.exit(0)
-sys.exit(2)
-PY
+    it_metric "$((base + 103))" twinbft_disk_full_holding
 }
 # Load until the disk is full and replica 3 holds; a slow (sanitizer, busy) machine may need
 # more than one round to write the last 256 KiB. The last round's numbers are reported.

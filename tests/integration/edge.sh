@@ -24,22 +24,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-edge-XXXXXX")"
 dir="$work/c"
 attackers=()
-cleanup() {
+it_name=edge
+source "$here/lib.sh"
+it_cleanup_extra() {
     for p in "${attackers[@]}"; do kill "$p" 2>/dev/null || true; done
-    "$bin/twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
-    rm -rf "$work"
 }
-trap cleanup EXIT
-
-fail() {
-    echo "edge: FAIL: $*" >&2
-    for i in 0 1 2 3; do
-        [[ -f "$dir/replica-$i/log" ]] || continue
-        echo "--- replica-$i/log" >&2
-        grep -v tls_link "$dir/replica-$i/log" | tail -5 >&2
-    done
-    exit 1
-}
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
 
 # Under AddressSanitizer freed memory waits in a quarantine (256 MiB by default) that counts as
 # RSS: keep it small, so that RSS shows what the replica holds.

@@ -11,25 +11,18 @@
 #   tests/integration/flood.sh BIN_DIR      (twinbft and twinbft-replica)
 set -euo pipefail
 
+it_name=flood
 bin="$1"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-flood-XXXXXX")"
 dir="$work/c"
 attacker=""
-cleanup() {
-    [[ -n "$attacker" ]] && kill "$attacker" 2>/dev/null || true
-    "$bin/twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
-    rm -rf "$work"
+source "$here/lib.sh"
+it_cleanup_extra() {
+    [[ -n "$attacker" ]] && kill "$attacker" 2>/dev/null
 }
-trap cleanup EXIT
-
-fail() {
-    echo "flood: FAIL: $*" >&2
-    for i in 0 1 2 3; do
-        [[ -f "$dir/replica-$i/log" ]] && { echo "--- replica-$i/log" >&2; grep -v tls_link "$dir/replica-$i/log" | tail -4 >&2; }
-    done
-    exit 1
-}
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
 
 if ! python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.2", 0))' 2>/dev/null; then
     echo "flood: SKIP: cannot bind 127.0.0.2 here"
@@ -41,13 +34,8 @@ base=$((15000 + ($$ % 500) * 10))
 "$bin/twinbft" up --dir "$dir" >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")
 
-bench() {
-    "$bin/twinbft" bench "${conf[@]}" --clients 8 --duration "$1" --quiet -w json >"$2" \
-        2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
-}
-field() {
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
+bench() { it_bench "$@"; }
+field() { it_field "$@"; }
 views() {
     "$bin/twinbft" status "${conf[@]}" -w json 2>/dev/null |
         python3 -c 'import json,sys; print(sum(r.get("view_changes", 0) for r in json.load(sys.stdin)))'

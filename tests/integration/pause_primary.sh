@@ -10,37 +10,25 @@
 #   tests/integration/pause_primary.sh BIN_DIR      (twinbft and twinbft-replica)
 set -euo pipefail
 
+it_name=pause_primary
 bin="$1"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-pause-XXXXXX")"
 dir="$work/c"
 stopped=""
-cleanup() {
-    [[ -n "$stopped" ]] && kill -CONT "$stopped" 2>/dev/null || true
-    "$bin/twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
-    rm -rf "$work"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+it_cleanup_extra() {
+    [[ -n "$stopped" ]] && kill -CONT "$stopped" 2>/dev/null
 }
-trap cleanup EXIT
-
-fail() {
-    echo "pause_primary: FAIL: $*" >&2
-    for i in 0 1 2 3; do
-        [[ -f "$dir/replica-$i/log" ]] && { echo "--- replica-$i/log" >&2; grep -v tls_link "$dir/replica-$i/log" | tail -6 >&2; }
-    done
-    exit 1
-}
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
 
 base=$((13000 + ($$ % 500) * 10))
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 "$bin/twinbft" up --dir "$dir" --log-level info >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")
 
-bench() {
-    "$bin/twinbft" bench "${conf[@]}" --clients 8 --duration "$1" --quiet -w json >"$2" \
-        2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
-}
-field() {
-    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
-}
+bench() { it_bench "$@"; }
+field() { it_field "$@"; }
 
 echo "== fault-free load"
 bench 4 "$work/base.json"

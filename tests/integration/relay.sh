@@ -10,22 +10,13 @@
 #   tests/integration/relay.sh BIN_DIR      (twinbft and twinbft-replica)
 set -euo pipefail
 
+it_name=relay
 bin="$1"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-relay-XXXXXX")"
 dir="$work/c"
-cleanup() {
-    "$bin/twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-fail() {
-    echo "relay: FAIL: $*" >&2
-    for i in 0 1 2 3; do
-        [[ -f "$dir/replica-$i/log" ]] && { echo "--- replica-$i/log" >&2; grep -v tls_link "$dir/replica-$i/log" | tail -6 >&2; }
-    done
-    exit 1
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
 
 base=$((16000 + ($$ % 300) * 10))
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
@@ -39,16 +30,7 @@ awk '/^\[replica 0\]/ { r0 = 1 } /^\[replica [1-9]/ { r0 = 0 }
 grep -q "127.0.0.1:1$" "$dir/no-primary.conf" || fail "could not write the client's cluster file"
 
 metric() { # metric REPLICA NAME: its value on the replica's /metrics
-    python3 - "$((base + 100 + $1))" "$2" <<'PY'
-import sys, urllib.request
-body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=10).read()
-for line in body.decode().splitlines():
-    if line.split(" ")[0] == sys.argv[2]:
-        print(line.split(" ")[1])
-        break
-else:
-    sys.exit("no metric " + sys.argv[2])
-PY
+    it_metric "$((base + 100 + $1))" "$2"
 }
 
 echo "== five writes from a client that reaches only the backups"
