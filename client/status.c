@@ -96,6 +96,7 @@ void tb_status_on_reply(tb_client *c, uint32_t j, const Twinbft__StatusReply *r)
     e->history_events = r->history_events;
     e->client_table = r->client_table;
     e->history_window = r->history_window;
+    e->disk_full = r->disk_full;
     e->clients = r->clients;
     if (++s->answered == c->cfg.n) {
         tb_status_finish(c);

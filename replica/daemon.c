@@ -375,6 +375,7 @@ static void serve_status(daemon *d, tb_tls_link *link, const Twinbft__StatusRequ
     r.history_events = space.history_events;
     r.client_table = st.clients;
     r.history_window = d->cluster.history_window;
+    r.disk_full = d->holding;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_STATUS_REPLY;
     m.status_reply = &r;

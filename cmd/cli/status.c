@@ -41,6 +41,7 @@ static json_object *cli_status_json(const rep_member *m, const tb_replica_status
     json_object_object_add(o, "history_events", json_object_new_uint64(s->history_events));
     json_object_object_add(o, "client_table", json_object_new_uint64(s->client_table));
     json_object_object_add(o, "history_window", json_object_new_uint64(s->history_window));
+    json_object_object_add(o, "disk_full", json_object_new_boolean(s->disk_full));
     json_object_object_add(o, "clients", json_object_new_uint64(s->clients));
     return o;
 }
@@ -68,6 +69,8 @@ static void cli_status_row(const rep_member *m, const tb_replica_status *s) {
     char diverged[48] = "", used[24], map[24], db[56];
     if (s->diverged_seq != 0) {
         snprintf(diverged, sizeof diverged, " DIVERGED at %" PRIu64, s->diverged_seq);
+    } else if (s->disk_full) {
+        snprintf(diverged, sizeof diverged, " DISK FULL (not voting)");
     }
     cli_bytes_short(s->db_used_bytes, used, sizeof used);
     cli_bytes_short(s->db_map_bytes, map, sizeof map);
@@ -124,9 +127,10 @@ const cli_cmd CLI_STATUS_CMDS[] = {
      "use / its map, the most it may grow to; DIGEST = the first 12 hex digits of the state\n"
      "machine's digest; DIVERGED at S: its state digest disagreed with a quorum's at\n"
      "checkpoint S, and it neither executes nor votes until state transfer replaces its\n"
-     "state). -w json: an array of one object per replica with the full digests, the history\n"
-     "kept and the client table's size. Exit 3 when fewer than a quorum (2f+1 for n = 3f+1)\n"
-     "answer.\n",
+     "state; DISK FULL: it cannot commit, so it neither executes nor votes until space\n"
+     "returns, and then resumes by itself). -w json: an array of one object per replica\n"
+     "with the full digests, the history kept and the client table's size. Exit 3 when fewer\n"
+     "than a quorum (2f+1 for n = 3f+1) answer.\n",
      NULL, 0, cli_status},
     {NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL},
 };

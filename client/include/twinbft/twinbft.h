@@ -235,6 +235,7 @@ typedef struct tb_replica_status {
     uint64_t history_events; /* events kept in the twins' history */
     uint64_t client_table;   /* clients in its client table */
     uint64_t history_window; /* events of the last this many seqs are kept (0: all) */
+    bool disk_full;          /* holding on a full disk: neither executes nor votes, answers reads */
 } tb_replica_status;
 
 /* st[0..n): one entry per member, by id. Called once every member answered,
