@@ -135,10 +135,6 @@ struct tb_tls_listener {
     tb_tls_link *links;
     uint32_t link_count;
     tb_tls_listener_stats stats;
-    uint64_t window_start_ms; /* refusals counted since (TB_ACCEPT_WINDOW_MS) */
-    uint32_t window_refused;
-    bool paused;
-    struct event *resume_ev;
 };
 
 /* ---- logging ---- */
@@ -834,31 +830,6 @@ int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len) {
 
 /* ---- listeners ---- */
 
-static void tb_listener_resume(evutil_socket_t fd, short what, void *arg) {
-    tb_tls_listener *l = arg;
-    (void)fd, (void)what;
-    l->paused = false;
-    l->window_refused = 0;
-    l->window_start_ms = tb_mono_ms();
-    evconnlistener_enable(l->evl);
-}
-
-/* A connection was refused: see TB_ACCEPT_REFUSALS_MAX. */
-static void tb_listener_refused(tb_tls_listener *l) {
-    uint64_t now = tb_mono_ms();
-    if (now - l->window_start_ms >= TB_ACCEPT_WINDOW_MS) {
-        l->window_start_ms = now;
-        l->window_refused = 0;
-    }
-    if (++l->window_refused > TB_ACCEPT_REFUSALS_MAX && !l->paused) {
-        struct timeval tv = {0, TB_ACCEPT_PAUSE_MS * 1000};
-        evconnlistener_disable(l->evl);
-        evtimer_add(l->resume_ev, &tv);
-        l->paused = true;
-        l->stats.accept_pauses++;
-    }
-}
-
 static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
                                   struct sockaddr *sa, int sa_len, void *arg) {
     tb_tls_listener *l = arg;
@@ -882,7 +853,6 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
                        : TB_LISTENER_LINKS_MAX - TB_LISTENER_RESERVED_LINKS;
     if (l->link_count >= cap) {
         l->stats.refused_full++;
-        tb_listener_refused(l);
         tb_tls_log(l->ctx, "tls_link: %s: refused, %u connections already (maximum)", where,
                    (unsigned)l->link_count);
         goto fail;
@@ -896,7 +866,6 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
         }
         if (handshaking >= TB_HANDSHAKES_PER_SOURCE_MAX) {
             l->stats.refused_source++;
-            tb_listener_refused(l);
             tb_tls_log(l->ctx, "tls_link: %s: refused, %u handshakes from that address already",
                        where, (unsigned)handshaking);
             goto fail;
@@ -1009,12 +978,6 @@ int tb_tls_listen(struct event_base *base, tb_tls_ctx *ctx, const char *host, ui
         return TB_ERR_IO;
     }
     evconnlistener_set_error_cb(l->evl, tb_listener_error_cb);
-    l->resume_ev = evtimer_new(base, tb_listener_resume, l);
-    if (l->resume_ev == NULL) {
-        evconnlistener_free(l->evl);
-        free(l);
-        return TB_ERR_NOMEM;
-    }
     l->port = tb_listener_bound_port(l->evl);
     *out = l;
     return 0;
@@ -1034,7 +997,6 @@ void tb_tls_listener_free(tb_tls_listener *l) {
     }
     evconnlistener_free(l->evl);
     l->evl = NULL;
-    event_free(l->resume_ev);
     /* Always take the head afresh: an on_close below may free other links. */
     while (l->links != NULL) {
         tb_tls_link *link = l->links;

@@ -43,16 +43,6 @@ enum {
     TB_HANDSHAKES_PER_SOURCE_MAX = 16,
     /* Of TB_LISTENER_LINKS_MAX, the slots only reserved addresses may take. */
     TB_LISTENER_RESERVED_LINKS = 128,
-    /* A listener that refuses more than TB_ACCEPT_REFUSALS_MAX connections
-     * within TB_ACCEPT_WINDOW_MS stops accepting for TB_ACCEPT_PAUSE_MS. A
-     * flood that reconnects as fast as it is refused otherwise costs an
-     * accept and a close per connection, thousands a second, on the loop
-     * that also runs consensus; paused, its connections wait in the
-     * kernel's backlog (and its connect()s stall once that is full), while
-     * the open links, members' included, are not touched. */
-    TB_ACCEPT_WINDOW_MS = 100,
-    TB_ACCEPT_REFUSALS_MAX = 64,
-    TB_ACCEPT_PAUSE_MS = 100,
     TB_LISTENER_RESERVED_SOURCES_MAX = 64,
     /* A frame that has begun must be complete within TB_LINK_FRAME_MS_MIN
      * plus the time its length takes at TB_LINK_FRAME_BYTES_PER_S_MIN,
@@ -130,7 +120,6 @@ typedef struct tb_tls_listener_stats {
     uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
     uint64_t handshake_failed; /* bad or foreign certificate, timeout, I/O error */
     uint64_t refused_source;   /* TB_HANDSHAKES_PER_SOURCE_MAX reached for the address */
-    uint64_t accept_pauses;    /* times it stopped accepting (TB_ACCEPT_REFUSALS_MAX) */
 } tb_tls_listener_stats;
 
 /* A TLS 1.3-only context for one identity: trusts ca_cert alone, presents

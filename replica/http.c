@@ -157,10 +157,6 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Connections refused on accept because their address had too many handshakes under "
            "way.",
            s->listener.refused_source);
-    metric(b, "twinbft_tls_accept_pauses_total", "counter",
-           "Times the listener stopped accepting for a moment because it was refusing "
-           "connections faster than it should spend work on them (a connection flood).",
-           s->listener.accept_pauses);
     metric(b, "twinbft_links_closed_oversize_total", "counter",
            "Links closed because a frame announced more than their limit (clients: the largest "
            "client message).",
