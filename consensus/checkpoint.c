@@ -108,6 +108,7 @@ static void diverge(pbft_node *node, uint64_t seq, const uint8_t *own, const uin
     memcpy(node->diverged_own, own, PROTO_DIGEST_BYTES);
     memcpy(node->diverged_quorum, quorum, PROTO_DIGEST_BYTES);
     meta_dirty(node);
+    request_timer_update(node); /* off while diverged */
     start_fetch(node);
 }
 

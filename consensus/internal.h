@@ -337,6 +337,8 @@ void resend_reply(pbft_node *node, pbft_client *c);
 /* When the oldest request not yet relayed in this view has waited half the
  * request timeout (0: none, or we are the primary or changing view). */
 uint64_t relay_deadline(const pbft_node *node);
+/* Whether this replica relays now (a backup, not changing view, not diverged). */
+bool relays(const pbft_node *node);
 void relay_held(pbft_node *node);
 void on_relay(pbft_node *node, const pbft_from *from, const Twinbft__Relay *m);
 void relay_free(pbft_node *node);

@@ -94,8 +94,9 @@ static uint64_t held_since(const pbft_node *node, const pbft_pending *p) {
     return p->arrival_ms > node->req_since ? p->arrival_ms : node->req_since;
 }
 
-static bool relays(const pbft_node *node) {
-    return node->n > 1 && !node->in_vc && primary_of(node, node->view) != node->cfg.self;
+bool relays(const pbft_node *node) {
+    return node->n > 1 && !node->in_vc && node->diverged_seq == 0 &&
+           primary_of(node, node->view) != node->cfg.self;
 }
 
 uint64_t relay_deadline(const pbft_node *node) {

@@ -177,7 +177,10 @@ void pending_remove_upto(pbft_node *node, const char *client, uint64_t number) {
  * primary it could suspect is itself. */
 void request_timer_update(pbft_node *node) {
     node->relay_deadline = relay_deadline(node);
-    if (node->n_pending == 0 || node->n == 1) {
+    /* A diverged replica executes nothing until its state is replaced
+     * (checkpoint.c diverge): what it holds cannot execute, and suspecting
+     * the primary for it would take it into a view change alone. */
+    if (node->n_pending == 0 || node->n == 1 || node->diverged_seq != 0) {
         node->req_deadline = 0;
         node->req_fetched = false;
         return;
@@ -268,7 +271,7 @@ void on_request(pbft_node *node, const pbft_from *from, const Twinbft__Request *
         return;
     }
     pending_put(node, r);
-    if (p != NULL || node->req_deadline == 0 || node->relay_deadline == 0) {
+    if (p != NULL || node->req_deadline == 0 || (node->relay_deadline == 0 && relays(node))) {
         request_timer_update(node); /* a new arrival is the youngest: unless it replaced one */
     }
     recheck_waiting(node);

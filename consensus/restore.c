@@ -328,6 +328,10 @@ int pbft_node_restore_done(pbft_node *node, uint64_t now_ms) {
          * backups follow at once (maybe_join). */
         start_view_change(node, node->view + 1, PBFT_VC_PRIMARY_RESTART);
     }
+    if (node->diverged_seq != 0) {
+        request_timer_update(node);
+        start_fetch(node); /* still waiting for the certified state */
+    }
     try_execute(node);
     return node->fault;
 }

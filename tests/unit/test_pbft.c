@@ -708,6 +708,11 @@ START_TEST(test_divergent_replica_stops_and_transfers) {
     for (size_t k = sent; k < C.qt; k++) {
         ck_assert_uint_ne(C.q[k].from, 3);
     }
+    /* What it holds cannot execute while it is diverged: it must not
+     * suspect the primary for it and change view alone (found by review). */
+    tick(500);
+    ck_assert_uint_eq(status(3).view, 0);
+    ck_assert(!status(3).in_view_change);
     for (uint64_t k = 6; k <= 12; k++) {
         submit("dan", k, 2);
         deliver_all();
