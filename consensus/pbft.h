@@ -301,6 +301,12 @@ int pbft_node_step(pbft_node *node, const pbft_from *from, const uint8_t *data, 
  * ready like any output. */
 void pbft_node_peer_connected(pbft_node *node, uint32_t peer);
 
+/* Asks the peers for what they executed beyond this replica (committed
+ * certificates, or their stable checkpoint's state). For a host that was
+ * away without its links closing (a hold on a full disk): its peers have
+ * no reason to resend what it missed. */
+void pbft_node_fetch(pbft_node *node);
+
 /* The host has handled every input it had for now (the end of its event
  * loop's turn): the primary proposes every request that waits, as far as
  * the pipeline (inflight_batches_max) allows, without waiting out

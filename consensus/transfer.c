@@ -54,6 +54,13 @@ static uint8_t *snapshot_of(pbft_node *node, size_t *len) {
     return out;
 }
 
+void pbft_node_fetch(pbft_node *node) {
+    if (node->stopped || node->fault != 0 || node->n == 1) {
+        return;
+    }
+    start_fetch(node);
+}
+
 void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     /* A correct replica fetches at most once per request timeout; answering
      * more often would let a faulty one make us export snapshots in a loop. */

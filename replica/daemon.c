@@ -687,6 +687,15 @@ static void enter_hold(daemon *d, const char *what, const char *space) {
           "resumes by itself",
           what, d->opt.data_dir, space, REP_DISK_RESUME_MIB);
     rep_storage_abort(d->storage);
+    /* Frames held for the failed turn's commit go: the core that would
+     * have taken them is replaced on resume. */
+    for (held_frame *h = d->held, *next = NULL; h != NULL; h = next) {
+        next = h->next;
+        free(h);
+    }
+    d->held = NULL;
+    d->held_tail = &d->held;
+    d->held_bytes = 0;
     d->holding = true;
     d->holds++;
     if (d->drive_pending) {
@@ -935,6 +944,9 @@ static void on_hold(evutil_socket_t fd, short what, void *arg) {
             pbft_node_peer_connected(d->node, j);
         }
     }
+    /* The peers' links to us stayed open while we held, so they resend
+     * nothing by themselves: ask them for what we missed. */
+    pbft_node_fetch(d->node);
     drive(d);
 }
 
