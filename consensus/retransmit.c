@@ -19,10 +19,11 @@
  * a peer that has them drops them before checking a signature. */
 #include "consensus/internal.h"
 
-static void resend_slots(pbft_node *node, uint32_t peer) {
+/* Seqs from..to (inclusive) of the window. */
+static void resend_range(pbft_node *node, uint32_t peer, uint64_t from, uint64_t to) {
     uint32_t self = node->cfg.self;
     bool primary = primary_of(node, node->view) == self;
-    for (uint64_t s = node->h + 1; s <= node->h + node->cfg.log_window; s++) {
+    for (uint64_t s = from; s <= to; s++) {
         const pbft_slot *sl = &node->slots[s % node->cfg.log_window];
         if (sl->seq != s || !sl->has_pp || sl->pp_view != node->view) {
             continue;
@@ -38,6 +39,17 @@ static void resend_slots(pbft_node *node, uint32_t peer) {
             out_signed(node, peer, TWINBFT__MESSAGE__KIND_COMMIT, c->sbytes, c->slen);
         }
     }
+}
+
+/* What the peer still needs first (the slots we have not executed: the
+ * link's output is bounded, and what does not fit is lost), then the
+ * executed ones, but only above the last checkpoint the peer signed: it
+ * executed everything up to there. */
+static void resend_slots(pbft_node *node, uint32_t peer) {
+    uint64_t top = node->h + node->cfg.log_window;
+    resend_range(node, peer, node->executed + 1, top);
+    uint64_t from = node->peer_ckpt[peer] > node->h ? node->peer_ckpt[peer] + 1 : node->h + 1;
+    resend_range(node, peer, from, node->executed < top ? node->executed : top);
 }
 
 static void resend_checkpoints(pbft_node *node, uint32_t peer) {
