@@ -181,8 +181,12 @@ static int history_compact(sm_store *s, MDB_txn *txn, uint64_t seq) {
     size_t dropped = 0;
     int err = 0;
     MDB_val k, v;
-    while (err == 0 && (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 &&
-           k.mv_size == SM_EVENT_KEY_BYTES && sm_get_be64(k.mv_data) <= upto) {
+    /* At most SM_COMPACT_PER_BATCH_MAX a batch (the rest at the next ones,
+     * alike on every replica): a window turned on over a long history, or
+     * shortened, must not make one batch delete it all at once. */
+    while (err == 0 && dropped < SM_COMPACT_PER_BATCH_MAX &&
+           (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST)) == 0 && k.mv_size == SM_EVENT_KEY_BYTES &&
+           sm_get_be64(k.mv_data) <= upto) {
         if (!have_base) {
             MDB_val b;
             err = sm_db_get(s, txn, SM_T_META, SM_HIST_BASE_KEY, strlen(SM_HIST_BASE_KEY), &b);
