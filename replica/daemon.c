@@ -539,38 +539,34 @@ static void arm_timer(daemon *d) {
 }
 
 /* Operators read view changes from the log: one line per transition. */
-static void log_view(daemon *d) {
-    pbft_status st;
-    pbft_node_status(d->node, &st);
-    if (st.view == d->logged_view && st.in_view_change == d->logged_in_vc) {
+static void log_view(daemon *d, const pbft_status *st) {
+    if (st->view == d->logged_view && st->in_view_change == d->logged_in_vc) {
         return;
     }
-    d->logged_view = st.view;
-    d->logged_in_vc = st.in_view_change;
-    if (st.in_view_change && st.vc_cause == PBFT_VC_REQUEST_TIMEOUT &&
-        st.vc_request_client[0] != '\0') {
+    d->logged_view = st->view;
+    d->logged_in_vc = st->in_view_change;
+    if (st->in_view_change && st->vc_cause == PBFT_VC_REQUEST_TIMEOUT &&
+        st->vc_request_client[0] != '\0') {
         logf_(d, 2,
               "changing to view %" PRIu64 " (primary %u): %s (oldest: %s #%" PRIu64
               ", held %" PRIu64 " ms)",
-              st.view, st.primary, pbft_vc_cause_text(st.vc_cause), st.vc_request_client,
-              st.vc_request_number, st.vc_request_waited_ms);
-    } else if (st.in_view_change) {
-        logf_(d, 2, "changing to view %" PRIu64 " (primary %u): %s", st.view, st.primary,
-              pbft_vc_cause_text(st.vc_cause));
+              st->view, st->primary, pbft_vc_cause_text(st->vc_cause), st->vc_request_client,
+              st->vc_request_number, st->vc_request_waited_ms);
+    } else if (st->in_view_change) {
+        logf_(d, 2, "changing to view %" PRIu64 " (primary %u): %s", st->view, st->primary,
+              pbft_vc_cause_text(st->vc_cause));
     } else {
-        logf_(d, 2, "in view %" PRIu64 ", primary %u%s, executed %" PRIu64, st.view, st.primary,
-              st.primary == d->opt.id ? " (this replica)" : "", st.executed);
+        logf_(d, 2, "in view %" PRIu64 ", primary %u%s, executed %" PRIu64, st->view, st->primary,
+              st->primary == d->opt.id ? " (this replica)" : "", st->executed);
     }
 }
 
 /* A primary whose batch timestamps are beyond the skew limit from our
  * clock is not just ignored: one clock is wrong, and the operator is told
  * which way and by how much, at most every REP_CLOCK_LOG_MS. */
-static void log_clock(daemon *d) {
-    pbft_status st;
-    pbft_node_status(d->node, &st);
+static void log_clock(daemon *d, const pbft_status *st) {
     uint64_t now = mono_ms();
-    if (st.ts_rejected == d->logged_ts_rejected ||
+    if (st->ts_rejected == d->logged_ts_rejected ||
         (d->logged_clock_ms != 0 && now - d->logged_clock_ms < REP_CLOCK_LOG_MS)) {
         return;
     }
@@ -578,46 +574,42 @@ static void log_clock(daemon *d) {
           "dropped %" PRIu64 " pre-prepares whose timestamps were ahead of this replica's clock "
           "(the last by %" PRId64 " ms; the limit is %" PRIu64 " ms): this clock or the "
           "primary's is off; check time synchronisation (NTP)",
-          st.ts_rejected - d->logged_ts_rejected, st.ts_offset_ms, d->skew_ms);
-    d->logged_ts_rejected = st.ts_rejected;
+          st->ts_rejected - d->logged_ts_rejected, st->ts_offset_ms, d->skew_ms);
+    d->logged_ts_rejected = st->ts_rejected;
     d->logged_clock_ms = now;
 }
 
 /* A state digest that a quorum contradicts is non-determinism or a
  * corrupted store: the loudest line this replica writes, once per
  * divergence, and one more when the certified state has replaced it. */
-static void log_divergence(daemon *d) {
-    pbft_status st;
-    pbft_node_status(d->node, &st);
-    if (st.diverged_seq == d->logged_diverged_seq) {
+static void log_divergence(daemon *d, const pbft_status *st) {
+    if (st->diverged_seq == d->logged_diverged_seq) {
         return;
     }
-    if (st.diverged_seq != 0) {
+    if (st->diverged_seq != 0) {
         char own[2 * PROTO_DIGEST_BYTES + 1], quorum[2 * PROTO_DIGEST_BYTES + 1];
-        proto_hex(st.diverged_own, PROTO_DIGEST_BYTES, own);
-        proto_hex(st.diverged_quorum, PROTO_DIGEST_BYTES, quorum);
+        proto_hex(st->diverged_own, PROTO_DIGEST_BYTES, own);
+        proto_hex(st->diverged_quorum, PROTO_DIGEST_BYTES, quorum);
         logf_(d, 0,
               "STATE DIVERGED at checkpoint %" PRIu64 ": this replica's state digest is %.16s..., "
               "a quorum signed %.16s...; execution is not deterministic or this store is "
               "corrupt. The replica stopped executing and voting and fetches the certified "
               "state from its peers; keep its data directory for diagnosis",
-              st.diverged_seq, own, quorum);
+              st->diverged_seq, own, quorum);
     } else {
         logf_(d, 1,
               "the certified state replaced the diverged one (executed %" PRIu64 "): voting again",
-              st.executed);
+              st->executed);
     }
-    d->logged_diverged_seq = st.diverged_seq;
+    d->logged_diverged_seq = st->diverged_seq;
 }
 
 /* Relays mean clients that cannot reach the primary (or a primary that
  * ignores them): both sides say so, at most every REP_CLOCK_LOG_MS. */
-static void log_relays(daemon *d) {
-    pbft_status st;
-    pbft_node_status(d->node, &st);
+static void log_relays(daemon *d, const pbft_status *st) {
     uint64_t now = mono_ms();
-    bool sent = st.relays_sent != d->logged_relays_sent,
-         taken = st.relays_taken != d->logged_relays_taken;
+    bool sent = st->relays_sent != d->logged_relays_sent,
+         taken = st->relays_taken != d->logged_relays_taken;
     if ((!sent && !taken) ||
         (d->logged_relays_ms != 0 && now - d->logged_relays_ms < REP_CLOCK_LOG_MS)) {
         return;
@@ -626,16 +618,16 @@ static void log_relays(daemon *d) {
         logf_(d, 1,
               "relayed %" PRIu64 " client requests to primary %" PRIu32 " that it had not ordered "
               "within half the request timeout: their clients may not reach it",
-              st.relays_sent - d->logged_relays_sent, st.primary);
+              st->relays_sent - d->logged_relays_sent, st->primary);
     }
     if (taken) {
         logf_(d, 1,
               "ordered %" PRIu64 " client requests relayed by f+1 backups: their clients did not "
               "reach this replica directly; check its address and listener",
-              st.relays_taken - d->logged_relays_taken);
+              st->relays_taken - d->logged_relays_taken);
     }
-    d->logged_relays_sent = st.relays_sent;
-    d->logged_relays_taken = st.relays_taken;
+    d->logged_relays_sent = st->relays_sent;
+    d->logged_relays_taken = st->relays_taken;
     d->logged_relays_ms = now;
 }
 
@@ -667,6 +659,15 @@ static void release_held(daemon *d) {
         d->tick_due = false;
         pbft_node_tick(d->node, core_clock(d));
     }
+}
+
+/* Free space on the data directory's file system, in MiB (-1: unknown). */
+static double free_space_mib(const daemon *d) {
+    struct statvfs vfs;
+    if (statvfs(d->opt.data_dir, &vfs) != 0) {
+        return -1;
+    }
+    return (double)vfs.f_bavail * (double)vfs.f_frsize / (1024.0 * 1024.0);
 }
 
 static void hold_check_later(daemon *d) {
@@ -712,9 +713,8 @@ static void enter_hold(daemon *d, const char *what, const char *space) {
  * restart resumes from the last durable commit, as after a crash. */
 static void storage_failed(daemon *d, const char *what, int rc) {
     char space[160] = "";
-    struct statvfs vfs;
-    if (statvfs(d->opt.data_dir, &vfs) == 0) {
-        double free_mib = (double)vfs.f_bavail * (double)vfs.f_frsize / (1024.0 * 1024.0);
+    double free_mib = free_space_mib(d);
+    if (free_mib >= 0) {
         /* LMDB reports a write cut short by a full disk as EIO. */
         if (rc == TB_ERR_IO && free_mib < REP_DISK_LOW_MIB) {
             rc = TB_ERR_NOSPACE;
@@ -776,10 +776,12 @@ static void finish_commit(daemon *d) {
     pbft_node_advance(d->node, rd);
     pbft_node_durable(d->node, ready_id); /* the commit above was synced */
     d->commit_pending = false;
-    log_view(d);
-    log_clock(d);
-    log_relays(d);
-    log_divergence(d);
+    pbft_status st; /* one read for every log line that follows it */
+    pbft_node_status(d->node, &st);
+    log_view(d, &st);
+    log_clock(d, &st);
+    log_relays(d, &st);
+    log_divergence(d, &st);
     close_revoked(d);
     release_held(d);
 }
@@ -912,11 +914,7 @@ static int open_node(daemon *d);
 static void on_hold(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     daemon *d = arg;
-    struct statvfs vfs;
-    double free_mib = -1;
-    if (statvfs(d->opt.data_dir, &vfs) == 0) {
-        free_mib = (double)vfs.f_bavail * (double)vfs.f_frsize / (1024.0 * 1024.0);
-    }
+    double free_mib = free_space_mib(d);
     if (free_mib < REP_DISK_RESUME_MIB) {
         hold_check_later(d);
         return;
