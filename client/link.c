@@ -12,8 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -124,8 +126,24 @@ struct tb_tls_link {
     tb_tls_link_stats stats;
 };
 
+/* A connection waiting for a handshake slot of its address (see
+ * TB_HANDSHAKES_PER_SOURCE_MAX): accepted, not polled, not read. */
+typedef struct tb_waiter {
+    evutil_socket_t fd; /* -1: promoted (a hole in the ring until the head passes it) */
+    tb_src src;
+    uint64_t deadline_ms;
+} tb_waiter;
+
 struct tb_tls_listener {
     tb_tls_ctx *ctx;
+    /* Waiting connections in arrival order, so deadlines ascend from the
+     * head; wait_span counts the slots from the head, holes included, and
+     * wait_timer is pending whenever it is not 0. */
+    tb_waiter *waiting;
+    uint32_t wait_cap;
+    uint32_t wait_head;
+    uint32_t wait_span;
+    struct event *wait_timer;
     tb_src reserved[TB_LISTENER_RESERVED_SOURCES_MAX]; /* members' addresses */
     size_t n_reserved;
     struct event_base *base;
@@ -445,6 +463,8 @@ static void tb_link_disconnect(tb_tls_link *link) {
     link->state = TB_LINK_IDLE;
 }
 
+static void tb_listener_promote(tb_tls_listener *l, const tb_src *src);
+
 static void tb_link_unlist(tb_tls_link *link) {
     tb_tls_listener *l = link->listener;
     if (l == NULL) {
@@ -507,6 +527,10 @@ static void tb_link_schedule_attempt(tb_tls_link *link, uint32_t delay_ms) {
 static void tb_link_close(tb_tls_link *link, const char *why) {
     char reason[TB_REASON_BYTES];
     bool was_open = link->state == TB_LINK_OPEN;
+    /* An accepted handshake that ends frees a slot of its address. */
+    tb_tls_listener *freed_in =
+        !link->outgoing && link->state == TB_LINK_HANDSHAKE ? link->listener : NULL;
+    tb_src freed_src = link->src;
     snprintf(reason, sizeof reason, "%s", why);
     tb_tls_log(link->ctx, "tls_link: %s%s%s%s: %s", link->where, link->peer[0] ? " (" : "",
                link->peer, link->peer[0] ? ")" : "", reason);
@@ -530,6 +554,9 @@ static void tb_link_close(tb_tls_link *link, const char *why) {
     }
     if (!link->outgoing) {
         tb_link_release(link);
+    }
+    if (freed_in != NULL) {
+        tb_listener_promote(freed_in, &freed_src);
     }
 }
 
@@ -616,6 +643,9 @@ static void tb_link_opened(tb_tls_link *link) {
     link->state = TB_LINK_OPEN;
     link->backoff_ms = TB_TLS_BACKOFF_MS_MIN;
     link->stats.connects++;
+    if (link->listener != NULL) {
+        tb_listener_promote(link->listener, &link->src);
+    }
     if (link->cb.on_open != NULL) {
         link->depth++;
         link->cb.on_open(link, link->peer, link->cb.arg);
@@ -830,24 +860,32 @@ int tb_tls_send(tb_tls_link *link, const uint8_t *data, size_t len) {
 
 /* ---- listeners ---- */
 
-static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
-                                  struct sockaddr *sa, int sa_len, void *arg) {
-    tb_tls_listener *l = arg;
+static bool tb_listener_is_member(const tb_tls_listener *l, const tb_src *src) {
+    for (size_t i = 0; i < l->n_reserved; i++) {
+        if (tb_src_eq(src, &l->reserved[i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static uint32_t tb_listener_handshaking(const tb_tls_listener *l, const tb_src *src) {
+    uint32_t n = 0;
+    for (const tb_tls_link *o = l->links; o != NULL; o = o->next) {
+        n += o->state == TB_LINK_HANDSHAKE && tb_src_eq(&o->src, src);
+    }
+    return n;
+}
+
+/* Starts the TLS handshake of an accepted connection, or closes it when the
+ * listener is full. The last TB_LISTENER_RESERVED_LINKS slots are for the
+ * members' addresses: a flood of connections from elsewhere cannot cut the
+ * replicas off from each other. */
+static void tb_listener_start(tb_tls_listener *l, evutil_socket_t fd, const tb_src *src,
+                              bool member, const char *where) {
     tb_tls_link *link = NULL;
     struct bufferevent *bev = NULL;
     SSL *ssl = NULL;
-    char where[TB_ADDR_TEXT_BYTES];
-    (void)evl;
-    (void)sa_len;
-    tb_addr_text(sa, where, sizeof where);
-    tb_src src = tb_src_of(sa);
-    bool member = false;
-    for (size_t i = 0; i < l->n_reserved && !member; i++) {
-        member = tb_src_eq(&src, &l->reserved[i]);
-    }
-    /* The last TB_LISTENER_RESERVED_LINKS slots are for the members'
-     * addresses: a flood of connections from elsewhere cannot cut the
-     * replicas off from each other. */
     uint32_t cap = member || l->n_reserved == 0
                        ? TB_LISTENER_LINKS_MAX
                        : TB_LISTENER_LINKS_MAX - TB_LISTENER_RESERVED_LINKS;
@@ -856,20 +894,6 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
         tb_tls_log(l->ctx, "tls_link: %s: refused, %u connections already (maximum)", where,
                    (unsigned)l->link_count);
         goto fail;
-    }
-    if (!member) {
-        /* Half-open connections (TCP but no TLS) from one address hold at
-         * most this many slots; they time out after TB_TLS_HANDSHAKE_MS_MAX. */
-        uint32_t handshaking = 0;
-        for (const tb_tls_link *o = l->links; o != NULL; o = o->next) {
-            handshaking += o->state == TB_LINK_HANDSHAKE && tb_src_eq(&o->src, &src);
-        }
-        if (handshaking >= TB_HANDSHAKES_PER_SOURCE_MAX) {
-            l->stats.refused_source++;
-            tb_tls_log(l->ctx, "tls_link: %s: refused, %u handshakes from that address already",
-                       where, (unsigned)handshaking);
-            goto fail;
-        }
     }
     link = tb_link_alloc(l->base, l->ctx, &l->cb);
     ssl = SSL_new(l->ctx->ssl);
@@ -882,7 +906,7 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
         goto fail;
     }
     snprintf(link->where, sizeof link->where, "%s", where);
-    link->src = src;
+    link->src = *src;
     link->listener = l;
     link->next = l->links;
     if (l->links != NULL) {
@@ -900,6 +924,111 @@ fail:
         tb_link_destroy(link);
     }
     evutil_closesocket(fd);
+}
+
+static void tb_listener_arm_wait(tb_tls_listener *l) {
+    uint64_t now = tb_mono_ms();
+    uint64_t at = l->waiting[l->wait_head].deadline_ms;
+    struct timeval tv = tb_ms_to_tv(at > now ? (uint32_t)(at - now) : 0);
+    evtimer_add(l->wait_timer, &tv);
+}
+
+/* Drops the holes at the head of the ring. */
+static void tb_listener_trim(tb_tls_listener *l) {
+    while (l->wait_span > 0 && l->waiting[l->wait_head].fd < 0) {
+        l->wait_head = (l->wait_head + 1) % l->wait_cap;
+        l->wait_span--;
+    }
+}
+
+static void tb_listener_wait(tb_tls_listener *l, evutil_socket_t fd, const tb_src *src,
+                             const char *where) {
+    if (l->wait_span == l->wait_cap) {
+        l->stats.refused_source++;
+        tb_tls_log(l->ctx,
+                   "tls_link: %s: refused, %u handshakes from that address already and %u "
+                   "connections waiting (maximum)",
+                   where, (unsigned)TB_HANDSHAKES_PER_SOURCE_MAX, (unsigned)l->wait_span);
+        evutil_closesocket(fd);
+        return;
+    }
+    tb_waiter *w = &l->waiting[(l->wait_head + l->wait_span) % l->wait_cap];
+    w->fd = fd;
+    w->src = *src;
+    w->deadline_ms = tb_mono_ms() + TB_LISTENER_WAIT_MS_MAX;
+    l->wait_span++;
+    l->stats.waiting++;
+    l->stats.queued++;
+    if (l->wait_span == 1) {
+        tb_listener_arm_wait(l);
+    }
+}
+
+static void tb_listener_wait_timer_cb(evutil_socket_t fd, short what, void *arg) {
+    tb_tls_listener *l = arg;
+    uint64_t now = tb_mono_ms();
+    (void)fd;
+    (void)what;
+    tb_listener_trim(l);
+    while (l->wait_span > 0 && l->waiting[l->wait_head].deadline_ms <= now) {
+        tb_waiter *w = &l->waiting[l->wait_head];
+        evutil_closesocket(w->fd);
+        w->fd = -1;
+        l->stats.waiting--;
+        l->stats.waited_out++;
+        tb_listener_trim(l);
+    }
+    if (l->wait_span > 0) {
+        tb_listener_arm_wait(l);
+    }
+}
+
+/* A handshake from src ended: the oldest connection from src waiting for a
+ * slot starts its own. */
+static void tb_listener_promote(tb_tls_listener *l, const tb_src *src) {
+    char where[TB_ADDR_TEXT_BYTES];
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (l->stats.waiting == 0) {
+        return;
+    }
+    for (uint32_t i = 0; i < l->wait_span; i++) {
+        tb_waiter *w = &l->waiting[(l->wait_head + i) % l->wait_cap];
+        if (w->fd < 0 || !tb_src_eq(&w->src, src)) {
+            continue;
+        }
+        evutil_socket_t fd = w->fd;
+        w->fd = -1;
+        l->stats.waiting--;
+        l->stats.promoted++;
+        tb_listener_trim(l);
+        memset(&ss, 0, sizeof ss);
+        if (getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+            tb_addr_text((struct sockaddr *)&ss, where, sizeof where);
+        } else {
+            snprintf(where, sizeof where, "(gone)");
+        }
+        tb_listener_start(l, fd, src, false, where);
+        return;
+    }
+}
+
+static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
+                                  struct sockaddr *sa, int sa_len, void *arg) {
+    tb_tls_listener *l = arg;
+    char where[TB_ADDR_TEXT_BYTES];
+    (void)evl;
+    (void)sa_len;
+    tb_addr_text(sa, where, sizeof where);
+    tb_src src = tb_src_of(sa);
+    bool member = tb_listener_is_member(l, &src);
+    /* Half-open connections (TCP but no TLS) from one address hold at most
+     * this many handshake slots; they time out after TB_TLS_HANDSHAKE_MS_MAX. */
+    if (!member && tb_listener_handshaking(l, &src) >= TB_HANDSHAKES_PER_SOURCE_MAX) {
+        tb_listener_wait(l, fd, &src, where);
+        return;
+    }
+    tb_listener_start(l, fd, &src, member, where);
 }
 
 int tb_tls_listener_reserve(tb_tls_listener *l, const char *host) {
@@ -946,6 +1075,18 @@ static uint16_t tb_listener_bound_port(struct evconnlistener *evl) {
     return 0;
 }
 
+/* The waiting room fits in what RLIMIT_NOFILE leaves; at least one slot,
+ * so the ring arithmetic holds (a single slot is refusal in all but name). */
+static uint32_t tb_listener_waiting_cap(void) {
+    struct rlimit rl;
+    uint64_t cap = TB_LISTENER_WAITING_MAX;
+    uint64_t used = (uint64_t)TB_LISTENER_LINKS_MAX + TB_LISTENER_FDS_SPARE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        cap = rl.rlim_cur > used ? (uint64_t)rl.rlim_cur - used : 1;
+    }
+    return cap < 1 ? 1 : cap > TB_LISTENER_WAITING_MAX ? TB_LISTENER_WAITING_MAX : (uint32_t)cap;
+}
+
 int tb_tls_listen(struct event_base *base, tb_tls_ctx *ctx, const char *host, uint16_t port,
                   const tb_tls_callbacks *cb, tb_tls_listener **out) {
     struct sockaddr_storage ss;
@@ -979,6 +1120,13 @@ int tb_tls_listen(struct event_base *base, tb_tls_ctx *ctx, const char *host, ui
     }
     evconnlistener_set_error_cb(l->evl, tb_listener_error_cb);
     l->port = tb_listener_bound_port(l->evl);
+    l->wait_cap = tb_listener_waiting_cap();
+    l->waiting = calloc(l->wait_cap, sizeof *l->waiting);
+    l->wait_timer = evtimer_new(base, tb_listener_wait_timer_cb, l);
+    if (l->waiting == NULL || l->wait_timer == NULL) {
+        tb_tls_listener_free(l);
+        return TB_ERR_NOMEM;
+    }
     *out = l;
     return 0;
 }
@@ -995,8 +1143,23 @@ void tb_tls_listener_free(tb_tls_listener *l) {
     if (l == NULL) {
         return;
     }
-    evconnlistener_free(l->evl);
-    l->evl = NULL;
+    if (l->evl != NULL) {
+        evconnlistener_free(l->evl);
+        l->evl = NULL;
+    }
+    /* Waiting connections go first, so closing links below promotes none. */
+    for (uint32_t i = 0; i < l->wait_span; i++) {
+        tb_waiter *w = &l->waiting[(l->wait_head + i) % l->wait_cap];
+        if (w->fd >= 0) {
+            evutil_closesocket(w->fd);
+        }
+    }
+    l->wait_span = 0;
+    l->stats.waiting = 0;
+    if (l->wait_timer != NULL) {
+        event_free(l->wait_timer);
+    }
+    free(l->waiting);
     /* Always take the head afresh: an on_close below may free other links. */
     while (l->links != NULL) {
         tb_tls_link *link = l->links;

@@ -39,8 +39,28 @@ enum {
      * slow WAN it takes well under a second. */
     TB_TLS_HANDSHAKE_MS_MAX = 3000,
     /* Handshakes in progress from one address (other than a reserved one,
-     * tb_tls_listener_reserve); more are closed on accept and counted. */
+     * tb_tls_listener_reserve). Further connections from that address wait,
+     * accepted but unread, until one of its handshakes ends (then the
+     * oldest starts its own) or TB_LISTENER_WAIT_MS_MAX passes (then it is
+     * closed). A waiting connection costs a descriptor and a few kernel
+     * buffers and no CPU: a half-open flood that is closed at once
+     * reconnects at once, and the accept-close-reconnect cycle, not the
+     * connections, is what costs both sides their CPU. An honest burst from
+     * one address (many clients behind one NAT) is served in order instead
+     * of refused. */
     TB_HANDSHAKES_PER_SOURCE_MAX = 16,
+    /* Connections waiting for a handshake slot, per listener (fewer when the
+     * descriptor limit is lower, see tb_tls_listen); past that they are
+     * closed on accept and counted. */
+    TB_LISTENER_WAITING_MAX = 4096,
+    /* How long a connection may wait; under TB_TLS_HANDSHAKE_MS_MAX of an
+     * honest client plus its handshake would be kinder, but a flood's
+     * connections would then come back three times as often. A client
+     * that gave up meanwhile costs one failed handshake when promoted. */
+    TB_LISTENER_WAIT_MS_MAX = 10000,
+    /* Descriptors a listener leaves to the rest of the process (peers' links,
+     * the store, logs, HTTP) when it sizes its waiting room. */
+    TB_LISTENER_FDS_SPARE = 256,
     /* Of TB_LISTENER_LINKS_MAX, the slots only reserved addresses may take. */
     TB_LISTENER_RESERVED_LINKS = 128,
     TB_LISTENER_RESERVED_SOURCES_MAX = 64,
@@ -119,7 +139,11 @@ typedef struct tb_tls_listener_stats {
     uint64_t accepted;
     uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
     uint64_t handshake_failed; /* bad or foreign certificate, timeout, I/O error */
-    uint64_t refused_source;   /* TB_HANDSHAKES_PER_SOURCE_MAX reached for the address */
+    uint64_t refused_source;   /* over TB_HANDSHAKES_PER_SOURCE_MAX, and no room to wait */
+    uint64_t queued;           /* over TB_HANDSHAKES_PER_SOURCE_MAX: waited for a slot */
+    uint64_t promoted;         /* ... and got one (counted in accepted too) */
+    uint64_t waited_out;       /* ... and were closed after TB_LISTENER_WAIT_MS_MAX */
+    uint32_t waiting;          /* waiting now */
 } tb_tls_listener_stats;
 
 /* A TLS 1.3-only context for one identity: trusts ca_cert alone, presents
@@ -153,7 +177,9 @@ tb_tls_ctx_stats tb_tls_ctx_get_stats(const tb_tls_ctx *ctx);
 /* Accepts connections on host:port (numeric IPv4 or IPv6 address; port 0
  * picks a free one, see tb_tls_listener_port). Accepted links report
  * through cb (copied). TB_ERR_INVALID for a bad address, TB_ERR_IO when the
- * port cannot be bound. */
+ * port cannot be bound. Its waiting room (TB_LISTENER_WAITING_MAX) is cut to
+ * what the descriptor limit (RLIMIT_NOFILE) leaves after
+ * TB_LISTENER_LINKS_MAX and TB_LISTENER_FDS_SPARE: raise the limit first. */
 int tb_tls_listen(struct event_base *base, tb_tls_ctx *ctx, const char *host, uint16_t port,
                   const tb_tls_callbacks *cb, tb_tls_listener **out);
 uint16_t tb_tls_listener_port(const tb_tls_listener *l);

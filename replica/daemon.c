@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <time.h>
 
@@ -1278,6 +1279,26 @@ static void link_log(const char *line, void *arg) {
     logf_(arg, 2, "%s", line);
 }
 
+/* The listener's links and waiting room need more descriptors than the
+ * usual soft limit of 1,024: raise it toward the hard limit, and say so
+ * when even that leaves the waiting room short (tb_tls_listen sizes it). */
+static void raise_fd_limit(daemon *d) {
+    struct rlimit rl;
+    rlim_t want = (rlim_t)TB_LISTENER_LINKS_MAX + TB_LISTENER_WAITING_MAX + TB_LISTENER_FDS_SPARE;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want) {
+        return;
+    }
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= want ? want : rl.rlim_max;
+    (void)setrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < want) {
+        logf_(d, 1,
+              "open file limit is %llu (hard): fewer connections than %u can wait for a "
+              "handshake slot; raise it to %llu",
+              (unsigned long long)rl.rlim_cur, (unsigned)TB_LISTENER_WAITING_MAX,
+              (unsigned long long)want);
+    }
+}
+
 static int open_links(daemon *d, const char *key_path) {
     const rep_member *me = &d->cluster.members[d->opt.id];
     int rc = tb_tls_ctx_load(d->cluster.ca_path, me->cert_path, key_path, &d->tls);
@@ -1297,6 +1318,7 @@ static int open_links(daemon *d, const char *key_path) {
         return rc;
     }
     tb_tls_callbacks cb = {on_open, on_frame, on_close, d};
+    raise_fd_limit(d);
     rc = tb_tls_listen(d->base, d->tls, me->host, me->port, &cb, &d->listener);
     if (rc != 0) {
         logf_(d, 0, "cannot listen on %s:%u: %s", me->host, me->port, tb_strerror(rc));

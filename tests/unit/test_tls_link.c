@@ -413,20 +413,23 @@ START_TEST(test_reserved_prefix_refused) {
 END_TEST
 
 /* Connections that never start TLS (a half-open flood) from one address
- * take at most TB_HANDSHAKES_PER_SOURCE_MAX slots; the rest are refused on
- * accept. A reserved address (a member's) is exempt. */
+ * take at most TB_HANDSHAKES_PER_SOURCE_MAX handshake slots; the rest wait,
+ * unread, and each starts its handshake when one of the address's ends. A
+ * reserved address (a member's) is exempt. */
 typedef struct flood {
     tb_tls_listener *l;
     uint64_t want;
+    uint64_t want_promoted;
 } flood;
 
 static bool flood_seen(void *arg) {
     const flood *f = arg;
     tb_tls_listener_stats st = tb_tls_listener_get_stats(f->l);
-    return st.accepted + st.refused_source >= f->want;
+    return st.accepted + st.queued - st.promoted >= f->want && st.promoted >= f->want_promoted;
 }
 
-static void half_open_flood(bool reserve, tb_tls_listener_stats *out) {
+static void half_open_flood(bool reserve, tb_tls_listener_stats *out,
+                            tb_tls_listener_stats *after_close) {
     struct event_base *base = event_base_new();
     tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
     side srv = {0};
@@ -446,11 +449,21 @@ static void half_open_flood(bool reserve, tb_tls_listener_stats *out) {
         ck_assert_int_ge(fds[i], 0);
         ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&to, sizeof to), 0);
     }
-    flood f = {l, CONNS};
+    flood f = {l, CONNS, 0};
     ck_assert(run_until(base, flood_seen, &f, WAIT_MS));
     *out = tb_tls_listener_get_stats(l);
-    for (int i = 0; i < CONNS; i++) {
+    /* The first connections give up: as many waiting ones get their slots. */
+    for (int i = 0; i < CONNS - TB_HANDSHAKES_PER_SOURCE_MAX; i++) {
         close(fds[i]);
+        fds[i] = -1;
+    }
+    f.want_promoted = out->queued;
+    ck_assert(run_until(base, flood_seen, &f, WAIT_MS));
+    *after_close = tb_tls_listener_get_stats(l);
+    for (int i = 0; i < CONNS; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+        }
     }
     tb_tls_listener_free(l);
     side_free(&srv);
@@ -460,13 +473,81 @@ static void half_open_flood(bool reserve, tb_tls_listener_stats *out) {
 }
 
 START_TEST(test_half_open_flood_bounded_per_source) {
-    tb_tls_listener_stats st;
-    half_open_flood(false, &st);
+    tb_tls_listener_stats st, later;
+    half_open_flood(false, &st, &later);
     ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX);
-    ck_assert_uint_eq(st.refused_source, 8);
-    half_open_flood(true, &st);
-    ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX + 8);
+    ck_assert_uint_eq(st.queued, 8);
+    ck_assert_uint_eq(st.waiting, 8);
     ck_assert_uint_eq(st.refused_source, 0);
+    ck_assert_uint_eq(later.promoted, 8);
+    ck_assert_uint_eq(later.waiting, 0);
+    ck_assert_uint_eq(later.accepted, TB_HANDSHAKES_PER_SOURCE_MAX + 8);
+    half_open_flood(true, &st, &later);
+    ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX + 8);
+    ck_assert_uint_eq(st.queued, 0);
+}
+END_TEST
+
+/* Many honest clients behind one address (a NAT) connect at once: more
+ * than the address's handshake slots, so some wait, and every one of them
+ * opens, in turn, instead of being refused. */
+typedef struct burst {
+    side *sides;
+    int n;
+    const side *server;
+} burst;
+
+/* TLS 1.3 clients finish their handshake a flight before the server. */
+static bool burst_open(void *arg) {
+    const burst *b = arg;
+    if (b->server->opens < b->n) {
+        return false;
+    }
+    for (int i = 0; i < b->n; i++) {
+        if (b->sides[i].opens == 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+START_TEST(test_burst_from_one_address_waits_its_turn) {
+    enum { CLIENTS = 4 * TB_HANDSHAKES_PER_SOURCE_MAX };
+    struct event_base *base = event_base_new();
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    tb_tls_ctx *cctx = ctx_for(&pki.ca, &pki.client);
+    side srv = {0};
+    side *cl = calloc(CLIENTS, sizeof *cl);
+    tb_tls_link *links[CLIENTS];
+    tb_tls_callbacks scb = callbacks(&srv);
+    tb_tls_listener *l = NULL;
+    ck_assert_ptr_nonnull(cl);
+    ck_assert_int_eq(tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l), 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        tb_tls_callbacks ccb = callbacks(&cl[i]);
+        ck_assert_int_eq(tb_tls_connect(base, cctx, "127.0.0.1", tb_tls_listener_port(l),
+                                        "replica-0", &ccb, &links[i]),
+                         0);
+    }
+    burst b = {cl, CLIENTS, &srv};
+    ck_assert(run_until(base, burst_open, &b, WAIT_MS));
+    tb_tls_listener_stats st = tb_tls_listener_get_stats(l);
+    ck_assert_int_eq(srv.opens, CLIENTS);
+    ck_assert_uint_eq(st.accepted, CLIENTS);
+    ck_assert_uint_gt(st.queued, 0);
+    ck_assert_uint_eq(st.promoted, st.queued);
+    ck_assert_uint_eq(st.refused_source + st.refused_full + st.waited_out, 0);
+    for (int i = 0; i < CLIENTS; i++) {
+        tb_tls_link_free(links[i]);
+        side_free(&cl[i]);
+    }
+    free(cl);
+    tb_tls_listener_free(l);
+    side_free(&srv);
+    tb_tls_ctx_free(sctx);
+    tb_tls_ctx_free(cctx);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    event_base_free(base);
 }
 END_TEST
 
@@ -1012,6 +1093,7 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_impostor_server_refused);
     tcase_add_test(tc, test_reserved_prefix_refused);
     tcase_add_test(tc, test_half_open_flood_bounded_per_source);
+    tcase_add_test(tc, test_burst_from_one_address_waits_its_turn);
     tcase_add_test(tc, test_frame_reader_limits);
     tcase_add_test(tc, test_reconnects_after_listener_restart);
     tcase_add_test(tc, test_output_is_bounded);
