@@ -943,14 +943,19 @@ static void tb_listener_trim(tb_tls_listener *l) {
 
 static void tb_listener_wait(tb_tls_listener *l, evutil_socket_t fd, const tb_src *src,
                              const char *where) {
+    tb_listener_trim(l);
     if (l->wait_span == l->wait_cap) {
+        /* Full: the oldest goes (after a trim the head is not a hole). */
+        tb_waiter *old = &l->waiting[l->wait_head];
+        evutil_closesocket(old->fd);
+        old->fd = -1;
+        l->stats.waiting--;
         l->stats.refused_source++;
+        tb_listener_trim(l);
         tb_tls_log(l->ctx,
-                   "tls_link: %s: refused, %u handshakes from that address already and %u "
-                   "connections waiting (maximum)",
-                   where, (unsigned)TB_HANDSHAKES_PER_SOURCE_MAX, (unsigned)l->wait_span);
-        evutil_closesocket(fd);
-        return;
+                   "tls_link: %s: %u connections waiting for a handshake slot (maximum): "
+                   "closed the oldest",
+                   where, (unsigned)l->wait_cap);
     }
     tb_waiter *w = &l->waiting[(l->wait_head + l->wait_span) % l->wait_cap];
     w->fd = fd;

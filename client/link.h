@@ -50,14 +50,16 @@ enum {
      * of refused. */
     TB_HANDSHAKES_PER_SOURCE_MAX = 16,
     /* Connections waiting for a handshake slot, per listener (fewer when the
-     * descriptor limit is lower, see tb_tls_listen); past that they are
-     * closed on accept and counted. */
+     * descriptor limit is lower, see tb_tls_listen). When it is full, the
+     * oldest waiting connection is closed to make room for the newest: the
+     * oldest is the likeliest to have been given up by its client, and a
+     * flood larger than the room then turns over only its excess. */
     TB_LISTENER_WAITING_MAX = 4096,
-    /* How long a connection may wait; under TB_TLS_HANDSHAKE_MS_MAX of an
-     * honest client plus its handshake would be kinder, but a flood's
-     * connections would then come back three times as often. A client
-     * that gave up meanwhile costs one failed handshake when promoted. */
-    TB_LISTENER_WAIT_MS_MAX = 10000,
+    /* How long a connection may wait. Past an honest client's own handshake
+     * timeout it has given up and its connection only holds a descriptor;
+     * the limit returns those descriptors while keeping a flood's
+     * connections from coming back more often than this. */
+    TB_LISTENER_WAIT_MS_MAX = 30000,
     /* Descriptors a listener leaves to the rest of the process (peers' links,
      * the store, logs, HTTP) when it sizes its waiting room. */
     TB_LISTENER_FDS_SPARE = 256,
@@ -139,7 +141,7 @@ typedef struct tb_tls_listener_stats {
     uint64_t accepted;
     uint64_t refused_full;     /* TB_LISTENER_LINKS_MAX reached */
     uint64_t handshake_failed; /* bad or foreign certificate, timeout, I/O error */
-    uint64_t refused_source;   /* over TB_HANDSHAKES_PER_SOURCE_MAX, and no room to wait */
+    uint64_t refused_source;   /* waited, closed for a newer one: the room was full */
     uint64_t queued;           /* over TB_HANDSHAKES_PER_SOURCE_MAX: waited for a slot */
     uint64_t promoted;         /* ... and got one (counted in accepted too) */
     uint64_t waited_out;       /* ... and were closed after TB_LISTENER_WAIT_MS_MAX */

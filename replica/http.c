@@ -153,10 +153,6 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
     metric(b, "twinbft_tls_refused_full_total", "counter",
            "Connections refused on accept because the listener was full.",
            s->listener.refused_full);
-    metric(b, "twinbft_tls_refused_per_source_total", "counter",
-           "Connections refused on accept because their address had too many handshakes under "
-           "way and the waiting room was full.",
-           s->listener.refused_source);
     metric(b, "twinbft_tls_waited_total", "counter",
            "Connections that waited, unread, for one of their address's handshakes to end.",
            s->listener.queued);
@@ -164,6 +160,9 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Waiting connections that got a handshake slot.", s->listener.promoted);
     metric(b, "twinbft_tls_waited_out_total", "counter",
            "Waiting connections closed after waiting the longest allowed.", s->listener.waited_out);
+    metric(b, "twinbft_tls_waited_evicted_total", "counter",
+           "Waiting connections closed to make room for newer ones (the waiting room was full).",
+           s->listener.refused_source);
     metric(b, "twinbft_tls_waiting", "gauge", "Connections waiting for a handshake slot now.",
            s->listener.waiting);
     metric(b, "twinbft_links_closed_oversize_total", "counter",

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <signal.h>
@@ -485,6 +487,63 @@ START_TEST(test_half_open_flood_bounded_per_source) {
     half_open_flood(true, &st, &later);
     ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX + 8);
     ck_assert_uint_eq(st.queued, 0);
+}
+END_TEST
+
+/* The waiting room is sized from the descriptor limit; when it is full the
+ * oldest waiting connection is closed to make room for the newest, and the
+ * others keep waiting. */
+START_TEST(test_full_waiting_room_closes_the_oldest) {
+    enum { ROOM = 4, EXTRA = ROOM + 2, CONNS = TB_HANDSHAKES_PER_SOURCE_MAX + EXTRA };
+    struct event_base *base = event_base_new();
+    tb_tls_ctx *sctx = ctx_for(&pki.ca, &pki.server);
+    side srv = {0};
+    tb_tls_callbacks scb = callbacks(&srv);
+    tb_tls_listener *l = NULL;
+    struct rlimit saved, small;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    small = saved;
+    small.rlim_cur = (rlim_t)TB_LISTENER_LINKS_MAX + TB_LISTENER_FDS_SPARE + ROOM;
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &small), 0);
+    int rc = tb_tls_listen(base, sctx, "127.0.0.1", 0, &scb, &l);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    ck_assert_int_eq(rc, 0);
+    int fds[CONNS];
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(tb_tls_listener_port(l))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&to, sizeof to), 0);
+    }
+    flood f = {l, CONNS, 0};
+    ck_assert(run_until(base, flood_seen, &f, WAIT_MS));
+    tb_tls_listener_stats st = tb_tls_listener_get_stats(l);
+    ck_assert_uint_eq(st.accepted, TB_HANDSHAKES_PER_SOURCE_MAX);
+    ck_assert_uint_eq(st.queued, EXTRA);
+    ck_assert_uint_eq(st.waiting, ROOM);
+    ck_assert_uint_eq(st.refused_source, EXTRA - ROOM);
+    /* Accepted in the order they connected: the first two that had to wait
+     * were closed (end of stream), the later ones were not. */
+    for (int i = TB_HANDSHAKES_PER_SOURCE_MAX; i < CONNS; i++) {
+        bool evicted = i < TB_HANDSHAKES_PER_SOURCE_MAX + (EXTRA - ROOM);
+        struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+        char byte;
+        if (evicted) {
+            ck_assert_int_eq(poll(&pfd, 1, WAIT_MS), 1);
+            ck_assert_int_eq(recv(fds[i], &byte, 1, MSG_DONTWAIT), 0);
+        } else {
+            ck_assert_int_eq(recv(fds[i], &byte, 1, MSG_DONTWAIT), -1);
+        }
+    }
+    for (int i = 0; i < CONNS; i++) {
+        close(fds[i]);
+    }
+    tb_tls_listener_free(l);
+    side_free(&srv);
+    tb_tls_ctx_free(sctx);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    event_base_free(base);
 }
 END_TEST
 
@@ -1094,6 +1153,7 @@ static Suite *tls_link_suite(void) {
     tcase_add_test(tc, test_reserved_prefix_refused);
     tcase_add_test(tc, test_half_open_flood_bounded_per_source);
     tcase_add_test(tc, test_burst_from_one_address_waits_its_turn);
+    tcase_add_test(tc, test_full_waiting_room_closes_the_oldest);
     tcase_add_test(tc, test_frame_reader_limits);
     tcase_add_test(tc, test_reconnects_after_listener_restart);
     tcase_add_test(tc, test_output_is_bounded);
