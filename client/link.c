@@ -877,6 +877,22 @@ static uint32_t tb_listener_handshaking(const tb_tls_listener *l, const tb_src *
     return n;
 }
 
+/* The links a listener takes from an address. */
+static uint32_t tb_listener_cap(const tb_tls_listener *l, bool member) {
+    return member || l->n_reserved == 0 ? TB_LISTENER_LINKS_MAX
+                                        : TB_LISTENER_LINKS_MAX - TB_LISTENER_RESERVED_LINKS;
+}
+
+static bool tb_listener_has_waiter(const tb_tls_listener *l, const tb_src *src) {
+    for (uint32_t i = 0; l->stats.waiting > 0 && i < l->wait_span; i++) {
+        const tb_waiter *w = &l->waiting[(l->wait_head + i) % l->wait_cap];
+        if (w->fd >= 0 && tb_src_eq(&w->src, src)) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Starts the TLS handshake of an accepted connection, or closes it when the
  * listener is full. The last TB_LISTENER_RESERVED_LINKS slots are for the
  * members' addresses: a flood of connections from elsewhere cannot cut the
@@ -886,10 +902,7 @@ static void tb_listener_start(tb_tls_listener *l, evutil_socket_t fd, const tb_s
     tb_tls_link *link = NULL;
     struct bufferevent *bev = NULL;
     SSL *ssl = NULL;
-    uint32_t cap = member || l->n_reserved == 0
-                       ? TB_LISTENER_LINKS_MAX
-                       : TB_LISTENER_LINKS_MAX - TB_LISTENER_RESERVED_LINKS;
-    if (l->link_count >= cap) {
+    if (l->link_count >= tb_listener_cap(l, member)) {
         l->stats.refused_full++;
         tb_tls_log(l->ctx, "tls_link: %s: refused, %u connections already (maximum)", where,
                    (unsigned)l->link_count);
@@ -944,6 +957,17 @@ static void tb_listener_trim(tb_tls_listener *l) {
 static void tb_listener_wait(tb_tls_listener *l, evutil_socket_t fd, const tb_src *src,
                              const char *where) {
     tb_listener_trim(l);
+    if (l->wait_span == l->wait_cap && l->stats.waiting < l->wait_cap) {
+        /* Holes left by promotions: close them up, in order. */
+        uint32_t kept = 0;
+        for (uint32_t i = 0; i < l->wait_span; i++) {
+            tb_waiter w = l->waiting[(l->wait_head + i) % l->wait_cap];
+            if (w.fd >= 0) {
+                l->waiting[(l->wait_head + kept++) % l->wait_cap] = w;
+            }
+        }
+        l->wait_span = kept;
+    }
     if (l->wait_span == l->wait_cap) {
         /* Full: the oldest goes (after a trim the head is not a hole). */
         tb_waiter *old = &l->waiting[l->wait_head];
@@ -994,7 +1018,8 @@ static void tb_listener_promote(tb_tls_listener *l, const tb_src *src) {
     char where[TB_ADDR_TEXT_BYTES];
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (l->stats.waiting == 0) {
+    /* A full listener would refuse it: it keeps its place instead. */
+    if (l->stats.waiting == 0 || l->link_count >= tb_listener_cap(l, false)) {
         return;
     }
     for (uint32_t i = 0; i < l->wait_span; i++) {
@@ -1029,9 +1054,17 @@ static void tb_listener_accept_cb(struct evconnlistener *evl, evutil_socket_t fd
     bool member = tb_listener_is_member(l, &src);
     /* Half-open connections (TCP but no TLS) from one address hold at most
      * this many handshake slots; they time out after TB_TLS_HANDSHAKE_MS_MAX. */
-    if (!member && tb_listener_handshaking(l, &src) >= TB_HANDSHAKES_PER_SOURCE_MAX) {
-        tb_listener_wait(l, fd, &src, where);
-        return;
+    if (!member) {
+        bool busy = tb_listener_handshaking(l, &src) >= TB_HANDSHAKES_PER_SOURCE_MAX;
+        /* Older connections from the address waiting (their promotion found
+         * the listener full): this one goes behind them, the oldest starts. */
+        if (busy || tb_listener_has_waiter(l, &src)) {
+            tb_listener_wait(l, fd, &src, where);
+            if (!busy) {
+                tb_listener_promote(l, &src);
+            }
+            return;
+        }
     }
     tb_listener_start(l, fd, &src, member, where);
 }
