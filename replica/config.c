@@ -34,7 +34,7 @@ typedef struct cfg_parse {
     bool failed;  /* err holds the first error found by the handler or the reader */
     int err_line; /* its line, 0 for the whole file */
     char err[CFG_MSG_BYTES];
-    bool cluster_seen, have_id, have_ca, have_epoch, have_history;
+    bool cluster_seen, have_id, have_ca, have_epoch, have_history, have_outbox;
     bool member_seen[REP_MEMBERS_MAX];
     bool have_address[REP_MEMBERS_MAX], have_cert[REP_MEMBERS_MAX], have_http[REP_MEMBERS_MAX];
     int member_line[REP_MEMBERS_MAX];
@@ -226,8 +226,25 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         p->have_history = true;
         return 1;
     }
+    if (strcmp(name, "outbox_window") == 0) {
+        char *end = NULL;
+        if (p->have_outbox) {
+            return cfg_fail(p, p->line, "[cluster]: outbox_window is given twice");
+        }
+        errno = 0;
+        c->outbox_window = strtoull(value, &end, 10);
+        if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 ||
+            c->outbox_window < REP_OUTBOX_WINDOW_MIN) {
+            return cfg_fail(p, p->line,
+                            "[cluster]: outbox_window \"%s\" must be a number of seqs from %d up",
+                            value, REP_OUTBOX_WINDOW_MIN);
+        }
+        p->have_outbox = true;
+        return 1;
+    }
     return cfg_fail(p, p->line,
-                    "[cluster]: unknown key \"%s\" (expected id, ca, epoch or history_window)",
+                    "[cluster]: unknown key \"%s\" (expected id, ca, epoch, history_window or "
+                    "outbox_window)",
                     name);
 }
 
@@ -402,6 +419,7 @@ int rep_cluster_parse(const char *text, const char *path, rep_cluster *out, char
     }
     memset(out, 0, sizeof *out);
     out->history_window = REP_HISTORY_WINDOW_DEFAULT;
+    out->outbox_window = REP_OUTBOX_WINDOW_DEFAULT;
     p->out = out;
     p->path = path;
     p->dir_len = slash != NULL ? (size_t)(slash - path) + 1 : 0;
@@ -502,6 +520,10 @@ int rep_cluster_write(const rep_cluster *c, const char *path) {
             "; the twins' events of the last this many seqs are kept (0: all); the same on "
             "every replica\nhistory_window = %" PRIu64 "\n",
             c->history_window);
+    fprintf(fp,
+            "; commands pushed to subscribers are kept for this many seqs (a subscriber away "
+            "longer resyncs)\noutbox_window = %" PRIu64 "\n",
+            c->outbox_window);
     for (uint32_t i = 0; i < c->n; i++) {
         cfg_write_member(fp, &c->members[i]);
     }

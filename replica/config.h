@@ -52,10 +52,20 @@ typedef struct rep_member {
 #define REP_HISTORY_WINDOW_DEFAULT 100000
 #define REP_HISTORY_WINDOW_MIN 4096
 
+/* Outbox retention ([cluster] outbox_window): commands pushed to
+ * subscribers are kept for the last this many seqs (storage.h); a
+ * subscriber away for longer is told so (its horizon) and resyncs. */
+#define REP_OUTBOX_WINDOW_DEFAULT 100000
+#define REP_OUTBOX_WINDOW_MIN 1024
+
 typedef struct rep_cluster {
     char id[REP_CLUSTER_ID_BYTES_MAX];
     uint64_t epoch;
     uint64_t history_window; /* seqs of history kept (0: all) */
+    /* Seqs of pushed commands kept for subscribers (storage.h's outbox;
+     * REP_OUTBOX_WINDOW_DEFAULT). Local to each replica's store, not
+     * replicated state, but one setting for all is what operators expect. */
+    uint64_t outbox_window;
     char ca_path[REP_PATH_BYTES_MAX];
     uint32_t n;
     rep_member members[REP_MEMBERS_MAX]; /* members[i].id == i for i < n */

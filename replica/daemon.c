@@ -1198,6 +1198,7 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     rep_storage_stats_get(d->storage, &s->storage);
     (void)sm_store_space(rep_storage_sm(d->storage), &s->space); /* zeros when it fails */
     s->history_window = d->cluster.history_window;
+    s->outbox_window = d->cluster.outbox_window;
     s->holding = d->holding;
     s->holds = d->holds;
     sm_stats sms;
@@ -1352,6 +1353,7 @@ static int open_node(daemon *d) {
         logf_(d, 0, "cannot open storage in %s: %s", d->opt.data_dir, tb_strerror(rc));
         return rc;
     }
+    rep_storage_set_outbox_window(d->storage, d->cluster.outbox_window);
     pbft_config cfg;
     memset(&cfg, 0, sizeof cfg);
     pbft_config_defaults(&cfg);

@@ -94,6 +94,9 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
     metric(b, "twinbft_history_window_seqs", "gauge",
            "The cluster's history retention: events of the last this many seqs are kept (0: all).",
            s->history_window);
+    metric(b, "twinbft_outbox_window_seqs", "gauge",
+           "Commands pushed to subscribers are kept for the last this many seqs.",
+           s->outbox_window);
     metric(b, "twinbft_history_events_compacted_total", "counter",
            "History events dropped by the retention window since start.", s->events_compacted);
     metric(b, "twinbft_client_table_entries", "gauge",

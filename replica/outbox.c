@@ -8,6 +8,7 @@
 #include "proto/frame.h"
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
+#include "replica/config.h"
 #include "statemachine/sm.h"
 
 enum {
@@ -31,11 +32,20 @@ struct rep_outbox {
     rep_push *out; /* the public view of pending, after sorting */
     size_t out_cap;
     sm_principal names[SM_RESULT_ADDRESSEES_MAX];
+    uint64_t retain_seqs; /* see rep_outbox_set_retention */
 };
 
 int rep_outbox_create(rep_outbox **out) {
     *out = calloc(1, sizeof **out);
-    return *out == NULL ? TB_ERR_NOMEM : 0;
+    if (*out == NULL) {
+        return TB_ERR_NOMEM;
+    }
+    (*out)->retain_seqs = REP_OUTBOX_WINDOW_DEFAULT;
+    return 0;
+}
+
+void rep_outbox_set_retention(rep_outbox *o, uint64_t seqs) {
+    o->retain_seqs = seqs;
 }
 
 void rep_outbox_free(rep_outbox *o) {
@@ -153,11 +163,11 @@ static int put_entry(MDB_txn *txn, rep_outbox_dbs dbs, const rep_push *p) {
 }
 
 /* Deletes entries below the retention horizon, oldest first. */
-static int prune(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t executed) {
-    if (executed <= REP_PUSH_RETAIN_SEQS) {
+static int prune(MDB_txn *txn, rep_outbox_dbs dbs, uint64_t executed, uint64_t retain) {
+    if (executed <= retain) {
         return 0;
     }
-    uint64_t horizon = executed - REP_PUSH_RETAIN_SEQS;
+    uint64_t horizon = executed - retain;
     MDB_cursor *cur = NULL;
     int rc = mdb_cursor_open(txn, dbs.by_seq, &cur);
     MDB_val k, v;
@@ -277,12 +287,12 @@ int rep_outbox_write(rep_outbox *o, MDB_txn *txn, rep_outbox_dbs dbs, const pbft
         o->out[i] = (rep_push){p->to, p->seq, p->index, o->bytes + p->off, p->len};
         rc = put_entry(txn, dbs, &o->out[i]);
     }
-    rc = rc != 0 ? rc : prune(txn, dbs, executed);
+    rc = rc != 0 ? rc : prune(txn, dbs, executed, o->retain_seqs);
     /* Below the horizon the outbox cannot vouch for commands: what state
      * transfer skipped was never written, what retention reached is gone. */
     uint64_t horizon = rd->transferred ? rd->transfer_seq : 0;
-    if (executed > REP_PUSH_RETAIN_SEQS && executed - REP_PUSH_RETAIN_SEQS - 1 > horizon) {
-        horizon = executed - REP_PUSH_RETAIN_SEQS - 1;
+    if (executed > o->retain_seqs && executed - o->retain_seqs - 1 > horizon) {
+        horizon = executed - o->retain_seqs - 1;
     }
     return rc != 0 ? rc : horizon_raise(txn, dbs, horizon);
 }

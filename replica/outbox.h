@@ -17,6 +17,9 @@ typedef struct rep_outbox_dbs {
 } rep_outbox_dbs;
 
 int rep_outbox_create(rep_outbox **out);
+/* Entries more than seqs below the executed seq are pruned (default
+ * REP_OUTBOX_WINDOW_DEFAULT). */
+void rep_outbox_set_retention(rep_outbox *o, uint64_t seqs);
 void rep_outbox_free(rep_outbox *o);
 
 /* Adds an entry per addressee of every Reply in rd->msgs for a batch in

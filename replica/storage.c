@@ -203,6 +203,10 @@ static int open_dbs(rep_storage *s) {
     return rc;
 }
 
+void rep_storage_set_outbox_window(rep_storage *s, uint64_t seqs) {
+    rep_outbox_set_retention(s->outbox, seqs);
+}
+
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
                      uint64_t history_window, rep_storage **out) {
     *out = NULL;

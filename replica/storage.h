@@ -21,7 +21,7 @@
  * (leaf, index, count, path, signed root). Entries are written by the
  * persist of the ready that executed the request, in the same commit; a
  * reply the core re-sends for a duplicate request adds nothing. Retention:
- * an entry is pruned once it is more than REP_PUSH_RETAIN_SEQS below the
+ * an entry is pruned once it is more than the outbox window below the
  * executed seq, at most REP_PUSH_PRUNE_PER_COMMIT_MAX per commit (so one
  * commit's work stays bounded; the rest goes in the following commits).
  * Batches skipped by a state transfer (a snapshot) leave no entries here.
@@ -57,8 +57,6 @@ enum {
      * first REP_STORAGE_RECORD_DBS hold the core's records. */
     REP_STORAGE_DBS = 6,
     REP_STORAGE_RECORD_DBS = 4,
-    /* Outbox retention, in sequence numbers below the executed one. */
-    REP_PUSH_RETAIN_SEQS = 100000,
     REP_PUSH_PRUNE_PER_COMMIT_MAX = 4096,
     /* Longest client name stored as a key (LMDB's default key limit is 511). */
     REP_STORAGE_CLIENT_KEY_BYTES_MAX = PBFT_CLIENT_NAME_BYTES_MAX,
@@ -89,6 +87,11 @@ typedef struct rep_storage_stats {
  * TB_ERR_MISMATCH. */
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
                      uint64_t history_window, rep_storage **out);
+
+/* The outbox's retention, in seqs below the executed one (default
+ * REP_OUTBOX_WINDOW_DEFAULT); a smaller one takes effect over the next
+ * commits, REP_PUSH_PRUNE_PER_COMMIT_MAX entries at a time. */
+void rep_storage_set_outbox_window(rep_storage *s, uint64_t seqs);
 
 /* Closes: the open transaction (writes of a cycle not persisted) is
  * aborted, as a crash would lose it. Free the node that uses

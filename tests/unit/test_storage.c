@@ -14,6 +14,7 @@
 #include "consensus/pbft.h"
 #include "proto/frame.h"
 #include "proto/tb_err.h"
+#include "replica/config.h"
 #include "replica/storage.h"
 #include "statemachine/sm.h"
 
@@ -683,7 +684,8 @@ static uint64_t horizon_of(rep_storage *s) {
  * executed in its ready (not of a re-sent reply, nor of a result addressed to
  * nobody), lists them as new pushes in (seq, index, to) order, that they are read
  * back per addressee in order after an exclusive position and survive a reopen,
- * and that retention prunes them REP_PUSH_RETAIN_SEQS below the executed seq; the
+ * and that retention prunes them the outbox window below the executed seq (the
+ * default, or a window set smaller); the
  * horizon, durable, marks what retention or a state transfer left out. */
 START_TEST(test_outbox_written_read_pruned) {
     char root[512], dir[600];
@@ -761,10 +763,15 @@ START_TEST(test_outbox_written_read_pruned) {
     ck_assert_uint_eq(executed, 7);
     ck_assert(got.n == 3 && got.seq[2] == 7);
 
-    /* Retention: seq 5 is now more than REP_PUSH_RETAIN_SEQS below, 7 is not. */
-    ex[0].seq = 6 + REP_PUSH_RETAIN_SEQS;
+    /* Retention: within the default window everything stays... */
+    ex[0].seq = 6 + REP_OUTBOX_WINDOW_MIN;
     rd.n_msgs = 0;
     rec.len = meta_executed(ex[0].seq, meta);
+    ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
+    ck_assert_uint_eq(read_box(s, "plc-7", 0, 0, NULL).n, 3);
+    ck_assert_uint_eq(horizon_of(s), 0);
+    /* ... and with the smallest window, seq 5 is more than it below, 7 is not. */
+    rep_storage_set_outbox_window(s, REP_OUTBOX_WINDOW_MIN);
     ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
     ck_assert_uint_eq(rep_storage_new_pushes(s, &np), 0);
     got = read_box(s, "plc-7", 0, 0, NULL);
@@ -774,16 +781,16 @@ START_TEST(test_outbox_written_read_pruned) {
     ck_assert_uint_eq(horizon_of(s), 5);
 
     /* State transfer to a later seq: the outbox cannot vouch below it. */
-    ex[0].seq = 900 + REP_PUSH_RETAIN_SEQS;
+    ex[0].seq = 900 + REP_OUTBOX_WINDOW_DEFAULT;
     rd.n_executed = 0;
     rd.transferred = true;
     rd.transfer_seq = ex[0].seq;
     rec.len = meta_executed(ex[0].seq, meta);
     ck_assert_int_eq(rep_storage_persist(s, &rd), 0);
-    ck_assert_uint_eq(horizon_of(s), 900 + REP_PUSH_RETAIN_SEQS);
+    ck_assert_uint_eq(horizon_of(s), 900 + REP_OUTBOX_WINDOW_DEFAULT);
     rep_storage_close(s);
     ck_assert_int_eq(rep_storage_open(dir, "admin", MAP_BYTES, 0, &s), 0);
-    ck_assert_uint_eq(horizon_of(s), 900 + REP_PUSH_RETAIN_SEQS); /* durable */
+    ck_assert_uint_eq(horizon_of(s), 900 + REP_OUTBOX_WINDOW_DEFAULT); /* durable */
     rep_storage_close(s);
     nftw(root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
