@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Build twinbft with AddressSanitizer and UndefinedBehaviorSanitizer, and with fault injection
 # (twinbft-replica --byzantine, for the tests that need a misbehaving replica), and run every
-# test.
+# test but the long scale runs.
 #
-#   scripts/test.sh             all labels (unit, sim, lint, ...)
+#   scripts/test.sh             all labels (unit, sim, lint, ...) but scale
+#   scripts/test.sh -L scale    the scale runs (minutes each)
 #   scripts/test.sh -L sim      any other arguments are passed to ctest
 #
 # Environment:
@@ -31,5 +32,9 @@ cmake -S . -B "$build_dir" -DTWINBFT_SANITIZE=ON -DTWINBFT_FAULT_INJECTION=ON \
 tb_phase "[3/4] build (-j$jobs)"
 cmake --build "$build_dir" -j "$jobs"
 
-tb_phase "[4/4] test${*:+ (ctest $*)}"
-ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" "$@"
+args=("$@")
+if ((${#args[@]} == 0)); then
+    args=(-LE scale)
+fi
+tb_phase "[4/4] test (ctest ${args[*]})"
+ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" "${args[@]}"
