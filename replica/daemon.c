@@ -40,9 +40,14 @@ enum {
      * full disk (LMDB turns a short write into EIO). */
     REP_DISK_LOW_MIB = 4,
     /* A replica holding on a full disk resumes once this much is free, and
-     * looks every REP_HOLD_CHECK_MS. */
+     * looks every REP_HOLD_CHECK_MS. A hold within REP_HOLD_AGAIN_MS of the
+     * last resume means the space was not enough (a catch-up needs more
+     * than a turn): the next resume waits for twice as much, up to
+     * REP_DISK_RESUME_MIB_MAX, instead of cycling every second. */
     REP_DISK_RESUME_MIB = 4 * REP_DISK_LOW_MIB,
+    REP_DISK_RESUME_MIB_MAX = 1024,
     REP_HOLD_CHECK_MS = 1000,
+    REP_HOLD_AGAIN_MS = 60000,
     REP_TICK_MS_MAX = 100, /* the core is ticked at least this often */
     /* One Subscribe is answered with at most this many pushes, and fewer
      * once this much is queued on the link; the ack then says more = true
@@ -110,6 +115,8 @@ typedef struct daemon {
     bool holding;
     struct event *hold_ev;
     uint64_t holds;         /* times it held since start */
+    uint32_t resume_mib;    /* free space the next resume waits for */
+    uint64_t resumed_ms;    /* monotonic time of the last resume (0: none) */
     uint64_t reconnected;   /* peers whose link opened meanwhile, one bit per id */
     uint32_t turn_frames;   /* frames stepped since the last drive */
     uint64_t turn_start_ms; /* when the first of them was */
@@ -682,12 +689,19 @@ static void hold_check_later(daemon *d) {
  * from its last commit, and resumes by itself once space returns
  * (on_hold), from its last commit as after a restart. */
 static void enter_hold(daemon *d, const char *what, const char *space) {
+    uint64_t now = mono_ms();
+    if (d->resumed_ms != 0 && now - d->resumed_ms < REP_HOLD_AGAIN_MS &&
+        d->resume_mib < REP_DISK_RESUME_MIB_MAX) {
+        d->resume_mib *= 2;
+    } else if (d->resumed_ms == 0 || now - d->resumed_ms >= REP_HOLD_AGAIN_MS) {
+        d->resume_mib = REP_DISK_RESUME_MIB;
+    }
     logf_(d, 0,
           "%s in %s failed: no space left on the disk%s. Holding: nothing of this turn was "
           "committed; until %d MiB are free there this replica neither executes nor votes (it "
           "still answers status and reads from its last commit); free space there and it "
           "resumes by itself",
-          what, d->opt.data_dir, space, REP_DISK_RESUME_MIB);
+          what, d->opt.data_dir, space, (int)d->resume_mib);
     rep_storage_abort(d->storage);
     /* Frames held for the failed turn's commit go: the core that would
      * have taken them is replaced on resume. */
@@ -916,7 +930,7 @@ static void on_hold(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     daemon *d = arg;
     double free_mib = free_space_mib(d);
-    if (free_mib < REP_DISK_RESUME_MIB) {
+    if (free_mib < d->resume_mib) {
         hold_check_later(d);
         return;
     }
@@ -938,6 +952,7 @@ static void on_hold(evutil_socket_t fd, short what, void *arg) {
         return;
     }
     d->holding = false;
+    d->resumed_ms = mono_ms();
     for (uint32_t j = 0; j < d->cluster.n; j++) {
         if (d->peers[j] != NULL && tb_tls_link_is_open(d->peers[j])) {
             pbft_node_peer_connected(d->node, j);
