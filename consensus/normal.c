@@ -431,6 +431,7 @@ void on_pre_prepare(pbft_node *node, const pbft_from *from, const Twinbft__PrePr
     size_t slen = 0;
     uint8_t *sb = pack_signed(s, &slen);
     accept_pre_prepare(node, sl, view, pp->digest.data, sb, slen, m->batch.data, m->batch.len);
+    node->seen_work = true;
     sl->ts = b->timestamp_ms;
     if (sl->ts > node->pp_ts_max) {
         node->pp_ts_max = sl->ts;

@@ -411,6 +411,7 @@ static void enter_view(pbft_node *node, uint64_t view, const nv_plan *p,
     node->view = view;
     node->in_vc = false;
     node->vc_deadline = 0;
+    node->seen_work = true;
     meta_dirty(node);
     if (p->min_s > node->h && node->executed >= p->min_s) {
         pbft_ckpt *c = ckpt_get(node, p->min_s, false);
@@ -505,10 +506,14 @@ static void maybe_join(pbft_node *node) {
     }
     /* The primary of our view asks for the next view itself: it will not
      * order in this one (it restarted: see pbft_node_restore_done), so
-     * waiting for a request to time out is only lost time. A faulty
-     * primary gains nothing it could not have by going silent. */
+     * waiting for a request to time out is only lost time. That is the
+     * case after a restart of the whole cluster, when no backup has seen
+     * anything since it started. A backup that has seen the cluster work
+     * waits for f+1 as above: otherwise a faulty primary could send its
+     * VIEW-CHANGE to f chosen backups alone and lead the rest without
+     * them, leaving the cluster no fault margin (found by review). */
     const pbft_vote *p = &node->vcs[primary_of(node, node->view)];
-    if (!node->in_vc && p->has && p->view == node->view + 1 &&
+    if (!node->in_vc && !node->seen_work && p->has && p->view == node->view + 1 &&
         primary_of(node, node->view) != node->cfg.self) {
         start_view_change(node, node->view + 1, PBFT_VC_PRIMARY_LEFT);
     }

@@ -1139,6 +1139,51 @@ START_TEST(test_cluster_restart_changes_view_at_once) {
 }
 END_TEST
 
+/* A primary's VIEW-CHANGE alone moves only backups that have seen nothing
+ * since they started (the whole cluster restarted, above). A backup that
+ * has been working with its primary waits for f+1: otherwise a faulty
+ * primary could send its VIEW-CHANGE to f chosen backups, keep leading the
+ * others, and leave the cluster no fault margin (found by review). Here the
+ * primary restarts and its VIEW-CHANGE reaches backup 1 alone, as a faulty
+ * primary's would: backup 1 stays in the view, and the cluster changes
+ * view together once the backups' own timers say the primary is gone. */
+START_TEST(test_primary_view_change_alone_moves_no_working_backup) {
+    setup(4);
+    for (uint64_t k = 1; k <= 3; k++) {
+        submit("ivy", k, 5);
+        deliver_all();
+    }
+    crash(0);
+    C.deaf[2] = C.deaf[3] = true;
+    start(0); /* abstains in view 0: its VIEW-CHANGE for view 1 goes out */
+    for (uint32_t j = 1; j < 4; j++) {
+        pbft_node_peer_connected(C.node[0], j);
+    }
+    drain(0);
+    deliver_all();
+    C.deaf[2] = C.deaf[3] = false;
+    pbft_status st = status(1);
+    ck_assert_uint_eq(st.view, 0);
+    ck_assert(!st.in_view_change);
+    /* The primary does not order; the backups' timers replace it. */
+    submit("ivy", 4, 5);
+    deliver_all();
+    for (int r = 0; r < 20 && C.executed[1] < 4; r++) {
+        tick(100);
+        deliver_all();
+    }
+    uint64_t view = status(1).view;
+    ck_assert_uint_ge(view, 1);
+    for (uint32_t i = 0; i < 4; i++) {
+        st = status(i);
+        ck_assert_uint_eq(st.view, view);
+        ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.apps[i].v[5], 4);
+    }
+    teardown();
+}
+END_TEST
+
 /* The same after the new primary has itself restarted and forgotten its
  * NEW-VIEW: another replica of the view relays it, so the returning
  * replica joins instead of climbing views alone (found by review). The
@@ -1440,6 +1485,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_resend_executed_slots_when_links_open);
     tcase_add_test(tc, test_new_view_survives_restart_of_its_view);
     tcase_add_test(tc, test_cluster_restart_changes_view_at_once);
+    tcase_add_test(tc, test_primary_view_change_alone_moves_no_working_backup);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
