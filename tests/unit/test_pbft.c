@@ -1165,19 +1165,58 @@ START_TEST(test_primary_view_change_alone_moves_no_working_backup) {
     pbft_status st = status(1);
     ck_assert_uint_eq(st.view, 0);
     ck_assert(!st.in_view_change);
-    /* The primary does not order; the backups' timers replace it. */
+    /* The primary does not order; the backups' timers replace it. Backup
+     * 1, which holds the primary's VIEW-CHANGE, does not fetch first (the
+     * primary said it will not order, behind or not). */
     submit("ivy", 4, 5);
     deliver_all();
-    for (int r = 0; r < 20 && C.executed[1] < 4; r++) {
-        tick(100);
+    for (int r = 0; r < 200 && C.executed[1] < 4; r++) {
+        tick(10);
         deliver_all();
     }
+    ck_assert_int_eq(status(1).vc_cause, PBFT_VC_PRIMARY_LEFT);
     uint64_t view = status(1).view;
     ck_assert_uint_ge(view, 1);
     for (uint32_t i = 0; i < 4; i++) {
         st = status(i);
         ck_assert_uint_eq(st.view, view);
         ck_assert(!st.in_view_change);
+        ck_assert_uint_eq(C.apps[i].v[5], 4);
+    }
+    teardown();
+}
+END_TEST
+
+/* The primary alone restarts (kill -9) while its backups were working: they
+ * do not follow its VIEW-CHANGE alone (above), but a request they hold
+ * then takes them to the next view at its first timeout, without the
+ * fetch that the second timeout would follow. Before, the first write
+ * after the restart waited two request timeouts (4 s with the defaults). */
+START_TEST(test_primary_restart_costs_one_request_timeout) {
+    setup(4);
+    for (uint64_t k = 1; k <= 3; k++) {
+        submit("jay", k, 5);
+        deliver_all();
+    }
+    crash(0);
+    start(0);
+    for (uint32_t j = 1; j < 4; j++) {
+        pbft_node_peer_connected(C.node[0], j);
+    }
+    drain(0);
+    deliver_all();
+    ck_assert_uint_eq(status(1).view, 0);
+    submit("jay", 4, 5);
+    deliver_all();
+    uint64_t submitted = C.now;
+    for (int r = 0; r < 200 && C.executed[1] < 4; r++) {
+        tick(10);
+        deliver_all();
+    }
+    ck_assert_uint_eq(C.executed[1], 4);
+    ck_assert_uint_lt(C.now - submitted, 2 * 100); /* request_timeout_ms is 100 here */
+    for (uint32_t i = 0; i < 4; i++) {
+        ck_assert_uint_eq(status(i).view, 1);
         ck_assert_uint_eq(C.apps[i].v[5], 4);
     }
     teardown();
@@ -1486,6 +1525,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_new_view_survives_restart_of_its_view);
     tcase_add_test(tc, test_cluster_restart_changes_view_at_once);
     tcase_add_test(tc, test_primary_view_change_alone_moves_no_working_backup);
+    tcase_add_test(tc, test_primary_restart_costs_one_request_timeout);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
