@@ -234,6 +234,12 @@ struct pbft_node {
 
     /* State transfer. */
     uint64_t fetch_deadline; /* 0: no fetch outstanding */
+    /* Snapshots too large for one FetchReply (transfer.c): how many were
+     * asked for, and the last one's checkpoint and size (it is not
+     * exported again for the same checkpoint). */
+    uint64_t snapshots_oversize;
+    uint64_t oversize_seq;
+    uint64_t oversize_bytes;
 
     /* Messages for a later view or beyond the window, retried later. */
     pbft_buffered *future;

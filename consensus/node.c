@@ -688,6 +688,9 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     memcpy(st->diverged_own, node->diverged_own, PROTO_DIGEST_BYTES);
     memcpy(st->diverged_quorum, node->diverged_quorum, PROTO_DIGEST_BYTES);
     st->relays_taken = node->relays_taken;
+    st->snapshots_oversize = node->snapshots_oversize;
+    st->oversize_seq = node->oversize_seq;
+    st->oversize_bytes = node->oversize_bytes;
     st->vc_cause = node->vc_cause;
     memcpy(st->vc_request_client, node->vc_request_client, sizeof st->vc_request_client);
     st->vc_request_number = node->vc_request_number;

@@ -258,6 +258,13 @@ typedef struct pbft_status {
      * requests taken on the relays of f+1 replicas. */
     uint64_t relays_sent;
     uint64_t relays_taken;
+    /* State transfer this replica could not serve: a peer behind its
+     * stable checkpoint asked, and the snapshot was larger than one
+     * FetchReply carries (half a frame). How many times, and the last
+     * checkpoint and snapshot size. The asker keeps asking. */
+    uint64_t snapshots_oversize;
+    uint64_t oversize_seq;
+    uint64_t oversize_bytes;
     /* Divergence: the checkpoint at which this replica's state digest
      * disagreed with a quorum's (0: none now; it then neither executes nor
      * votes until state transfer replaces its state), both digests of the

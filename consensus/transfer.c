@@ -73,9 +73,18 @@ void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     size_t np = 0, budget = 0;
     uint8_t *snap = NULL;
     uint64_t from_seq = f->executed;
-    if (node->h > f->executed && node->h > 0) {
+    if (node->h > f->executed && node->h > 0 && node->oversize_seq == node->h) {
+        node->snapshots_oversize++; /* known too large: not exported again */
+    } else if (node->h > f->executed && node->h > 0) {
         size_t len = 0;
         snap = snapshot_of(node, &len);
+        if (snap != NULL && len >= FETCH_REPLY_BUDGET) {
+            /* Chunked transfer of larger states is not built: say so (the
+             * status and the log show it) rather than fail in silence. */
+            node->snapshots_oversize++;
+            node->oversize_seq = node->h;
+            node->oversize_bytes = len;
+        }
         if (snap != NULL && len < FETCH_REPLY_BUDGET) {
             r.checkpoint_seq = node->h;
             r.snapshot = (ProtobufCBinaryData){len, snap};

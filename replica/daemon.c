@@ -141,6 +141,8 @@ typedef struct daemon {
     uint64_t refused_log_ms;      /* when a refused client frame was last logged */
     uint64_t logged_ts_rejected;  /* timestamp rejections last reported in the log */
     uint64_t logged_clock_ms;     /* when (timer clock) */
+    uint64_t logged_oversize;     /* oversize snapshots last reported in the log, */
+    uint64_t logged_oversize_seq; /* ... and the checkpoint last named */
     uint64_t logged_relays_sent;  /* relays last reported in the log, sent ... */
     uint64_t logged_relays_taken; /* ... and taken as primary */
     uint64_t logged_relays_ms;    /* when (timer clock) */
@@ -612,6 +614,24 @@ static void log_divergence(daemon *d, const pbft_status *st) {
     d->logged_diverged_seq = st->diverged_seq;
 }
 
+/* A peer behind this replica's stable checkpoint asked for its state and
+ * the snapshot does not fit in a reply: say so, once per checkpoint. */
+static void log_oversize(daemon *d, const pbft_status *st) {
+    if (st->snapshots_oversize == d->logged_oversize) {
+        return;
+    }
+    if (d->logged_oversize == 0 || st->oversize_seq != d->logged_oversize_seq) {
+        logf_(d, 0,
+              "cannot serve state transfer: the snapshot of checkpoint %" PRIu64
+              " is %.1f MiB, more than the %.1f MiB one reply carries; a replica that fell "
+              "behind it cannot catch up from this one",
+              st->oversize_seq, (double)st->oversize_bytes / (1024.0 * 1024.0),
+              (double)PROTO_FRAME_BYTES_MAX / 2.0 / (1024.0 * 1024.0));
+        d->logged_oversize_seq = st->oversize_seq;
+    }
+    d->logged_oversize = st->snapshots_oversize;
+}
+
 /* Relays mean clients that cannot reach the primary (or a primary that
  * ignores them): both sides say so, at most every REP_CLOCK_LOG_MS. */
 static void log_relays(daemon *d, const pbft_status *st) {
@@ -796,6 +816,7 @@ static void finish_commit(daemon *d) {
     log_view(d, &st);
     log_clock(d, &st);
     log_relays(d, &st);
+    log_oversize(d, &st);
     log_divergence(d, &st);
     close_revoked(d);
     release_held(d);
@@ -945,6 +966,7 @@ static void on_hold(evutil_socket_t fd, short what, void *arg) {
     d->reconnected = 0;
     d->logged_ts_rejected = d->logged_relays_sent = d->logged_relays_taken = 0;
     d->logged_diverged_seq = d->revocations_seen = 0;
+    d->logged_oversize = d->logged_oversize_seq = 0;
     int rc = open_node(d);
     if (rc != 0) {
         d->failed = rc;

@@ -113,6 +113,10 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Requests this replica held for half the request timeout unexecuted and relayed to "
            "the primary.",
            st->relays_sent);
+    metric(b, "twinbft_state_transfers_oversize_total", "counter",
+           "State transfers this replica could not serve: the checkpoint's snapshot was larger "
+           "than one reply carries.",
+           st->snapshots_oversize);
     metric(b, "twinbft_relayed_requests_taken_total", "counter",
            "Requests this replica, as primary, took for ordering once f+1 replicas relayed them.",
            st->relays_taken);

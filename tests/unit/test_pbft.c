@@ -23,6 +23,8 @@ typedef struct app {
     uint8_t result[64][8];
     int fail;      /* execute and checkpoint return this (a full disk) */
     uint64_t skew; /* added once to the next value (non-determinism) */
+    size_t pad;    /* zero bytes after the values in a snapshot (a large state) */
+    uint32_t exports;
 } app;
 
 static int app_execute(void *ctx, uint64_t seq, uint64_t time_ms, const pbft_request *reqs,
@@ -67,9 +69,10 @@ static int app_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *len) {
     app *a = ctx;
     for (size_t i = a->n_ckpt; i-- > 0;) {
         if (a->ckpt_seq[i] == seq) {
-            *out = malloc(sizeof a->v);
+            *out = calloc(1, sizeof a->v + a->pad);
             memcpy(*out, a->ckpt_v[i], sizeof a->v);
-            *len = sizeof a->v;
+            *len = sizeof a->v + a->pad;
+            a->exports++;
             return 0;
         }
     }
@@ -803,6 +806,58 @@ START_TEST(test_crash_restart_state_transfer) {
 }
 END_TEST
 
+/* A snapshot larger than one FetchReply carries cannot be sent (chunked
+ * transfer is not built): the replicas asked say so in their status, once
+ * per checkpoint they export it (not on every fetch), and the replica
+ * behind catches up once a later checkpoint's snapshot fits. */
+START_TEST(test_oversize_snapshot_is_reported) {
+    setup(4);
+    submit("omar", 1, 5);
+    deliver_all();
+    crash(3);
+    for (uint64_t k = 2; k <= 24; k++) {
+        submit("omar", k, 5);
+        deliver_all();
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+        C.apps[i].pad = PROTO_FRAME_BYTES_MAX / 2;
+    }
+    start(3);
+    for (uint32_t j = 0; j < 3; j++) {
+        pbft_node_peer_connected(C.node[3], j);
+    }
+    drain(3);
+    deliver_all();
+    submit("omar", 25, 5); /* replica 3 sees it is behind */
+    deliver_all();
+    for (int r = 0; r < 10; r++) {
+        tick(100); /* replica 3 asks again every request timeout */
+        deliver_all();
+    }
+    ck_assert_uint_lt(C.executed[3], C.executed[0]);
+    for (uint32_t i = 0; i < 3; i++) {
+        pbft_status st = status(i);
+        ck_assert_uint_ge(st.snapshots_oversize, 2);
+        ck_assert_uint_eq(st.oversize_seq, st.stable_seq);
+        ck_assert_uint_gt(st.oversize_bytes, PROTO_FRAME_BYTES_MAX / 2);
+        ck_assert_uint_eq(C.apps[i].exports, 1);
+        C.apps[i].pad = 0;
+    }
+    /* The state shrinks: the next checkpoint's snapshot fits. */
+    for (uint64_t k = 26; k <= 32; k++) {
+        submit("omar", k, 5);
+        deliver_all();
+    }
+    for (int r = 0; r < 20 && status(3).executed < C.executed[0]; r++) {
+        tick(100);
+        deliver_all();
+    }
+    ck_assert_uint_eq(status(3).executed, C.executed[0]); /* a transfer reports no executed */
+    ck_assert_uint_eq(C.apps[3].v[5], 32);
+    teardown();
+}
+END_TEST
+
 /* n=5 has f=1 but needs quorums of 4: with two replicas silent nothing
  * commits (3 = 2f+1 would be unsafe there). */
 START_TEST(test_n5_quorum_is_four) {
@@ -1531,6 +1586,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_silent_primary_view_change);
     tcase_add_test(tc, test_checkpoints_advance_watermark);
     tcase_add_test(tc, test_crash_restart_state_transfer);
+    tcase_add_test(tc, test_oversize_snapshot_is_reported);
     tcase_add_test(tc, test_n5_quorum_is_four);
     tcase_add_test(tc, test_garbage_dropped);
     tcase_add_test(tc, test_priority_lane_is_the_replicas_decision);
