@@ -134,8 +134,6 @@ typedef struct sm_dirty {
 /* META key of the event chain's value over the compacted events (absent:
  * none compacted, the chain starts from zero). */
 #define SM_HIST_BASE_KEY "hist_base"
-/* History events compacted per batch at most (apply.c history_compact). */
-#define SM_COMPACT_PER_BATCH_MAX 1024
 
 struct sm_store {
     MDB_env *env;

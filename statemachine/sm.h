@@ -141,9 +141,13 @@ typedef struct sm_options {
      * entries, are deleted as each batch starts, and the event chain's
      * value over them is kept as its base (META "hist_base"), so a
      * snapshot still proves the events it carries. It shapes the state:
-     * every replica must be given the same. */
+     * every replica must be given the same. At most
+     * SM_COMPACT_PER_BATCH_MAX events go per batch (a window turned on
+     * over a long history is caught up over the following batches). */
     uint64_t history_window;
 } sm_options;
+
+#define SM_COMPACT_PER_BATCH_MAX 1024
 
 /* Opens (creating if needed) the store in directory dir (which must
  * exist). A new store gets the bootstrap admin; an existing one must have

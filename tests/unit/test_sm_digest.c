@@ -179,6 +179,59 @@ static void export_committed(smt *t, uint8_t **snap, size_t *len) {
     mdb_txn_abort(r);
 }
 
+/* Proves compaction is bounded per batch: a window turned on over a long
+ * history (here a store reopened with a window after keeping everything)
+ * deletes at most SM_COMPACT_PER_BATCH_MAX events a batch, the same on
+ * every replica, until what is older than the window is gone. */
+START_TEST(test_history_compaction_capped_per_batch) {
+    enum { WINDOW = 50, CAP = SM_COMPACT_PER_BATCH_MAX };
+    smt a;
+    plant_windowed(&a, 0);
+    run w;
+    run_make(&w, 21, a.seq + 1, 6000);
+    uint8_t **res = calloc(w.n, sizeof *res);
+    size_t *res_len = calloc(w.n, sizeof *res_len);
+    run_apply(&a, &w, 0, w.n, 0, res, res_len);
+    sm_space sp;
+    ck_assert_int_eq(sm_store_space(a.s, &sp), 0);
+    uint64_t old = sp.history_events;
+    ck_assert_uint_gt(old, 2 * CAP);
+    smt_close_keep(&a);
+    sm_options o = smt_options();
+    o.history_window = WINDOW;
+    ck_assert_int_eq(sm_store_open(a.dir, &o, &a.s), 0);
+    a.seq = sm_store_applied(a.s);
+    /* Each batch far above the window: everything before it is old. */
+    sm_stats st;
+    uint64_t batches = 0;
+    for (uint64_t done = 0; done < old; batches++) {
+        run one;
+        run_make(&one, 22 + batches, a.seq + 2 * WINDOW, 1);
+        uint8_t *r1 = NULL;
+        size_t r1_len = 0;
+        run_apply(&a, &one, 0, 1, 0, &r1, &r1_len);
+        free(r1);
+        run_free(&one);
+        sm_store_stats(a.s, &st);
+        /* Oldest first; a batch's own events join the old ones later. */
+        ck_assert_uint_le(st.events_compacted - done, CAP);
+        if (st.events_compacted < old) {
+            ck_assert_uint_eq(st.events_compacted - done, CAP);
+        }
+        done = st.events_compacted;
+        ck_assert_uint_le(batches, old / CAP + 1);
+    }
+    ck_assert_uint_eq(batches, (old + CAP - 1) / CAP);
+    ck_assert_int_eq(sm_store_space(a.s, &sp), 0);
+    ck_assert_uint_lt(sp.history_events, old - CAP * (batches - 1)); /* only recent ones left */
+    smt_check_digest(&a);
+    results_free(res, w.n);
+    free(res_len);
+    run_free(&w);
+    smt_close(&a);
+}
+END_TEST
+
 /* Proves the history retention window: events older than the window go as
  * batches apply, so the history stays bounded; two stores with the same
  * window stay equal; and a snapshot of a compacted store (its chain starting
@@ -534,6 +587,7 @@ static Suite *digest_suite(void) {
     tcase_add_test(tc, test_property_equal_digests);
     tcase_add_test(tc, test_export_import_round_trip);
     tcase_add_test(tc, test_history_window_compacts);
+    tcase_add_test(tc, test_history_compaction_capped_per_batch);
     tcase_add_test(tc, test_import_refuses_tampering);
     tcase_add_test(tc, test_history_replay_reproduces_state);
     tcase_add_test(tc, test_reopen);
