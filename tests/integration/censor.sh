@@ -27,7 +27,7 @@ fail() { it_fail "$@"; }
 "$bin/twinbft-replica" --help | grep -q "censor:PRINCIPAL" ||
     fail "twinbft-replica is not a fault-injection build (-DTWINBFT_FAULT_INJECTION=ON)"
 
-base=$((14000 + ($$ % 500) * 10))
+it_base 14000 500
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 for i in 0 1 2 3; do
     extra=()

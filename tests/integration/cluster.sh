@@ -21,15 +21,22 @@ probe="$2"
 served="$3"
 work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-it-XXXXXX")"
 pids=()
+it_name=cluster
+dir="$work/c"
+it_logs="$work/log-*"
+# shellcheck source=tests/integration/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     rm -rf "$work"
+    local lock
+    for lock in "${it_port_locks[@]}"; do rm -rf "$lock"; done
 }
 trap cleanup EXIT
 
-# Pick a base port from the PID so that parallel runs rarely collide, below the kernel's
-# ephemeral range (32768 and up) so that no outgoing connection can hold one.
-base=$((10000 + ($$ % 1000) * 10))
+# A base port no other test holds (it_base), below the kernel's ephemeral range (32768 and
+# up) so that no outgoing connection can hold one.
+it_base 10000 1000
 "$bin/twinbft" cluster init --dir "$work/c" --replicas 4 --base-port "$base" >/dev/null
 
 start() {

@@ -34,7 +34,7 @@ if ! mount -t tmpfs -o size=64m tmpfs "$small" 2>/dev/null; then
 fi
 
 # Ports below the ephemeral range, from the PID so that parallel runs rarely collide.
-base=$((12000 + ($$ % 500) * 10))
+it_base 12000 500
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 mkdir -p "$dir/replica-3"
 ln -s "$small" "$dir/replica-3/data"

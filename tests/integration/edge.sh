@@ -37,7 +37,7 @@ fail() { it_fail "$@"; }
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16"
 
 # Replicas on P..P+3 and their HTTP on P+100..P+103, in a range no other test uses.
-base=$((5000 + ($$ % 400) * 10))
+it_base 5000 400
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null ||
     fail "cluster init"
 # Two attacking identities: each has a memory budget of its own.

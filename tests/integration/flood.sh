@@ -31,7 +31,7 @@ if ! python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.2", 0))' 2
     exit 77
 fi
 
-base=$((15000 + ($$ % 500) * 10))
+it_base 15000 500
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 "$bin/twinbft" up --dir "$dir" >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")

@@ -24,7 +24,7 @@ trap it_cleanup EXIT
 fail() { it_fail "$@"; }
 
 window=4096
-base=$((3000 + ($$ % 150) * 10))
+it_base 3000 150
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 sed -i -e "s/^history_window = .*/history_window = $window/" \
     -e "s/^outbox_window = .*/outbox_window = 1024/" "$dir/cluster.conf"

@@ -22,7 +22,7 @@ it_cleanup_extra() {
 trap it_cleanup EXIT
 fail() { it_fail "$@"; }
 
-base=$((13000 + ($$ % 500) * 10))
+it_base 13000 500
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 "$bin/twinbft" up --dir "$dir" --log-level info >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")

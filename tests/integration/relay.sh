@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 trap it_cleanup EXIT
 fail() { it_fail "$@"; }
 
-base=$((16000 + ($$ % 300) * 10))
+it_base 16000 300
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 "$bin/twinbft" up --dir "$dir" --log-level info >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")
