@@ -183,9 +183,10 @@ struct pbft_node {
     uint64_t view;
     bool in_vc;
     bool nudged; /* in view change: asked the new primary to resend NEW-VIEW */
-    /* Since it started, this node took a primary's pre-prepare or entered
-     * a view by NEW-VIEW: it has seen the cluster work, so the primary of
-     * its view asking for the next view alone does not move it (maybe_join). */
+    /* Since it started, this node took a primary's pre-prepare, entered a
+     * view by NEW-VIEW, or fetched a batch committed in its view: it has
+     * seen the cluster work, so the primary of its view asking for the
+     * next view alone does not move it (maybe_join). */
     bool seen_work;
     uint64_t vc_deadline; /* in view change: when to give up on this view */
     uint64_t vc_timeout;  /* current (doubling) view-change timeout */

@@ -481,14 +481,7 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
         relay_held(node);
     }
     if (node->req_deadline != 0 && node->now >= node->req_deadline) {
-        const pbft_vote *p = &node->vcs[primary_of(node, node->view)];
-        bool primary_left = p->has && p->view == node->view + 1;
-        if (!node->in_vc && primary_left) {
-            /* The primary asked for the next view itself: it will not
-             * order this request, whether we are behind or not. */
-            note_oldest_request(node);
-            start_view_change(node, node->view + 1, PBFT_VC_PRIMARY_LEFT);
-        } else if (!node->req_fetched) {
+        if (!node->req_fetched) {
             /* First expiry: maybe we are only behind; catch up before accusing the primary. */
             node->req_fetched = true;
             request_timer_update(node);

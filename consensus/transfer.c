@@ -210,6 +210,7 @@ static int install_snapshot(pbft_node *node, const Twinbft__FetchReply *r) {
         }
     }
     node->executed = s->seq;
+    node->seen_work = true; /* a quorum checkpointed past us: see maybe_join */
     node->last_ts = s->last_timestamp_ms;
     node->diverged_seq = 0; /* the certified state replaced ours */
     uint8_t *proof[PBFT_REPLICAS_MAX] = {0};
@@ -263,6 +264,9 @@ static void install_committed(pbft_node *node, const Twinbft__CommittedCert *cc)
     sl->cc_view = view;
     sl->dirty = true;
     sl->lazy = false;
+    if (view == node->view) {
+        node->seen_work = true; /* the cluster commits in our view: see maybe_join */
+    }
 }
 
 void on_fetch_reply(pbft_node *node, const Twinbft__FetchReply *r) {

@@ -1220,16 +1220,13 @@ START_TEST(test_primary_view_change_alone_moves_no_working_backup) {
     pbft_status st = status(1);
     ck_assert_uint_eq(st.view, 0);
     ck_assert(!st.in_view_change);
-    /* The primary does not order; the backups' timers replace it. Backup
-     * 1, which holds the primary's VIEW-CHANGE, does not fetch first (the
-     * primary said it will not order, behind or not). */
+    /* The primary does not order; the backups' timers replace it. */
     submit("ivy", 4, 5);
     deliver_all();
-    for (int r = 0; r < 200 && C.executed[1] < 4; r++) {
-        tick(10);
+    for (int r = 0; r < 20 && C.executed[1] < 4; r++) {
+        tick(100);
         deliver_all();
     }
-    ck_assert_int_eq(status(1).vc_cause, PBFT_VC_PRIMARY_LEFT);
     uint64_t view = status(1).view;
     ck_assert_uint_ge(view, 1);
     for (uint32_t i = 0; i < 4; i++) {
@@ -1242,38 +1239,45 @@ START_TEST(test_primary_view_change_alone_moves_no_working_backup) {
 }
 END_TEST
 
-/* The primary alone restarts (kill -9) while its backups were working: they
- * do not follow its VIEW-CHANGE alone (above), but a request they hold
- * then takes them to the next view at its first timeout, without the
- * fetch that the second timeout would follow. Before, the first write
- * after the restart waited two request timeouts (4 s with the defaults). */
-START_TEST(test_primary_restart_costs_one_request_timeout) {
+/* A backup that restarted alone and caught up by fetching what the others
+ * committed in its view (here it never gets a pre-prepare: they are held
+ * back) has seen the cluster work too: the primary's VIEW-CHANGE alone
+ * does not move it (found by review). */
+START_TEST(test_backup_caught_up_by_fetch_stays_with_its_primary) {
     setup(4);
-    for (uint64_t k = 1; k <= 3; k++) {
-        submit("jay", k, 5);
+    submit("kim", 1, 5);
+    deliver_all();
+    crash(3);
+    submit("kim", 2, 5); /* below the first checkpoint (4): no snapshot, certificates */
+    deliver_all();
+    C.late_pp[3] = true;
+    start(3);
+    for (uint32_t j = 0; j < 3; j++) {
+        pbft_node_peer_connected(C.node[3], j);
+    }
+    drain(3);
+    deliver_all();
+    submit("kim", 3, 5);
+    deliver_all();
+    for (int r = 0; r < 20 && status(3).executed < 3; r++) {
+        tick(50);
         deliver_all();
     }
+    ck_assert_uint_eq(status(3).executed, 3);
+    ck_assert_uint_eq(C.apps[3].v[5], 3);
     crash(0);
+    C.deaf[1] = C.deaf[2] = true;
     start(0);
     for (uint32_t j = 1; j < 4; j++) {
         pbft_node_peer_connected(C.node[0], j);
     }
     drain(0);
     deliver_all();
-    ck_assert_uint_eq(status(1).view, 0);
-    submit("jay", 4, 5);
-    deliver_all();
-    uint64_t submitted = C.now;
-    for (int r = 0; r < 200 && C.executed[1] < 4; r++) {
-        tick(10);
-        deliver_all();
-    }
-    ck_assert_uint_eq(C.executed[1], 4);
-    ck_assert_uint_lt(C.now - submitted, 2 * 100); /* request_timeout_ms is 100 here */
-    for (uint32_t i = 0; i < 4; i++) {
-        ck_assert_uint_eq(status(i).view, 1);
-        ck_assert_uint_eq(C.apps[i].v[5], 4);
-    }
+    C.deaf[1] = C.deaf[2] = false;
+    pbft_status st = status(3);
+    ck_assert_uint_eq(st.view, 0);
+    ck_assert(!st.in_view_change);
+    C.late_pp[3] = false;
     teardown();
 }
 END_TEST
@@ -1580,7 +1584,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_new_view_survives_restart_of_its_view);
     tcase_add_test(tc, test_cluster_restart_changes_view_at_once);
     tcase_add_test(tc, test_primary_view_change_alone_moves_no_working_backup);
-    tcase_add_test(tc, test_primary_restart_costs_one_request_timeout);
+    tcase_add_test(tc, test_backup_caught_up_by_fetch_stays_with_its_primary);
     tcase_add_test(tc, test_wall_clock_step_leaves_timers_alone);
     tcase_add_test(tc, test_clock_off_replica_reports_offset);
     tcase_add_test(tc, test_silent_primary_view_change);
