@@ -142,7 +142,8 @@ typedef struct daemon {
     uint64_t logged_ts_rejected;  /* timestamp rejections last reported in the log */
     uint64_t logged_clock_ms;     /* when (timer clock) */
     uint64_t logged_oversize;     /* oversize snapshots last reported in the log, */
-    uint64_t logged_oversize_seq; /* ... and the checkpoint last named */
+    uint64_t logged_oversize_seq; /* ... and the checkpoint last named, */
+    uint64_t logged_oversize_ms;  /* ... and when */
     uint64_t logged_relays_sent;  /* relays last reported in the log, sent ... */
     uint64_t logged_relays_taken; /* ... and taken as primary */
     uint64_t logged_relays_ms;    /* when (timer clock) */
@@ -615,12 +616,16 @@ static void log_divergence(daemon *d, const pbft_status *st) {
 }
 
 /* A peer behind this replica's stable checkpoint asked for its state and
- * the snapshot does not fit in a reply: say so, once per checkpoint. */
+ * the snapshot does not fit in a reply: say so for a new checkpoint, at
+ * most every REP_CLOCK_LOG_MS (under load each fetch may find a new one). */
 static void log_oversize(daemon *d, const pbft_status *st) {
     if (st->snapshots_oversize == d->logged_oversize) {
         return;
     }
-    if (d->logged_oversize == 0 || st->oversize_seq != d->logged_oversize_seq) {
+    uint64_t now = mono_ms();
+    if (d->logged_oversize == 0 || (st->oversize_seq != d->logged_oversize_seq &&
+                                    now - d->logged_oversize_ms >= REP_CLOCK_LOG_MS)) {
+        d->logged_oversize_ms = now;
         logf_(d, 0,
               "cannot serve state transfer: the snapshot of checkpoint %" PRIu64
               " is %.1f MiB, more than the %.1f MiB one reply carries; a replica that fell "
