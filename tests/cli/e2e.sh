@@ -20,7 +20,10 @@ cleanup() {
         "$twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
+    tb_test_ports_release
 }
+# shellcheck source=tests/common/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/ports.sh"
 trap cleanup EXIT
 
 fail() {
@@ -39,9 +42,9 @@ run() {
     [[ $rc == "$want" ]] || fail "twinbft $* exited $rc, want $want: $out $(cat "$work/err")"
 }
 
-# Pick a base port from the PID so that parallel runs rarely collide, below the kernel's
-# ephemeral range (32768 and up) so that no outgoing connection can hold one.
-base=$((20000 + ($$ % 1000) * 10))
+# A base port no other test holds (tests/common/ports.sh), below the kernel's ephemeral
+# range (32768 and up) so that no outgoing connection can hold one.
+tb_test_base 20000 1000 || fail "no free ports"
 
 echo "== cluster init, up"
 run 0 cluster init --dir "$dir" --replicas 4 --base-port "$base" --cluster-id cli-e2e

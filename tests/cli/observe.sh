@@ -19,7 +19,10 @@ cleanup() {
         "$twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
+    tb_test_ports_release
 }
+# shellcheck source=tests/common/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/ports.sh"
 trap cleanup EXIT
 
 fail() {
@@ -35,7 +38,7 @@ fail() {
 # A free block of ports: replicas on P..P+3, their HTTP on P+100..P+103.
 # Below the kernel's ephemeral range (32768 and up): an outgoing connection of another test
 # may hold any port there, and this cluster's HTTP ports are base + 100 and up.
-base=$((20000 + RANDOM % 12000))
+tb_test_base 20000 1200 || fail "no free ports"
 "$twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null ||
     fail "cluster init"
 "$twinbft" up --dir "$dir" --timeout 30s >/dev/null || fail "up"

@@ -19,7 +19,10 @@ cleanup() {
         "$twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
+    tb_test_ports_release
 }
+# shellcheck source=tests/common/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/ports.sh"
 trap cleanup EXIT
 
 fail() {
@@ -39,7 +42,7 @@ run() {
 }
 
 # Below the ephemeral range, apart from the other CLI tests' ports.
-base=$((24000 + ($$ % 400) * 10))
+tb_test_base 24000 400 || fail "no free ports"
 run 0 cluster init --dir "$dir" --replicas 4 --base-port "$base" --cluster-id cli-revoke
 run 0 up --dir "$dir" --timeout 60s --log-level info
 as_admin=(--cluster "$dir/cluster.conf" --identity "$dir/admin")

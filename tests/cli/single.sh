@@ -18,7 +18,10 @@ cleanup() {
         "$twinbft" down --dir "$dir" --timeout 10s >/dev/null 2>&1 || true
     fi
     rm -rf "$work"
+    tb_test_ports_release
 }
+# shellcheck source=tests/common/ports.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common/ports.sh"
 trap cleanup EXIT
 
 fail() {
@@ -60,9 +63,9 @@ print(count)
 PY
 }
 
-# A base port from the PID, above e2e.sh's ports (HTTP ones included) and below the ephemeral
-# range (32768 and up).
-base=$((30200 + ($$ % 200) * 10))
+# A base port no other test holds (tests/common/ports.sh), below the ephemeral range (32768
+# and up).
+tb_test_base 30200 200 || fail "no free ports"
 
 echo "== 2 and 3 replicas are refused, saying what to use instead"
 for n in 2 3; do

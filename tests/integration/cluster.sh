@@ -29,8 +29,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
     rm -rf "$work"
-    local lock
-    for lock in "${it_port_locks[@]}"; do rm -rf "$lock"; done
+    tb_test_ports_release
 }
 trap cleanup EXIT
 
