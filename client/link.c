@@ -954,6 +954,16 @@ static void tb_listener_trim(tb_tls_listener *l) {
     }
 }
 
+/* Closes the waiter at the head of the ring and counts it in *counter. */
+static void tb_listener_close_head(tb_tls_listener *l, uint64_t *counter) {
+    tb_waiter *w = &l->waiting[l->wait_head];
+    evutil_closesocket(w->fd);
+    w->fd = -1;
+    l->stats.waiting--;
+    (*counter)++;
+    tb_listener_trim(l);
+}
+
 static void tb_listener_wait(tb_tls_listener *l, evutil_socket_t fd, const tb_src *src,
                              const char *where) {
     tb_listener_trim(l);
@@ -970,12 +980,7 @@ static void tb_listener_wait(tb_tls_listener *l, evutil_socket_t fd, const tb_sr
     }
     if (l->wait_span == l->wait_cap) {
         /* Full: the oldest goes (after a trim the head is not a hole). */
-        tb_waiter *old = &l->waiting[l->wait_head];
-        evutil_closesocket(old->fd);
-        old->fd = -1;
-        l->stats.waiting--;
-        l->stats.refused_source++;
-        tb_listener_trim(l);
+        tb_listener_close_head(l, &l->stats.refused_source);
         tb_tls_log(l->ctx,
                    "tls_link: %s: %u connections waiting for a handshake slot (maximum): "
                    "closed the oldest",
@@ -1000,12 +1005,7 @@ static void tb_listener_wait_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     tb_listener_trim(l);
     while (l->wait_span > 0 && l->waiting[l->wait_head].deadline_ms <= now) {
-        tb_waiter *w = &l->waiting[l->wait_head];
-        evutil_closesocket(w->fd);
-        w->fd = -1;
-        l->stats.waiting--;
-        l->stats.waited_out++;
-        tb_listener_trim(l);
+        tb_listener_close_head(l, &l->stats.waited_out);
     }
     if (l->wait_span > 0) {
         tb_listener_arm_wait(l);
