@@ -172,6 +172,14 @@ bool rep_member_of_name(const char *name, uint32_t n, uint32_t *id) {
     return true;
 }
 
+/* A decimal number of 0 to UINT64_MAX, digits only. */
+static bool cfg_u64(const char *value, uint64_t *out) {
+    char *end = NULL;
+    errno = 0;
+    *out = strtoull(value, &end, 10);
+    return value[0] >= '0' && value[0] <= '9' && *end == '\0' && errno == 0;
+}
+
 static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
     rep_cluster *c = p->out;
     if (strcmp(name, "id") == 0) {
@@ -195,13 +203,10 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         return cfg_path(p, "[cluster]", "ca", value, c->ca_path);
     }
     if (strcmp(name, "epoch") == 0) {
-        char *end = NULL;
         if (p->have_epoch) {
             return cfg_fail(p, p->line, "[cluster]: epoch is given twice");
         }
-        errno = 0;
-        c->epoch = strtoull(value, &end, 10);
-        if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0) {
+        if (!cfg_u64(value, &c->epoch)) {
             return cfg_fail(p, p->line,
                             "[cluster]: epoch \"%s\" is not a number (expected 0 to %" PRIu64 ")",
                             value, UINT64_MAX);
@@ -210,13 +215,10 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         return 1;
     }
     if (strcmp(name, "history_window") == 0) {
-        char *end = NULL;
         if (p->have_history) {
             return cfg_fail(p, p->line, "[cluster]: history_window is given twice");
         }
-        errno = 0;
-        c->history_window = strtoull(value, &end, 10);
-        if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 ||
+        if (!cfg_u64(value, &c->history_window) ||
             (c->history_window != 0 && c->history_window < REP_HISTORY_WINDOW_MIN)) {
             return cfg_fail(p, p->line,
                             "[cluster]: history_window \"%s\" must be 0 (keep every event) or a "
@@ -227,14 +229,10 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         return 1;
     }
     if (strcmp(name, "outbox_window") == 0) {
-        char *end = NULL;
         if (p->have_outbox) {
             return cfg_fail(p, p->line, "[cluster]: outbox_window is given twice");
         }
-        errno = 0;
-        c->outbox_window = strtoull(value, &end, 10);
-        if (value[0] < '0' || value[0] > '9' || *end != '\0' || errno != 0 ||
-            c->outbox_window < REP_OUTBOX_WINDOW_MIN) {
+        if (!cfg_u64(value, &c->outbox_window) || c->outbox_window < REP_OUTBOX_WINDOW_MIN) {
             return cfg_fail(p, p->line,
                             "[cluster]: outbox_window \"%s\" must be a number of seqs from %d up",
                             value, REP_OUTBOX_WINDOW_MIN);
