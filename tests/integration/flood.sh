@@ -62,12 +62,7 @@ vc_after="$(views)"
 waited=0
 for i in 0 1 2 3; do
     port=$(sed -n "/^\[replica $i\]/,/^\[/s/^http *= *[0-9.]*:\([0-9]*\).*/\1/p" "$dir/cluster.conf" | head -1)
-    n=$(python3 - "$port" <<'PY'
-import sys, urllib.request
-text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % sys.argv[1], timeout=5).read().decode()
-print(sum(int(l.split()[-1]) for l in text.splitlines() if l.startswith("twinbft_tls_waited_total")))
-PY
-)
+    n=$(it_metric "$port" twinbft_tls_waited_total) || fail "metrics of replica $i"
     waited=$((waited + n))
 done
 ((waited > 0)) || fail "no connection waited for a handshake slot: the flood did not reach the limit"

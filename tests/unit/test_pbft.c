@@ -363,6 +363,33 @@ static void deliver_late(void) {
     deliver_all();
 }
 
+/* Starts replica i from its records, tells it its links to every peer are
+ * open, and hands out what it has to send. */
+static void start_linked(uint32_t i) {
+    start(i);
+    for (uint32_t j = 0; j < C.n; j++) {
+        if (j != i) {
+            pbft_node_peer_connected(C.node[i], j);
+        }
+    }
+    drain(i);
+}
+
+/* The primary (replica 0) restarts; it abstains in its view and asks for
+ * the next one, and that VIEW-CHANGE reaches `backup` alone, as a faulty
+ * primary's could. */
+static void primary_view_change_reaches_only(uint32_t backup) {
+    crash(0);
+    for (uint32_t j = 1; j < C.n; j++) {
+        C.deaf[j] = j != backup;
+    }
+    start_linked(0);
+    deliver_all();
+    for (uint32_t j = 1; j < C.n; j++) {
+        C.deaf[j] = false;
+    }
+}
+
 static void tick(uint64_t ms) {
     for (uint64_t t = 0; t < ms; t += 10) {
         C.now += 10;
@@ -822,11 +849,7 @@ START_TEST(test_oversize_snapshot_is_reported) {
     for (uint32_t i = 0; i < 3; i++) {
         C.apps[i].pad = PROTO_FRAME_BYTES_MAX / 2;
     }
-    start(3);
-    for (uint32_t j = 0; j < 3; j++) {
-        pbft_node_peer_connected(C.node[3], j);
-    }
-    drain(3);
+    start_linked(3);
     deliver_all();
     submit("omar", 25, 5); /* replica 3 sees it is behind */
     deliver_all();
@@ -1208,15 +1231,7 @@ START_TEST(test_primary_view_change_alone_moves_no_working_backup) {
         submit("ivy", k, 5);
         deliver_all();
     }
-    crash(0);
-    C.deaf[2] = C.deaf[3] = true;
-    start(0); /* abstains in view 0: its VIEW-CHANGE for view 1 goes out */
-    for (uint32_t j = 1; j < 4; j++) {
-        pbft_node_peer_connected(C.node[0], j);
-    }
-    drain(0);
-    deliver_all();
-    C.deaf[2] = C.deaf[3] = false;
+    primary_view_change_reaches_only(1);
     pbft_status st = status(1);
     ck_assert_uint_eq(st.view, 0);
     ck_assert(!st.in_view_change);
@@ -1251,11 +1266,7 @@ START_TEST(test_backup_caught_up_by_fetch_stays_with_its_primary) {
     submit("kim", 2, 5); /* below the first checkpoint (4): no snapshot, certificates */
     deliver_all();
     C.late_pp[3] = true;
-    start(3);
-    for (uint32_t j = 0; j < 3; j++) {
-        pbft_node_peer_connected(C.node[3], j);
-    }
-    drain(3);
+    start_linked(3);
     deliver_all();
     submit("kim", 3, 5);
     deliver_all();
@@ -1265,15 +1276,7 @@ START_TEST(test_backup_caught_up_by_fetch_stays_with_its_primary) {
     }
     ck_assert_uint_eq(status(3).executed, 3);
     ck_assert_uint_eq(C.apps[3].v[5], 3);
-    crash(0);
-    C.deaf[1] = C.deaf[2] = true;
-    start(0);
-    for (uint32_t j = 1; j < 4; j++) {
-        pbft_node_peer_connected(C.node[0], j);
-    }
-    drain(0);
-    deliver_all();
-    C.deaf[1] = C.deaf[2] = false;
+    primary_view_change_reaches_only(3);
     pbft_status st = status(3);
     ck_assert_uint_eq(st.view, 0);
     ck_assert(!st.in_view_change);

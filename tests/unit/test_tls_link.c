@@ -433,6 +433,18 @@ static bool flood_seen(void *arg) {
     return st.accepted + st.queued - st.promoted >= f->want && st.promoted >= f->want_promoted;
 }
 
+/* n TCP connections to the listener from 127.0.0.1 that never start TLS,
+ * made one after the other (so accepted in that order). */
+static void connect_raw(const tb_tls_listener *l, int *fds, int n) {
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(tb_tls_listener_port(l))};
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (int i = 0; i < n; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        ck_assert_int_ge(fds[i], 0);
+        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&to, sizeof to), 0);
+    }
+}
+
 static void half_open_flood(bool reserve, tb_tls_listener_stats *out,
                             tb_tls_listener_stats *after_close) {
     struct event_base *base = event_base_new();
@@ -447,13 +459,7 @@ static void half_open_flood(bool reserve, tb_tls_listener_stats *out,
     ck_assert_int_eq(tb_tls_listener_reserve(l, "not-an-address"), TB_ERR_INVALID);
     enum { CONNS = TB_HANDSHAKES_PER_SOURCE_MAX + 8 };
     int fds[CONNS];
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(tb_tls_listener_port(l))};
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (int i = 0; i < CONNS; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        ck_assert_int_ge(fds[i], 0);
-        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&to, sizeof to), 0);
-    }
+    connect_raw(l, fds, CONNS);
     flood f = {l, CONNS, 0};
     ck_assert(run_until(base, flood_seen, &f, LONG_WAIT_MS));
     *out = tb_tls_listener_get_stats(l);
@@ -512,13 +518,7 @@ START_TEST(test_full_waiting_room_closes_the_oldest) {
     ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
     ck_assert_int_eq(rc, 0);
     int fds[CONNS];
-    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(tb_tls_listener_port(l))};
-    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    for (int i = 0; i < CONNS; i++) {
-        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
-        ck_assert_int_ge(fds[i], 0);
-        ck_assert_int_eq(connect(fds[i], (struct sockaddr *)&to, sizeof to), 0);
-    }
+    connect_raw(l, fds, CONNS);
     flood f = {l, CONNS, 0};
     ck_assert(run_until(base, flood_seen, &f, LONG_WAIT_MS));
     tb_tls_listener_stats st = tb_tls_listener_get_stats(l);
