@@ -50,7 +50,8 @@ static void usage(FILE *out) {
             "                    between a replica's early votes and their commit.\n"
             "  --inject-bug NAME run the core with a planted bug: quorum-2f, vc-drop-prepared,\n"
             "                    no-dedup, skip-ckpt-verify, stale-view, no-abstain, timer-reset,\n"
-            "                    climb-alone, relay-trust. The run stops at the first failing\n"
+            "                    climb-alone, relay-trust, skip-chunk-verify. The run stops at\n"
+            "                    the first failing\n"
             "                    seed (unless --keep-going).\n"
             "  --keep-going      with --inject-bug, run every seed (to see all it breaks)\n"
             "  --clients C       clients (default 4, at most %d)\n"
@@ -182,7 +183,8 @@ static int parse_one(cli *c, int ch, const char *arg) {
         if (c->opt.bugs == 0) {
             fprintf(stderr,
                     "twinbft-sim: --inject-bug: unknown bug \"%s\" (expected quorum-2f, "
-                    "vc-drop-prepared, no-dedup, skip-ckpt-verify, stale-view or no-abstain)\n",
+                    "vc-drop-prepared, no-dedup, skip-ckpt-verify, stale-view, no-abstain, "
+                    "timer-reset, climb-alone, relay-trust or skip-chunk-verify)\n",
                     arg);
             return -1;
         }

@@ -8,7 +8,7 @@
  *   checkpoint.c  checkpoints, stability, garbage collection (PBFT 4.3)
  *   view_change.c view change and new view (PBFT 4.4)
  *   retransmit.c  resending to a peer whose link came back
- *   transfer.c    state transfer (PBFT 6.2, simplified to whole snapshots) */
+ *   transfer.c    state transfer (PBFT 6.2) in chunks checked on arrival */
 #ifndef PBFT_INTERNAL_H
 #define PBFT_INTERNAL_H
 
@@ -153,6 +153,53 @@ typedef struct pbft_buffered {
     size_t len;
 } pbft_buffered;
 
+/* State transfer as asker (transfer.c): the checkpoint being fetched, its
+ * proof and manifest, each peer's chunk list (until f+1 agree), and which
+ * chunks are stored, asked for (of whom, when) or missing. */
+typedef struct pbft_xfer {
+    uint64_t seq; /* 0: none */
+    uint8_t state_digest[PROTO_DIGEST_BYTES];
+    uint8_t **proof; /* [n] packed Signed checkpoints proving it */
+    size_t *proof_len;
+    uint8_t *meta; /* the first proven packed Manifest */
+    size_t meta_len;
+    bool *voted;                         /* [n] sent a manifest for seq */
+    uint8_t (*vote)[PROTO_DIGEST_BYTES]; /* [n] digest of its chunk list */
+    uint8_t **lists;                     /* [n] its packed Manifest */
+    size_t *list_len;
+    bool *bad;         /* [n] sent a chunk that did not match */
+    uint64_t deadline; /* before adoption: when to ask for manifests again */
+    bool adopted;      /* f+1 sent the same list: chunks are being fetched */
+    uint8_t list[PROTO_DIGEST_BYTES];
+    uint64_t total, done_bytes;
+    uint32_t chunk_bytes, n_chunks, received, outstanding, next, rr;
+    uint8_t (*hashes)[PROTO_DIGEST_BYTES];
+    uint8_t *have; /* [n_chunks] 0 missing, 1 asked for, 2 stored */
+    uint64_t *asked_at;
+    uint32_t *asked_of;
+    uint64_t progress_at; /* the last chunk stored */
+    uint8_t *buf;         /* the import, for a whole-buffer application */
+} pbft_xfer;
+
+/* The last stable checkpoint whose manifest we served, with what proves
+ * it (transfer.c served_keep). */
+typedef struct pbft_served {
+    uint64_t seq;    /* 0: none */
+    uint8_t *record; /* packed CheckpointRecord */
+    size_t record_len;
+    uint8_t **proof; /* [n] packed Signed */
+    size_t *proof_len;
+} pbft_served;
+
+/* The export of one checkpoint, for a whole-buffer application. */
+typedef struct pbft_memx {
+    uint64_t seq; /* 0: none */
+    uint32_t chunk_bytes;
+    uint8_t *buf;
+    size_t len, n;
+    uint8_t (*hashes)[PROTO_DIGEST_BYTES];
+} pbft_memx;
+
 typedef struct pbft_out {
     pbft_msg *msgs;
     size_t n_msgs, cap_msgs;
@@ -235,12 +282,13 @@ struct pbft_node {
 
     /* State transfer. */
     uint64_t fetch_deadline; /* 0: no fetch outstanding */
-    /* Snapshots too large for one FetchReply (transfer.c): how many were
-     * asked for, and the last one's checkpoint and size (it is not
-     * exported again for the same checkpoint). */
-    uint64_t snapshots_oversize;
-    uint64_t oversize_seq;
-    uint64_t oversize_bytes;
+    pbft_xfer xfer;          /* as asker */
+    pbft_memx memx[2];       /* as server, for a whole-buffer application */
+    pbft_served served;      /* as server */
+    uint64_t xfer_chunks_in, xfer_chunks_bad, xfer_completed, xfer_refused, xfer_bytes_in;
+    uint64_t xfer_chunks_out, xfer_bytes_out;
+    uint32_t *chunks_served;    /* [n] chunk requests answered this period, per peer */
+    uint64_t *chunks_period_at; /* [n] when that period began */
 
     /* Messages for a later view or beyond the window, retried later. */
     pbft_buffered *future;
@@ -416,7 +464,14 @@ void restore_free(pbft_node *node); /* records fed but never applied */
 /* transfer.c */
 void start_fetch(pbft_node *node);
 void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f);
-void on_fetch_reply(pbft_node *node, const Twinbft__FetchReply *r);
+void on_fetch_reply(pbft_node *node, const pbft_from *from, const Twinbft__FetchReply *r);
+/* CHUNK-FETCH and CHUNK. */
+void on_transfer_msg(pbft_node *node, const pbft_from *from, const Twinbft__Message *m);
+void xfer_reset(pbft_node *node);
+void xfer_tick(pbft_node *node);
+uint64_t xfer_deadline(const pbft_node *node); /* UINT64_MAX: none */
+void transfer_status(const pbft_node *node, pbft_status *st);
+void transfer_free(pbft_node *node);
 int validate_committed_cert(pbft_node *node, const Twinbft__CommittedCert *cc, uint64_t *seq,
                             uint64_t *view, uint8_t *digest);
 

@@ -15,6 +15,8 @@ void pbft_config_defaults(pbft_config *cfg) {
     cfg->view_timeout_ms = 2000;
     cfg->clock_skew_ms_max = 2000;
     cfg->result_ttl_ms = 30000;
+    cfg->transfer_chunk_bytes = 1u << 20;
+    cfg->transfer_window = 8;
     cfg->epoch = 0;
     cfg->bugs = 0;
 }
@@ -33,7 +35,19 @@ static int config_check(const pbft_config *c) {
     }
     if (c->cluster_id_len > 64 || c->crypto.sign == NULL || c->crypto.verify == NULL ||
         c->app.execute == NULL || c->app.digest == NULL || c->app.checkpoint == NULL ||
-        c->app.release == NULL || c->app.snapshot == NULL || c->app.restore == NULL) {
+        c->app.release == NULL) {
+        return TB_ERR_INVALID;
+    }
+    /* State transfer: the whole-buffer pair, or every streaming callback. */
+    bool whole = c->app.snapshot != NULL && c->app.restore != NULL;
+    bool stream = c->app.export_manifest != NULL && c->app.export_read != NULL &&
+                  c->app.import_begin != NULL && c->app.import_write != NULL &&
+                  c->app.import_finish != NULL;
+    if (!whole && !stream) {
+        return TB_ERR_INVALID;
+    }
+    if (c->transfer_chunk_bytes == 0 || c->transfer_chunk_bytes > PROTO_FRAME_BYTES_MAX / 4 ||
+        c->transfer_window == 0) {
         return TB_ERR_INVALID;
     }
     return 0;
@@ -77,6 +91,8 @@ int pbft_node_create(const pbft_config *cfg, uint64_t now_ms, pbft_node **out) {
     node->future = xcalloc(PBFT_FUTURE_MSGS_MAX, sizeof *node->future);
     node->future_bytes = xcalloc(node->n, sizeof *node->future_bytes);
     node->fetch_served_at = xcalloc(node->n, sizeof *node->fetch_served_at);
+    node->chunks_served = xcalloc(node->n, sizeof *node->chunks_served);
+    node->chunks_period_at = xcalloc(node->n, sizeof *node->chunks_period_at);
     node->resent_at = xcalloc(node->n, sizeof *node->resent_at);
     node->nv_sent_at = xcalloc(node->n, sizeof *node->nv_sent_at);
     node->sroots = xcalloc(cfg->log_window, sizeof *node->sroots);
@@ -189,6 +205,7 @@ void pbft_node_free(pbft_node *node) {
     free(node->future);
     free(node->future_bytes);
     free(node->fetch_served_at);
+    transfer_free(node);
     free(node->resent_at);
     free(node->nv_sent_at);
     restore_free(node);
@@ -368,7 +385,11 @@ static void dispatch(pbft_node *node, const pbft_from *from, const Twinbft__Mess
         on_fetch(node, from, m->fetch);
         break;
     case TWINBFT__MESSAGE__KIND_FETCH_REPLY:
-        on_fetch_reply(node, m->fetch_reply);
+        on_fetch_reply(node, from, m->fetch_reply);
+        break;
+    case TWINBFT__MESSAGE__KIND_CHUNK_FETCH:
+    case TWINBFT__MESSAGE__KIND_CHUNK:
+        on_transfer_msg(node, from, m);
         break;
     case TWINBFT__MESSAGE__KIND_RELAY:
         on_relay(node, from, m->relay);
@@ -497,6 +518,9 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
         node->fetch_deadline = 0;
         start_fetch(node);
     }
+    if (node->now >= xfer_deadline(node)) {
+        xfer_tick(node);
+    }
     settle(node);
 }
 
@@ -513,6 +537,9 @@ uint64_t pbft_node_next_deadline(const pbft_node *node) {
     }
     if (node->fetch_deadline != 0 && node->fetch_deadline < d) {
         d = node->fetch_deadline;
+    }
+    if (xfer_deadline(node) < d) {
+        d = xfer_deadline(node);
     }
     uint64_t b = batch_deadline(node);
     return b < d ? b : d;
@@ -681,9 +708,7 @@ void pbft_node_status(const pbft_node *node, pbft_status *st) {
     memcpy(st->diverged_own, node->diverged_own, PROTO_DIGEST_BYTES);
     memcpy(st->diverged_quorum, node->diverged_quorum, PROTO_DIGEST_BYTES);
     st->relays_taken = node->relays_taken;
-    st->snapshots_oversize = node->snapshots_oversize;
-    st->oversize_seq = node->oversize_seq;
-    st->oversize_bytes = node->oversize_bytes;
+    transfer_status(node, st);
     st->vc_cause = node->vc_cause;
     memcpy(st->vc_request_client, node->vc_request_client, sizeof st->vc_request_client);
     st->vc_request_number = node->vc_request_number;

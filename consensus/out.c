@@ -39,7 +39,9 @@ static bool out_to_nobody(const pbft_node *node, uint32_t to) {
 }
 
 void out_msg(pbft_node *node, uint32_t to, const char *client, const Twinbft__Message *m) {
-    bool fetch = m->kind_case == TWINBFT__MESSAGE__KIND_FETCH && node->n > 1;
+    bool fetch = (m->kind_case == TWINBFT__MESSAGE__KIND_FETCH ||
+                  m->kind_case == TWINBFT__MESSAGE__KIND_CHUNK_FETCH) &&
+                 node->n > 1;
     if (out_to_nobody(node, to) && !fetch) {
         return;
     }

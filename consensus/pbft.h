@@ -111,12 +111,37 @@ typedef struct pbft_app {
      * of it can be produced later, until release(seq). */
     int (*checkpoint)(void *ctx, uint64_t seq);
     void (*release)(void *ctx, uint64_t seq);
-    /* Serialise the kept state of checkpoint seq into a malloc'd buffer. */
+    /* State transfer moves the export of a kept checkpoint: a byte string
+     * that must be the same on every replica with the same state (canonical:
+     * no local bookkeeping, a fixed order), in chunks (transfer.c).
+     *
+     * Either the two whole-buffer callbacks, for small states (the core
+     * keeps one export and one import in memory), or all of the streaming
+     * ones (then snapshot and restore are not called), which let the host
+     * spool both to disk and export in the background:
+     *
+     * snapshot: serialise the kept state of checkpoint seq into a malloc'd
+     * buffer. restore: replace the state by one, atomically, but only if
+     * the result has digest `expected` (NULL: no check); on error the state
+     * is unchanged. */
     int (*snapshot)(void *ctx, uint64_t seq, uint8_t **out, size_t *out_len);
-    /* Replace the state by a snapshot, atomically, but only if the result
-     * has digest `expected` (NULL: no check). On error the state is unchanged. */
     int (*restore)(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
                    const uint8_t expected[PROTO_DIGEST_BYTES]);
+    /* export_manifest: the size of checkpoint seq's export and the SHA-256
+     * of each of its chunk_bytes chunks (a malloc'd array of n hashes).
+     * TB_ERR_AGAIN while it is being made (the core asks again later),
+     * TB_ERR_NOT_FOUND when seq is neither kept nor exported. An export
+     * made stays readable until two newer ones are. export_read: len
+     * bytes of it at off. */
+    int (*export_manifest)(void *ctx, uint64_t seq, uint32_t chunk_bytes, uint64_t *total,
+                           uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n);
+    int (*export_read)(void *ctx, uint64_t seq, uint64_t off, uint8_t *buf, size_t len);
+    /* import_begin drops any earlier import and starts one of total bytes;
+     * import_write stores verified bytes at off; import_finish replaces the
+     * state like restore, from the bytes written. */
+    int (*import_begin)(void *ctx, uint64_t seq, uint64_t total);
+    int (*import_write)(void *ctx, uint64_t seq, uint64_t off, const uint8_t *data, size_t len);
+    int (*import_finish)(void *ctx, uint64_t seq, const uint8_t expected[PROTO_DIGEST_BYTES]);
     /* Optional (NULL: none is). True iff op belongs in the safety lane: the
      * primary proposes it without waiting out the batching delay. The
      * replica decides this from the op; a client's say-so is ignored. */
@@ -125,15 +150,16 @@ typedef struct pbft_app {
 
 /* Planted bugs (tests/sim only; compiled in with PBFT_PLANTED_BUGS). */
 enum pbft_bug {
-    PBFT_BUG_QUORUM_2F = 1u << 0,        /* prepare/commit quorums of 2f */
-    PBFT_BUG_VC_DROP_PREPARED = 1u << 1, /* view change ignores prepared certs */
-    PBFT_BUG_NO_DEDUP = 1u << 2,         /* repeated client requests re-executed */
-    PBFT_BUG_SKIP_CKPT_VERIFY = 1u << 3, /* state transfer trusts any checkpoint */
-    PBFT_BUG_STALE_VIEW = 1u << 4,       /* accepts normal-case msgs of older views */
-    PBFT_BUG_NO_ABSTAIN = 1u << 5,       /* votes again after a restart in its view */
-    PBFT_BUG_TIMER_RESET = 1u << 6,      /* any execution restarts the request timer */
-    PBFT_BUG_CLIMB_ALONE = 1u << 7,      /* a view-change timeout moves on without 2f+1 */
-    PBFT_BUG_RELAY_TRUST = 1u << 8,      /* the primary takes one replica's relay */
+    PBFT_BUG_QUORUM_2F = 1u << 0,         /* prepare/commit quorums of 2f */
+    PBFT_BUG_VC_DROP_PREPARED = 1u << 1,  /* view change ignores prepared certs */
+    PBFT_BUG_NO_DEDUP = 1u << 2,          /* repeated client requests re-executed */
+    PBFT_BUG_SKIP_CKPT_VERIFY = 1u << 3,  /* state transfer trusts any one peer's checkpoint */
+    PBFT_BUG_STALE_VIEW = 1u << 4,        /* accepts normal-case msgs of older views */
+    PBFT_BUG_NO_ABSTAIN = 1u << 5,        /* votes again after a restart in its view */
+    PBFT_BUG_TIMER_RESET = 1u << 6,       /* any execution restarts the request timer */
+    PBFT_BUG_CLIMB_ALONE = 1u << 7,       /* a view-change timeout moves on without 2f+1 */
+    PBFT_BUG_RELAY_TRUST = 1u << 8,       /* the primary takes one replica's relay */
+    PBFT_BUG_SKIP_CHUNK_VERIFY = 1u << 9, /* state transfer chunks are not checked on arrival */
 };
 
 typedef struct pbft_config {
@@ -151,6 +177,8 @@ typedef struct pbft_config {
     uint64_t view_timeout_ms;      /* base; doubles per consecutive failed view */
     uint64_t clock_skew_ms_max;    /* accepted pre-prepare timestamp skew */
     uint64_t result_ttl_ms;        /* default validity window of results */
+    uint32_t transfer_chunk_bytes; /* state transfer: size of one chunk */
+    uint32_t transfer_window;      /* state transfer: chunks asked for and not yet received */
     pbft_crypto crypto;
     pbft_app app;
     uint32_t bugs; /* enum pbft_bug; ignored unless built with PBFT_PLANTED_BUGS */
@@ -258,13 +286,23 @@ typedef struct pbft_status {
      * requests taken on the relays of f+1 replicas. */
     uint64_t relays_sent;
     uint64_t relays_taken;
-    /* State transfer this replica could not serve: a peer behind its
-     * stable checkpoint asked, and the snapshot was larger than one
-     * FetchReply carries (half a frame). How many times, and the last
-     * checkpoint and snapshot size. The asker keeps asking. */
-    uint64_t snapshots_oversize;
-    uint64_t oversize_seq;
-    uint64_t oversize_bytes;
+    /* State transfer (transfer.c). As asker: the checkpoint being fetched
+     * (0: none), its export's size and how much of it arrived; chunks
+     * received, chunks dropped because their hash did not match the
+     * manifest (a faulty peer's), transfers completed, and transfers whose
+     * assembled state was refused at the end (with correct chunk checks
+     * and at most f faulty peers, never). As server: chunks sent and their
+     * bytes. */
+    uint64_t xfer_seq;
+    uint64_t xfer_total_bytes;
+    uint64_t xfer_done_bytes;
+    uint64_t xfer_chunks_in;
+    uint64_t xfer_chunks_bad;
+    uint64_t xfer_completed;
+    uint64_t xfer_refused;
+    uint64_t xfer_bytes_in;
+    uint64_t xfer_chunks_out;
+    uint64_t xfer_bytes_out;
     /* Divergence: the checkpoint at which this replica's state digest
      * disagreed with a quorum's (0: none now; it then neither executes nor
      * votes until state transfer replaces its state), both digests of the

@@ -134,16 +134,17 @@ typedef struct daemon {
     rep_http *http;
     rep_counters counters;
     uint64_t started_ms;
-    uint64_t skew_ms;             /* the core's clock_skew_ms_max */
-    uint64_t revocations_seen;    /* sm_stats.revocations when links were last swept */
-    uint64_t revoked_refused;     /* handshakes of revoked identities refused */
-    uint64_t revoked_log_ms;      /* when the last of them was logged */
-    uint64_t refused_log_ms;      /* when a refused client frame was last logged */
-    uint64_t logged_ts_rejected;  /* timestamp rejections last reported in the log */
-    uint64_t logged_clock_ms;     /* when (timer clock) */
-    uint64_t logged_oversize;     /* oversize snapshots last reported in the log, */
-    uint64_t logged_oversize_seq; /* ... and the checkpoint last named, */
-    uint64_t logged_oversize_ms;  /* ... and when */
+    uint64_t skew_ms;               /* the core's clock_skew_ms_max */
+    uint64_t revocations_seen;      /* sm_stats.revocations when links were last swept */
+    uint64_t revoked_refused;       /* handshakes of revoked identities refused */
+    uint64_t revoked_log_ms;        /* when the last of them was logged */
+    uint64_t refused_log_ms;        /* when a refused client frame was last logged */
+    uint64_t logged_ts_rejected;    /* timestamp rejections last reported in the log */
+    uint64_t logged_clock_ms;       /* when (timer clock) */
+    uint64_t logged_xfer_seq;       /* state transfer: the checkpoint last named, */
+    uint64_t logged_xfer_completed; /* ... transfers, bad chunks and refusals */
+    uint64_t logged_xfer_bad;       /* last reported in the log */
+    uint64_t logged_xfer_refused;
     uint64_t logged_relays_sent;  /* relays last reported in the log, sent ... */
     uint64_t logged_relays_taken; /* ... and taken as primary */
     uint64_t logged_relays_ms;    /* when (timer clock) */
@@ -615,26 +616,36 @@ static void log_divergence(daemon *d, const pbft_status *st) {
     d->logged_diverged_seq = st->diverged_seq;
 }
 
-/* A peer behind this replica's stable checkpoint asked for its state and
- * the snapshot does not fit in a reply: say so for a new checkpoint, at
- * most every REP_CLOCK_LOG_MS (under load each fetch may find a new one). */
-static void log_oversize(daemon *d, const pbft_status *st) {
-    if (st->snapshots_oversize == d->logged_oversize) {
-        return;
+/* State transfer as it goes: a transfer that starts (with its size), one
+ * that completes, and chunks a peer served that did not match the list
+ * f+1 replicas agreed on (a faulty peer's, dropped on arrival). */
+static void log_transfer(daemon *d, const pbft_status *st) {
+    if (st->xfer_seq != 0 && st->xfer_seq != d->logged_xfer_seq) {
+        logf_(d, 2,
+              "state transfer: fetching checkpoint %" PRIu64 " (%.1f MiB) from the peers "
+              "that agree on its manifest",
+              st->xfer_seq, (double)st->xfer_total_bytes / (1024.0 * 1024.0));
+        d->logged_xfer_seq = st->xfer_seq;
     }
-    uint64_t now = mono_ms();
-    if (d->logged_oversize == 0 || (st->oversize_seq != d->logged_oversize_seq &&
-                                    now - d->logged_oversize_ms >= REP_CLOCK_LOG_MS)) {
-        d->logged_oversize_ms = now;
+    if (st->xfer_completed != d->logged_xfer_completed) {
+        logf_(d, 2,
+              "state transfer: installed the certified state of checkpoint %" PRIu64
+              " (%.1f MiB received in %" PRIu64 " chunks since start)",
+              st->executed, (double)st->xfer_bytes_in / (1024.0 * 1024.0), st->xfer_chunks_in);
+        d->logged_xfer_completed = st->xfer_completed;
+    }
+    if (st->xfer_chunks_bad != d->logged_xfer_bad) {
         logf_(d, 0,
-              "cannot serve state transfer: the snapshot of checkpoint %" PRIu64
-              " is %.1f MiB, more than the %.1f MiB one reply carries; a replica that fell "
-              "behind it cannot catch up from this one",
-              st->oversize_seq, (double)st->oversize_bytes / (1024.0 * 1024.0),
-              (double)PROTO_FRAME_BYTES_MAX / 2.0 / (1024.0 * 1024.0));
-        d->logged_oversize_seq = st->oversize_seq;
+              "state transfer: %" PRIu64 " chunk(s) did not match the agreed manifest and "
+              "were dropped; the peer that sent them is not asked again in this transfer",
+              st->xfer_chunks_bad - d->logged_xfer_bad);
+        d->logged_xfer_bad = st->xfer_chunks_bad;
     }
-    d->logged_oversize = st->snapshots_oversize;
+    if (st->xfer_refused != d->logged_xfer_refused) {
+        logf_(d, 0, "state transfer: the assembled state was refused (%" PRIu64 " so far)",
+              st->xfer_refused);
+        d->logged_xfer_refused = st->xfer_refused;
+    }
 }
 
 /* Relays mean clients that cannot reach the primary (or a primary that
@@ -821,7 +832,7 @@ static void finish_commit(daemon *d) {
     log_view(d, &st);
     log_clock(d, &st);
     log_relays(d, &st);
-    log_oversize(d, &st);
+    log_transfer(d, &st);
     log_divergence(d, &st);
     close_revoked(d);
     release_held(d);
@@ -971,7 +982,8 @@ static void on_hold(evutil_socket_t fd, short what, void *arg) {
     d->reconnected = 0;
     d->logged_ts_rejected = d->logged_relays_sent = d->logged_relays_taken = 0;
     d->logged_diverged_seq = d->revocations_seen = 0;
-    d->logged_oversize = d->logged_oversize_seq = 0;
+    d->logged_xfer_seq = d->logged_xfer_completed = d->logged_xfer_bad = 0;
+    d->logged_xfer_refused = 0;
     int rc = open_node(d);
     if (rc != 0) {
         d->failed = rc;

@@ -113,10 +113,23 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
            "Requests this replica held for half the request timeout unexecuted and relayed to "
            "the primary.",
            st->relays_sent);
-    metric(b, "twinbft_state_transfers_oversize_total", "counter",
-           "State transfers this replica could not serve: the checkpoint's snapshot was larger "
-           "than one reply carries.",
-           st->snapshots_oversize);
+    metric(b, "twinbft_state_transfer_bytes_in_total", "counter",
+           "State-transfer bytes this replica received in chunks that matched their hash.",
+           st->xfer_bytes_in);
+    metric(b, "twinbft_state_transfer_bytes_out_total", "counter",
+           "State-transfer bytes this replica served to peers.", st->xfer_bytes_out);
+    metric(b, "twinbft_state_transfer_chunks_bad_total", "counter",
+           "State-transfer chunks dropped on arrival: their hash did not match the manifest f+1 "
+           "replicas agreed on.",
+           st->xfer_chunks_bad);
+    metric(b, "twinbft_state_transfers_completed_total", "counter",
+           "Certified checkpoint states this replica installed by state transfer.",
+           st->xfer_completed);
+    metric(b, "twinbft_state_transfers_refused_total", "counter",
+           "Assembled states refused at the end of a transfer (a local fault).", st->xfer_refused);
+    metric(b, "twinbft_state_transfer_remaining_bytes", "gauge",
+           "Bytes of the state transfer in progress not yet received (0: none).",
+           st->xfer_total_bytes - st->xfer_done_bytes);
     metric(b, "twinbft_relayed_requests_taken_total", "counter",
            "Requests this replica, as primary, took for ordering once f+1 replicas relayed them.",
            st->relays_taken);

@@ -148,13 +148,27 @@ static void app_release(void *ctx, uint64_t seq) {
     sm_adapter_release(((rep_storage *)ctx)->adapter, seq);
 }
 
-static int app_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *out_len) {
-    return sm_adapter_snapshot(((rep_storage *)ctx)->adapter, seq, out, out_len);
+static int app_export_manifest(void *ctx, uint64_t seq, uint32_t chunk_bytes, uint64_t *total,
+                               uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n) {
+    return sm_adapter_export_manifest(((rep_storage *)ctx)->adapter, seq, chunk_bytes, total,
+                                      hashes, n);
 }
 
-static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
-                       const uint8_t expected[PROTO_DIGEST_BYTES]) {
-    return sm_adapter_restore(((rep_storage *)ctx)->adapter, seq, data, len, expected);
+static int app_export_read(void *ctx, uint64_t seq, uint64_t off, uint8_t *buf, size_t len) {
+    return sm_adapter_export_read(((rep_storage *)ctx)->adapter, seq, off, buf, len);
+}
+
+static int app_import_begin(void *ctx, uint64_t seq, uint64_t total) {
+    return sm_adapter_import_begin(((rep_storage *)ctx)->adapter, seq, total);
+}
+
+static int app_import_write(void *ctx, uint64_t seq, uint64_t off, const uint8_t *data,
+                            size_t len) {
+    return sm_adapter_import_write(((rep_storage *)ctx)->adapter, seq, off, data, len);
+}
+
+static int app_import_finish(void *ctx, uint64_t seq, const uint8_t expected[PROTO_DIGEST_BYTES]) {
+    return sm_adapter_import_finish(((rep_storage *)ctx)->adapter, seq, expected);
 }
 
 /* E-stops and safe-state actuations skip the batching delay (sm.h). */
@@ -163,14 +177,23 @@ static bool app_priority(void *ctx, const uint8_t *op, size_t len) {
     return sm_op_is_priority(op, len);
 }
 
+int rep_storage_export_inline(rep_storage *s) {
+    char spool[REP_STORAGE_DIR_BYTES_MAX + 16];
+    snprintf(spool, sizeof spool, "%s/transfer", s->dir);
+    return sm_adapter_spool(s->adapter, spool, false);
+}
+
 pbft_app rep_storage_app(rep_storage *s) {
     return (pbft_app){.ctx = s,
                       .execute = app_execute,
                       .digest = app_digest,
                       .checkpoint = app_checkpoint,
                       .release = app_release,
-                      .snapshot = app_snapshot,
-                      .restore = app_restore,
+                      .export_manifest = app_export_manifest,
+                      .export_read = app_export_read,
+                      .import_begin = app_import_begin,
+                      .import_write = app_import_write,
+                      .import_finish = app_import_finish,
                       .priority = app_priority};
 }
 
@@ -238,6 +261,16 @@ int rep_storage_open(const char *dir, const char *admin_principal, size_t map_by
     rc = sm_adapter_create(s->store, &s->adapter);
     rc = rc ? rc : rep_outbox_create(&s->outbox);
     if (rc != 0) {
+        goto fail;
+    }
+    /* State transfer spools to "transfer" in the data directory, exporting
+     * on a thread of its own (statemachine/spool.c). */
+    char spool[REP_STORAGE_DIR_BYTES_MAX + 16];
+    snprintf(spool, sizeof spool, "%s/transfer", dir);
+    rc = sm_adapter_spool(s->adapter, spool, true);
+    if (rc != 0) {
+        fprintf(stderr, "storage %s: cannot use %s for state transfer: %s\n", dir, spool,
+                tb_strerror(rc));
         goto fail;
     }
     rc = open_dbs(s);

@@ -88,6 +88,10 @@ typedef struct rep_storage_stats {
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
                      uint64_t history_window, rep_storage **out);
 
+/* State-transfer exports are made at once, in the caller's thread, not on
+ * a thread of their own: for tests whose steps must not race an export. */
+int rep_storage_export_inline(rep_storage *s);
+
 /* The outbox's retention, in seqs below the executed one (default
  * REP_OUTBOX_WINDOW_DEFAULT); a smaller one takes effect over the next
  * commits, REP_PUSH_PRUNE_PER_COMMIT_MAX entries at a time. */

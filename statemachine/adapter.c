@@ -20,6 +20,7 @@ struct sm_adapter {
     size_t cap;
     size_t *offsets;
     size_t cap_offsets;
+    sm_spool *spool; /* NULL: whole-buffer state transfer only */
 };
 
 int sm_adapter_create(sm_store *store, sm_adapter **out) {
@@ -43,6 +44,7 @@ void sm_adapter_free(sm_adapter *a) {
         return;
     }
     sm_adapter_abort(a);
+    sm_spool_close(a->spool); /* waits for an export that is running */
     while (a->n_kept > 0) {
         kept_drop(a, a->n_kept - 1);
     }
@@ -235,4 +237,65 @@ int sm_adapter_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
         sm_adapter_abort(a);
     }
     return err;
+}
+
+int sm_adapter_spool(sm_adapter *a, const char *dir, bool background) {
+    sm_spool_close(a->spool);
+    a->spool = NULL;
+    return sm_spool_open(a->s, dir, background, &a->spool);
+}
+
+/* The export takes the kept read transaction over: release(seq) then finds
+ * nothing to release, and the export aborts it when done. */
+static MDB_txn *take_kept(void *ctx, uint64_t seq) {
+    sm_adapter *a = ctx;
+    for (size_t i = 0; i < a->n_kept; i++) {
+        if (a->kept[i].seq == seq) {
+            MDB_txn *r = a->kept[i].rtxn;
+            memmove(&a->kept[i], &a->kept[i + 1], (a->n_kept - i - 1) * sizeof *a->kept);
+            a->n_kept--;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+int sm_adapter_export_manifest(void *ctx, uint64_t seq, uint32_t chunk_bytes, uint64_t *total,
+                               uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n) {
+    sm_adapter *a = ctx;
+    if (a->spool == NULL) {
+        return TB_ERR_NOT_FOUND;
+    }
+    return sm_spool_manifest(a->spool, take_kept, a, seq, chunk_bytes, total, hashes, n);
+}
+
+int sm_adapter_export_read(void *ctx, uint64_t seq, uint64_t off, uint8_t *buf, size_t len) {
+    sm_adapter *a = ctx;
+    return a->spool == NULL ? TB_ERR_NOT_FOUND : sm_spool_read(a->spool, seq, off, buf, len);
+}
+
+int sm_adapter_import_begin(void *ctx, uint64_t seq, uint64_t total) {
+    sm_adapter *a = ctx;
+    return a->spool == NULL ? TB_ERR_INVALID : sm_spool_import_begin(a->spool, seq, total);
+}
+
+int sm_adapter_import_write(void *ctx, uint64_t seq, uint64_t off, const uint8_t *data,
+                            size_t len) {
+    sm_adapter *a = ctx;
+    return a->spool == NULL ? TB_ERR_INVALID : sm_spool_import_write(a->spool, seq, off, data, len);
+}
+
+int sm_adapter_import_finish(void *ctx, uint64_t seq, const uint8_t expected[PROTO_DIGEST_BYTES]) {
+    sm_adapter *a = ctx;
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    if (a->spool == NULL) {
+        return TB_ERR_INVALID;
+    }
+    int rc = sm_spool_import_map(a->spool, seq, &data, &len);
+    if (rc == 0) {
+        rc = sm_adapter_restore(a, seq, data, len, expected);
+    }
+    sm_spool_import_done(a->spool, data, len);
+    return rc;
 }

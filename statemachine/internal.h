@@ -335,4 +335,20 @@ int sm_twin_forget(sm_ctx *c, const char *twin);
 /* A property's reported value or NULL. */
 const char *sm_props_find(Twinbft__SmProperty *const *props, size_t n, const char *name);
 
+/* spool.c: state transfer spooled to disk (see sm_adapter_spool). */
+typedef struct sm_spool sm_spool;
+int sm_spool_open(sm_store *s, const char *dir, bool background, sm_spool **out);
+void sm_spool_close(sm_spool *sp);
+/* take_kept hands over the read transaction of kept checkpoint seq (NULL:
+ * not kept); the export owns it from then on. */
+int sm_spool_manifest(sm_spool *sp, MDB_txn *(*take_kept)(void *, uint64_t), void *ctx,
+                      uint64_t seq, uint32_t chunk_bytes, uint64_t *total,
+                      uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n);
+int sm_spool_read(sm_spool *sp, uint64_t seq, uint64_t off, uint8_t *buf, size_t len);
+int sm_spool_import_begin(sm_spool *sp, uint64_t seq, uint64_t total);
+int sm_spool_import_write(sm_spool *sp, uint64_t seq, uint64_t off, const uint8_t *data,
+                          size_t len);
+int sm_spool_import_map(sm_spool *sp, uint64_t seq, const uint8_t **data, size_t *len);
+void sm_spool_import_done(sm_spool *sp, const uint8_t *data, size_t len);
+
 #endif

@@ -33,11 +33,13 @@
  * checkpoint) and imports in a transaction of its own, which it aborts on
  * any error, so a refused snapshot leaves the state as it was.
  *
- * Threading: one thread, the node's. Free the adapter before closing the
- * store. */
+ * Threading: one thread, the node's (an export spooled in the background
+ * runs on its own, on a read transaction it owns). Free the adapter before
+ * closing the store. */
 #ifndef SM_ADAPTER_H
 #define SM_ADAPTER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -92,5 +94,20 @@ void sm_adapter_release(void *ctx, uint64_t seq);
 int sm_adapter_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *out_len);
 int sm_adapter_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
                        const uint8_t expected[PROTO_DIGEST_BYTES]);
+
+/* State transfer spooled to disk: pbft_app's streaming callbacks (see
+ * statemachine/spool.c). dir is created if missing and holds the exports
+ * (kept across restarts: a restarted replica serves its last export at
+ * once) and the import in progress. background: exports run on a thread
+ * of their own (a replica, so it keeps ordering while it exports); false:
+ * at once (tests, the simulator). Until this is called the streaming
+ * callbacks find nothing to serve. */
+int sm_adapter_spool(sm_adapter *a, const char *dir, bool background);
+int sm_adapter_export_manifest(void *ctx, uint64_t seq, uint32_t chunk_bytes, uint64_t *total,
+                               uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n);
+int sm_adapter_export_read(void *ctx, uint64_t seq, uint64_t off, uint8_t *buf, size_t len);
+int sm_adapter_import_begin(void *ctx, uint64_t seq, uint64_t total);
+int sm_adapter_import_write(void *ctx, uint64_t seq, uint64_t off, const uint8_t *data, size_t len);
+int sm_adapter_import_finish(void *ctx, uint64_t seq, const uint8_t expected[PROTO_DIGEST_BYTES]);
 
 #endif

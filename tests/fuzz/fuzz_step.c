@@ -79,8 +79,14 @@ static pbft_node *make_node(uint32_t self) {
     cfg.request_timeout_ms = 100;
     cfg.view_timeout_ms = 100;
     cfg.crypto = (pbft_crypto){NULL, sign_zero, verify_any};
-    cfg.app = (pbft_app){NULL,        app_execute,  app_digest,  app_checkpoint,
-                         app_release, app_snapshot, app_restore, NULL};
+    cfg.app = (pbft_app){.ctx = NULL,
+                         .execute = app_execute,
+                         .digest = app_digest,
+                         .checkpoint = app_checkpoint,
+                         .release = app_release,
+                         .snapshot = app_snapshot,
+                         .restore = app_restore,
+                         .priority = NULL};
     pbft_node *node = NULL;
     if (pbft_node_create(&cfg, 1000, &node) != 0) {
         abort();

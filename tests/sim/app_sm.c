@@ -1,6 +1,7 @@
 /* The state machine as the simulator's application (see app_sm.h). */
 #include "tests/sim/app_sm.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,8 +26,29 @@ static void remove_files(const char *dir) {
     }
 }
 
+/* The state-transfer spool (statemachine/spool.c) keeps its files in
+ * "transfer" under the store's directory. */
+static void remove_spool(const char *dir) {
+    char spool[512];
+    snprintf(spool, sizeof spool, "%s/transfer", dir);
+    DIR *d = opendir(spool);
+    if (d != NULL) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (e->d_name[0] != '.') {
+                char path[1024];
+                snprintf(path, sizeof path, "%s/%s", spool, e->d_name);
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    rmdir(spool);
+}
+
 void sim_smapp_remove_dir(const char *dir) {
     remove_files(dir);
+    remove_spool(dir);
     rmdir(dir);
 }
 
@@ -38,6 +60,7 @@ int sim_smapp_init(sim_smapp *a, const char *dir, bool fresh, const char *admin,
     a->observer = *observer;
     if (fresh) {
         remove_files(dir);
+        remove_spool(dir);
     }
     sm_options opt = {.admin = admin,
                       .map_bytes = SIM_SM_MAP_BYTES,
@@ -48,6 +71,16 @@ int sim_smapp_init(sim_smapp *a, const char *dir, bool fresh, const char *admin,
         return rc;
     }
     rc = sm_adapter_create(a->store, &a->adapter);
+    if (rc == 0) {
+        /* Exports at once, not on a thread: the simulator stays deterministic. */
+        char spool[512];
+        snprintf(spool, sizeof spool, "%s/transfer", dir);
+        rc = sm_adapter_spool(a->adapter, spool, false);
+        if (rc != 0) {
+            sm_adapter_free(a->adapter);
+            a->adapter = NULL;
+        }
+    }
     if (rc != 0) {
         sm_store_close(a->store);
         a->store = NULL;
@@ -110,14 +143,28 @@ static void app_release(void *ctx, uint64_t seq) {
     sm_adapter_release(((sim_smapp *)ctx)->adapter, seq);
 }
 
-static int app_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *out_len) {
-    return sm_adapter_snapshot(((sim_smapp *)ctx)->adapter, seq, out, out_len);
+static int app_export_manifest(void *ctx, uint64_t seq, uint32_t chunk_bytes, uint64_t *total,
+                               uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n) {
+    return sm_adapter_export_manifest(((sim_smapp *)ctx)->adapter, seq, chunk_bytes, total, hashes,
+                                      n);
 }
 
-static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
-                       const uint8_t expected[PROTO_DIGEST_BYTES]) {
+static int app_export_read(void *ctx, uint64_t seq, uint64_t off, uint8_t *buf, size_t len) {
+    return sm_adapter_export_read(((sim_smapp *)ctx)->adapter, seq, off, buf, len);
+}
+
+static int app_import_begin(void *ctx, uint64_t seq, uint64_t total) {
+    return sm_adapter_import_begin(((sim_smapp *)ctx)->adapter, seq, total);
+}
+
+static int app_import_write(void *ctx, uint64_t seq, uint64_t off, const uint8_t *data,
+                            size_t len) {
+    return sm_adapter_import_write(((sim_smapp *)ctx)->adapter, seq, off, data, len);
+}
+
+static int app_import_finish(void *ctx, uint64_t seq, const uint8_t expected[PROTO_DIGEST_BYTES]) {
     sim_smapp *a = ctx;
-    int rc = sm_adapter_restore(a->adapter, seq, data, len, expected);
+    int rc = sm_adapter_import_finish(a->adapter, seq, expected);
     if (rc == 0) {
         uint8_t digest[PROTO_DIGEST_BYTES];
         sm_adapter_digest(a->adapter, digest);
@@ -133,6 +180,15 @@ static bool app_priority(void *ctx, const uint8_t *op, size_t len) {
 }
 
 pbft_app sim_smapp_callbacks(sim_smapp *a) {
-    return (pbft_app){a,           app_execute,  app_digest,  app_checkpoint,
-                      app_release, app_snapshot, app_restore, app_priority};
+    return (pbft_app){.ctx = a,
+                      .execute = app_execute,
+                      .digest = app_digest,
+                      .checkpoint = app_checkpoint,
+                      .release = app_release,
+                      .export_manifest = app_export_manifest,
+                      .export_read = app_export_read,
+                      .import_begin = app_import_begin,
+                      .import_write = app_import_write,
+                      .import_finish = app_import_finish,
+                      .priority = app_priority};
 }

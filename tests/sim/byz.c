@@ -5,13 +5,10 @@
  * before the message is freed, so protobuf-c only ever frees its own memory. */
 #include "tests/sim/byz.h"
 
-#include "tests/sim/app_sm.h"
-
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "proto/frame.h"
 #include "proto/tb_assert.h"
@@ -21,11 +18,6 @@ void sim_byz_init(sim_byz *b, uint32_t id, sim_crypto *crypto, uint32_t rate_per
     b->id = id;
     b->crypto = crypto;
     b->rate_permille = rate_permille;
-}
-
-void sim_byz_forge_in(sim_byz *b, const char *dir, const char *admin) {
-    snprintf(b->forge_dir, sizeof b->forge_dir, "%s", dir);
-    b->forge_admin = admin;
 }
 
 void sim_byz_free(sim_byz *b) {
@@ -75,7 +67,7 @@ static void remember_state(sim_byz *b, const ProtobufCBinaryData *d) {
 
 static void remember_fetch(sim_byz *b, const Twinbft__FetchReply *fr, const uint8_t *data,
                            size_t len) {
-    if (fr->snapshot.len == 0) {
+    if (fr->manifest == NULL) {
         return;
     }
     size_t i = b->next_fetch;
@@ -433,160 +425,52 @@ static uint8_t *mutate_relay(sim_rng *rng, Twinbft__Message *m, size_t *out_len,
     return out;
 }
 
-/* A snapshot whose application state has one counter changed; with
- * fix_digest its app digest is recomputed to match (sim app digest =
- * SHA-256 of the serialised state), so only the checkpoint proof can
- * expose it. */
-static uint8_t *corrupt_snapshot(sim_rng *rng, Twinbft__Message *m, bool fix_digest,
-                                 size_t *out_len, char *desc) {
-    Twinbft__FetchReply *fr = m->fetch_reply;
-    Twinbft__Snapshot *sn = twinbft__snapshot__unpack(NULL, fr->snapshot.len, fr->snapshot.data);
-    if (sn == NULL || sn->app_state.len < 24) {
-        if (sn != NULL) {
-            twinbft__snapshot__free_unpacked(sn, NULL);
-        }
-        return NULL;
-    }
-    size_t alen = sn->app_state.len;
-    uint8_t *app = malloc(alen);
-    TB_ASSERT(app != NULL);
-    memcpy(app, sn->app_state.data, alen);
-    size_t at = 16 + 8 * (size_t)sim_rng_below(rng, (alen - 16) / 8);
-    app[at] ^= (uint8_t)(1 + sim_rng_below(rng, 255));
-    uint8_t d[PROTO_DIGEST_BYTES];
-    proto_sha256(app, alen, d);
-    ProtobufCBinaryData saved_app = sn->app_state, saved_digest = sn->app_digest;
-    sn->app_state = (ProtobufCBinaryData){alen, app};
-    if (fix_digest) {
-        sn->app_digest = (ProtobufCBinaryData){sizeof d, d};
-    }
-    size_t slen = 0;
-    uint8_t *snap = pack_any(&sn->base, &slen);
-    sn->app_state = saved_app;
-    sn->app_digest = saved_digest;
-    twinbft__snapshot__free_unpacked(sn, NULL);
-    free(app);
-    ProtobufCBinaryData saved_snap = fr->snapshot;
-    fr->snapshot = (ProtobufCBinaryData){slen, snap};
-    uint8_t *out = pack_any(&m->base, out_len);
-    fr->snapshot = saved_snap;
-    free(snap);
-    snprintf(desc, SIM_BYZ_DESC_BYTES,
-             "fetch reply at checkpoint %" PRIu64 " with a corrupted snapshot%s",
-             fr->checkpoint_seq, fix_digest ? " (app digest recomputed)" : "");
-    return out;
-}
-
-/* A state-machine snapshot of a state that never existed, yet internally
- * consistent: the real snapshot imported into a scratch store, one more op
- * applied, exported again under the same seq. The state machine's own
- * import checks cannot tell; only the checkpoint certificate can. */
-static uint8_t *forge_sm_state(const sim_byz *b, uint64_t seq, const uint8_t *data, size_t len,
-                               size_t *out_len, uint8_t digest[PROTO_DIGEST_BYTES]) {
-    sim_smapp_remove_dir(b->forge_dir);
-    mkdir(b->forge_dir, 0700);
-    sm_options opt = {.admin = b->forge_admin, .map_bytes = (size_t)64 << 20, .no_sync = true};
-    sm_store *s = NULL;
+/* A manifest with one chunk hash changed (only f+1 agreeing lists are
+ * believed), or with its certified part changed (the proof exposes it). */
+static uint8_t *corrupt_manifest(sim_rng *rng, Twinbft__Message *m, size_t *out_len, char *desc) {
+    Twinbft__Manifest *mf = m->fetch_reply->manifest;
     uint8_t *out = NULL;
-    MDB_txn *txn = NULL, *rd = NULL;
-    if (sm_store_open(b->forge_dir, &opt, &s) != 0) {
-        return NULL;
-    }
-    if (sm_txn_begin(s, &txn) != 0 || sm_import(s, txn, seq, data, len, NULL) != 0) {
-        goto done;
-    }
-    Twinbft__SmConfigPut put = TWINBFT__SM_CONFIG_PUT__INIT;
-    uint8_t value[1] = {1};
-    put.key = "forged";
-    put.value = (ProtobufCBinaryData){sizeof value, value};
-    Twinbft__SmOp op = TWINBFT__SM_OP__INIT;
-    op.op_case = TWINBFT__SM_OP__OP_CONFIG_PUT;
-    op.config_put = &put;
-    uint8_t opb[128];
-    size_t oplen = twinbft__sm_op__pack(&op, opb);
-    sm_output res;
-    /* After every real request of the batch at seq: no batch is that large. */
-    uint32_t index = 1u << 30;
-    if (sm_apply(s, txn, seq, index, 0, b->forge_admin, opb, oplen, &res) != 0 ||
-        sm_txn_commit(s, txn) != 0) {
-        txn = NULL;
-        goto done;
-    }
-    txn = NULL;
-    if (mdb_txn_begin(sm_store_env(s), NULL, MDB_RDONLY, &rd) != 0 ||
-        sm_export_buf(s, rd, seq, &out, out_len) != 0 || sm_digest(s, NULL, digest) != 0) {
-        free(out);
-        out = NULL;
-    }
-done:
-    if (rd != NULL) {
-        mdb_txn_abort(rd);
-    }
-    if (txn != NULL) {
-        sm_txn_abort(s, txn);
-    }
-    sm_store_close(s);
-    sim_smapp_remove_dir(b->forge_dir);
-    return out;
-}
-
-static uint8_t *forge_snapshot(const sim_byz *b, Twinbft__Message *m, size_t *out_len, char *desc) {
-    Twinbft__FetchReply *fr = m->fetch_reply;
-    Twinbft__Snapshot *sn = twinbft__snapshot__unpack(NULL, fr->snapshot.len, fr->snapshot.data);
-    if (sn == NULL) {
-        return NULL;
-    }
-    size_t alen = 0;
-    uint8_t d[PROTO_DIGEST_BYTES];
-    uint8_t *app = forge_sm_state(b, sn->seq, sn->app_state.data, sn->app_state.len, &alen, d);
-    uint8_t *out = NULL;
-    if (app != NULL) {
-        ProtobufCBinaryData saved_app = sn->app_state, saved_digest = sn->app_digest;
-        sn->app_state = (ProtobufCBinaryData){alen, app};
-        sn->app_digest = (ProtobufCBinaryData){sizeof d, d};
-        size_t slen = 0;
-        uint8_t *snap = pack_any(&sn->base, &slen);
-        sn->app_state = saved_app;
-        sn->app_digest = saved_digest;
-        ProtobufCBinaryData saved_snap = fr->snapshot;
-        fr->snapshot = (ProtobufCBinaryData){slen, snap};
+    if (mf->n_chunk_hashes > 0 && sim_rng_chance(rng, 600)) {
+        size_t i = (size_t)sim_rng_below(rng, mf->n_chunk_hashes);
+        ProtobufCBinaryData saved = mf->chunk_hashes[i];
+        uint8_t h[PROTO_DIGEST_BYTES];
+        memcpy(h, saved.data, saved.len < sizeof h ? saved.len : sizeof h);
+        h[sim_rng_below(rng, sizeof h)] ^= (uint8_t)(1 + sim_rng_below(rng, 255));
+        mf->chunk_hashes[i] = (ProtobufCBinaryData){sizeof h, h};
         out = pack_any(&m->base, out_len);
-        fr->snapshot = saved_snap;
-        free(snap);
-        free(app);
+        mf->chunk_hashes[i] = saved;
         snprintf(desc, SIM_BYZ_DESC_BYTES,
-                 "fetch reply at checkpoint %" PRIu64 " with a forged, self-consistent state",
-                 fr->checkpoint_seq);
+                 "manifest of checkpoint %" PRIu64 " with the hash of chunk %zu changed", mf->seq,
+                 i);
+        return out;
     }
-    twinbft__snapshot__free_unpacked(sn, NULL);
+    uint64_t saved_ts = mf->last_timestamp_ms;
+    mf->last_timestamp_ms += 1 + sim_rng_below(rng, 1000);
+    out = pack_any(&m->base, out_len);
+    mf->last_timestamp_ms = saved_ts;
+    snprintf(desc, SIM_BYZ_DESC_BYTES, "manifest of checkpoint %" PRIu64 " with a later time",
+             mf->seq);
     return out;
 }
 
 static uint8_t *mutate_fetch_reply(sim_byz *b, sim_rng *rng, Twinbft__Message *m, size_t *out_len,
                                    char *desc) {
     Twinbft__FetchReply *fr = m->fetch_reply;
-    uint64_t pick = sim_rng_below(rng, 3);
-    if (pick == 0 && b->n_fetches > 0) {
+    if (sim_rng_chance(rng, 333) && b->n_fetches > 0) {
         size_t i = (size_t)sim_rng_below(rng, b->n_fetches);
         Twinbft__Message *old = proto_message_unpack(b->fetches[i], b->fetch_len[i]);
         if (old != NULL && old->kind_case == TWINBFT__MESSAGE__KIND_FETCH_REPLY &&
             old->fetch_reply->checkpoint_seq != fr->checkpoint_seq) {
-            /* The older snapshot and proof, presented as the current checkpoint. */
+            /* The older manifest and proof, presented as the current checkpoint. */
             Twinbft__FetchReply *of = old->fetch_reply;
             uint64_t saved_seq = of->checkpoint_seq;
             of->checkpoint_seq = fr->checkpoint_seq;
-            ProtobufCBinaryData saved_snap = of->snapshot;
-            of->snapshot = fr->snapshot;
-            bool swap_snap = sim_rng_chance(rng, 500);
-            if (!swap_snap) {
-                of->snapshot = saved_snap;
-            }
             uint8_t *out = pack_any(&old->base, out_len);
-            of->snapshot = saved_snap;
             of->checkpoint_seq = saved_seq;
             snprintf(desc, SIM_BYZ_DESC_BYTES,
-                     "fetch reply at checkpoint %" PRIu64 " with the %s of checkpoint %" PRIu64,
-                     fr->checkpoint_seq, swap_snap ? "proof" : "snapshot and proof", saved_seq);
+                     "fetch reply at checkpoint %" PRIu64
+                     " with the manifest of checkpoint %" PRIu64,
+                     fr->checkpoint_seq, saved_seq);
             twinbft__message__free_unpacked(old, NULL);
             return out;
         }
@@ -594,13 +478,33 @@ static uint8_t *mutate_fetch_reply(sim_byz *b, sim_rng *rng, Twinbft__Message *m
             twinbft__message__free_unpacked(old, NULL);
         }
     }
-    if (fr->snapshot.len == 0) {
+    if (fr->manifest == NULL) {
         return NULL;
     }
-    if (b->forge_dir[0] != '\0' && pick != 1) {
-        return forge_snapshot(b, m, out_len, desc);
+    return corrupt_manifest(rng, m, out_len, desc);
+}
+
+/* A chunk with one byte changed, or of another index: a peer serving
+ * garbage, which the asker must drop on arrival. */
+static uint8_t *mutate_chunk(sim_rng *rng, Twinbft__Message *m, size_t *out_len, char *desc) {
+    Twinbft__Chunk *c = m->chunk;
+    if (c->data.len == 0) {
+        return NULL;
     }
-    return corrupt_snapshot(rng, m, pick != 1, out_len, desc);
+    uint8_t *data = malloc(c->data.len);
+    TB_ASSERT(data != NULL);
+    memcpy(data, c->data.data, c->data.len);
+    size_t at = (size_t)sim_rng_below(rng, c->data.len);
+    data[at] ^= (uint8_t)(1 + sim_rng_below(rng, 255));
+    ProtobufCBinaryData saved = c->data;
+    c->data = (ProtobufCBinaryData){saved.len, data};
+    uint8_t *out = pack_any(&m->base, out_len);
+    c->data = saved;
+    free(data);
+    snprintf(desc, SIM_BYZ_DESC_BYTES,
+             "chunk %" PRIu32 " of checkpoint %" PRIu64 " with byte %zu changed", c->index, c->seq,
+             at);
+    return out;
 }
 
 static uint8_t *mutate(sim_byz *b, sim_rng *rng, Twinbft__Message *m, size_t *out_len, char *desc) {
@@ -621,6 +525,8 @@ static uint8_t *mutate(sim_byz *b, sim_rng *rng, Twinbft__Message *m, size_t *ou
         return mutate_reply(rng, m, out_len, desc);
     case TWINBFT__MESSAGE__KIND_FETCH_REPLY:
         return mutate_fetch_reply(b, rng, m, out_len, desc);
+    case TWINBFT__MESSAGE__KIND_CHUNK:
+        return mutate_chunk(rng, m, out_len, desc);
     case TWINBFT__MESSAGE__KIND_RELAY:
         return mutate_relay(rng, m, out_len, desc);
     default:
@@ -654,6 +560,10 @@ static const char *kind_name(Twinbft__Message__KindCase k) {
         return "fetch";
     case TWINBFT__MESSAGE__KIND_FETCH_REPLY:
         return "fetch reply";
+    case TWINBFT__MESSAGE__KIND_CHUNK_FETCH:
+        return "chunk fetch";
+    case TWINBFT__MESSAGE__KIND_CHUNK:
+        return "chunk";
     case TWINBFT__MESSAGE__KIND_RELAY:
         return "relay";
     default:
@@ -669,9 +579,11 @@ void sim_byz_plan_msg(sim_byz *b, sim_rng *rng, const uint8_t *data, size_t len,
     if (m == NULL) {
         return;
     }
-    /* Fetch replies are where state transfer can be fooled: misbehave on
-     * them more often than on the steady stream of votes. */
-    uint32_t rate = m->kind_case == TWINBFT__MESSAGE__KIND_FETCH_REPLY ? 700 : b->rate_permille;
+    /* Fetch replies and chunks are where state transfer can be fooled:
+     * misbehave on them more often than on the steady stream of votes. */
+    bool xfer = m->kind_case == TWINBFT__MESSAGE__KIND_FETCH_REPLY ||
+                m->kind_case == TWINBFT__MESSAGE__KIND_CHUNK;
+    uint32_t rate = xfer ? 700 : b->rate_permille;
     if (sim_rng_chance(rng, rate)) {
         if (sim_rng_chance(rng, 250)) {
             plan->omit_mask = random_subset(rng, k);

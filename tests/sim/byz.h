@@ -6,9 +6,9 @@
  * receivers may see conflicting messages): view or seq +-1, a digest from an
  * older message it sent, a pre-prepare with a rewritten batch, a
  * view change without its prepared certificates, a reply with another
- * result, a fetch reply with an older or corrupted snapshot. Every mutated
- * signed body is re-signed with this replica's own key only, so it passes
- * signature checks and nothing else. */
+ * result, a fetch reply with an older or corrupted manifest, a chunk with a
+ * byte changed. Every mutated signed body is re-signed with this replica's own key only, so it
+ * passes signature checks and nothing else. */
 #ifndef SIM_BYZ_H
 #define SIM_BYZ_H
 
@@ -35,15 +35,11 @@ typedef struct sim_byz {
     size_t n_digests, next_digest;
     uint8_t states[SIM_BYZ_STATES][PROTO_DIGEST_BYTES];
     size_t n_states, next_state;
-    uint8_t *fetches[SIM_BYZ_FETCHES]; /* packed Message with a FetchReply carrying a snapshot */
+    uint8_t *fetches[SIM_BYZ_FETCHES]; /* packed Message with a FetchReply carrying a manifest */
     size_t fetch_len[SIM_BYZ_FETCHES];
     uint64_t fetch_seq[SIM_BYZ_FETCHES];
     size_t n_fetches, next_fetch;
     uint64_t mutated, omitted;
-    /* With the state machine as the application (forge_dir set): a scratch
-     * store in which to forge self-consistent snapshots of a wrong state. */
-    char forge_dir[320];
-    const char *forge_admin;
 } sim_byz;
 
 /* What one outgoing message becomes. Receivers are numbered 0..k-1 by the
@@ -59,7 +55,6 @@ typedef struct sim_byz_plan {
 void sim_byz_init(sim_byz *b, uint32_t id, sim_crypto *crypto, uint32_t rate_permille);
 void sim_byz_free(sim_byz *b);
 /* Forge state-machine snapshots in dir (which exists), as principal admin. */
-void sim_byz_forge_in(sim_byz *b, const char *dir, const char *admin);
 /* Decides the fate of one packed Message sent to k receivers (1..64), and
  * learns from it for later mutations. Free plan->mutated with free(). */
 void sim_byz_plan_msg(sim_byz *b, sim_rng *rng, const uint8_t *data, size_t len, uint32_t k,

@@ -22,7 +22,7 @@ static const struct {
     {"no-dedup", PBFT_BUG_NO_DEDUP},       {"skip-ckpt-verify", PBFT_BUG_SKIP_CKPT_VERIFY},
     {"stale-view", PBFT_BUG_STALE_VIEW},   {"no-abstain", PBFT_BUG_NO_ABSTAIN},
     {"timer-reset", PBFT_BUG_TIMER_RESET}, {"climb-alone", PBFT_BUG_CLIMB_ALONE},
-    {"relay-trust", PBFT_BUG_RELAY_TRUST},
+    {"relay-trust", PBFT_BUG_RELAY_TRUST}, {"skip-chunk-verify", PBFT_BUG_SKIP_CHUNK_VERIFY},
 };
 
 int sim_faults_parse(const char *list, uint32_t *mask) {

@@ -193,6 +193,15 @@ static void narrate_status(sim_world *w, const sim_replica *r, sim_instance *in,
                           " contradicted by a quorum",
                           r->id, st.diverged_seq);
     }
+    if (st.xfer_refused != 0 && r->style == SIM_CORRECT && !w->check.v.set) {
+        /* Every chunk was checked against a list f+1 replicas agreed on, so
+         * the assembled state is a correct replica's: refusing it at the
+         * end means a chunk check let garbage through. */
+        sim_check_violate(&w->check, "transfer", st.executed, r->id, UINT32_MAX,
+                          "correct replica %u assembled a state transfer that its application "
+                          "refused (%" PRIu64 " times)",
+                          r->id, st.xfer_refused);
+    }
     if (st.view == in->view && st.in_view_change == in->in_vc) {
         return;
     }
@@ -375,6 +384,12 @@ static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool 
     cfg.request_timeout_ms = SIM_REQUEST_TIMEOUT_MS;
     cfg.view_timeout_ms = SIM_VIEW_TIMEOUT_MS;
     cfg.clock_skew_ms_max = SIM_CLOCK_SKEW_MS;
+    /* Chunks of a few dozen bytes up to one that holds the whole state, by
+     * seed (not by rng, so that seeds keep their schedules): transfers of
+     * many chunks, a few, and one. */
+    static const uint32_t chunk_bytes[] = {48, 300, 1u << 20};
+    cfg.transfer_chunk_bytes = chunk_bytes[w->opt.seed % 3];
+    cfg.transfer_window = 1 + (uint32_t)(w->opt.seed / 3 % 4);
     cfg.crypto = sim_crypto_for(w->crypto, r->id);
     cfg.app = app_callbacks(w, in);
     cfg.bugs = w->opt.bugs;
@@ -714,14 +729,6 @@ static int sm_setup(sim_world *w) {
                 in->dir[0] = '\0';
                 return TB_ERR_IO;
             }
-        }
-    }
-    for (uint32_t id = 0; id < w->n; id++) {
-        sim_replica *r = &w->replicas[id];
-        if (r->style == SIM_MUTATE) {
-            char dir[320];
-            snprintf(dir, sizeof dir, "%s/forge-%u", w->sm_root, id);
-            sim_byz_forge_in(&r->byz, dir, w->clients[0].name);
         }
     }
     uint32_t nc = w->opt.clients;

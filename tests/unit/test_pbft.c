@@ -65,12 +65,20 @@ static void app_release(void *ctx, uint64_t seq) {
     (void)seq;
 }
 
+/* The padding of a large state: not all zero, so that chunks differ. */
+static uint8_t pad_byte(size_t i) {
+    return (uint8_t)(i % 251);
+}
+
 static int app_snapshot(void *ctx, uint64_t seq, uint8_t **out, size_t *len) {
     app *a = ctx;
     for (size_t i = a->n_ckpt; i-- > 0;) {
         if (a->ckpt_seq[i] == seq) {
-            *out = calloc(1, sizeof a->v + a->pad);
+            *out = malloc(sizeof a->v + a->pad);
             memcpy(*out, a->ckpt_v[i], sizeof a->v);
+            for (size_t k = 0; k < a->pad; k++) {
+                (*out)[sizeof a->v + k] = pad_byte(k);
+            }
             *len = sizeof a->v + a->pad;
             a->exports++;
             return 0;
@@ -84,9 +92,15 @@ static int app_restore(void *ctx, uint64_t seq, const uint8_t *data, size_t len,
     app *a = ctx;
     (void)seq;
     uint8_t d[PROTO_DIGEST_BYTES];
-    if (len != sizeof a->v) {
+    if (len < sizeof a->v) {
         return -1;
     }
+    for (size_t k = sizeof a->v; k < len; k++) {
+        if (data[k] != pad_byte(k - sizeof a->v)) {
+            return TB_ERR_MISMATCH;
+        }
+    }
+    len = sizeof a->v;
     proto_sha256(data, len, d);
     if (expected && memcmp(d, expected, sizeof d) != 0) {
         return -1;
@@ -130,6 +144,7 @@ static struct {
     bool late_pp[NMAX];        /* pre-prepares sent to it wait in `late` */
     bool no_relays[NMAX];      /* relays sent to it are lost (a primary that censors) */
     bool lazy_sync[NMAX];      /* its commits are not made durable (no pbft_node_durable) */
+    bool bad_chunks[NMAX];     /* it changes a byte of every state-transfer chunk it sends */
     uint64_t early_sent[NMAX]; /* messages it sent marked early */
     pkt late[16];
     size_t n_late;
@@ -185,8 +200,14 @@ static pbft_config config(uint32_t i) {
     cfg.request_timeout_ms = 100;
     cfg.view_timeout_ms = 200;
     cfg.crypto = (pbft_crypto){&C.ids[i], sign_cb, verify_cb};
-    cfg.app = (pbft_app){&C.apps[i],  app_execute,  app_digest,  app_checkpoint,
-                         app_release, app_snapshot, app_restore, app_priority};
+    cfg.app = (pbft_app){.ctx = &C.apps[i],
+                         .execute = app_execute,
+                         .digest = app_digest,
+                         .checkpoint = app_checkpoint,
+                         .release = app_release,
+                         .snapshot = app_snapshot,
+                         .restore = app_restore,
+                         .priority = app_priority};
     return cfg;
 }
 
@@ -226,6 +247,17 @@ static void enqueue(uint32_t from, uint32_t to, const uint8_t *d, size_t len) {
     ck_assert_uint_lt(C.qt, QMAX);
     C.q[C.qt++] = (pkt){from, to, malloc(len ? len : 1), len};
     memcpy(C.q[C.qt - 1].data, d, len);
+    if (C.bad_chunks[from]) {
+        Twinbft__Message *m = proto_message_unpack(d, len);
+        if (m != NULL && m->kind_case == TWINBFT__MESSAGE__KIND_CHUNK && m->chunk->data.len > 0) {
+            m->chunk->data.data[m->chunk->data.len / 2] ^= 0x5a;
+            free(C.q[C.qt - 1].data);
+            ck_assert_int_eq(proto_message_pack(m, &C.q[C.qt - 1].data, &C.q[C.qt - 1].len), 0);
+        }
+        if (m != NULL) {
+            twinbft__message__free_unpacked(m, NULL);
+        }
+    }
 }
 
 /* persist, then send, then advance: the contract of pbft.h */
@@ -833,51 +865,64 @@ START_TEST(test_crash_restart_state_transfer) {
 }
 END_TEST
 
-/* A snapshot larger than one FetchReply carries cannot be sent (chunked
- * transfer is not built): the replicas asked say so in their status, once
- * per checkpoint they export it (not on every fetch), and the replica
- * behind catches up once a later checkpoint's snapshot fits. */
-START_TEST(test_oversize_snapshot_is_reported) {
+/* A state of several chunks (more than the 32 MiB one reply could carry
+ * before chunking) reaches a replica that fell a window behind. With
+ * bad_from set, that peer changes a byte of every chunk it serves: each
+ * such chunk is dropped on arrival, the peer is asked for nothing more,
+ * and the others finish the transfer. */
+static void large_state_transfer(uint32_t bad_from) {
     setup(4);
     submit("omar", 1, 5);
     deliver_all();
     crash(3);
+    for (uint32_t i = 0; i < 3; i++) {
+        C.apps[i].pad = 40u << 20;
+        C.bad_chunks[i] = i == bad_from;
+    }
     for (uint64_t k = 2; k <= 24; k++) {
         submit("omar", k, 5);
         deliver_all();
-    }
-    for (uint32_t i = 0; i < 3; i++) {
-        C.apps[i].pad = PROTO_FRAME_BYTES_MAX / 2;
     }
     start_linked(3);
     deliver_all();
     submit("omar", 25, 5); /* replica 3 sees it is behind */
     deliver_all();
-    for (int r = 0; r < 10; r++) {
-        tick(100); /* replica 3 asks again every request timeout */
+    for (int r = 0; r < 40 && status(3).executed < C.executed[0]; r++) {
+        tick(50);
         deliver_all();
     }
-    ck_assert_uint_lt(C.executed[3], C.executed[0]);
+    pbft_status st = status(3);
+    ck_assert_uint_eq(st.executed, C.executed[0]);
+    ck_assert_uint_eq(C.apps[3].v[5], 25);
+    ck_assert_uint_eq(st.xfer_completed, 1);
+    ck_assert_uint_eq(st.xfer_refused, 0);
+    ck_assert_uint_ge(st.xfer_chunks_in, 41); /* 40 MiB and the values: 41 chunks */
+    ck_assert_uint_eq(st.xfer_bytes_in, (40u << 20) + sizeof C.apps[3].v);
+    if (bad_from < 3) {
+        ck_assert_uint_ge(st.xfer_chunks_bad, 1);
+        ck_assert_uint_le(st.xfer_chunks_bad, 8); /* the window at most, then never again */
+    } else {
+        ck_assert_uint_eq(st.xfer_chunks_bad, 0);
+    }
+    uint64_t served = 0;
     for (uint32_t i = 0; i < 3; i++) {
-        pbft_status st = status(i);
-        ck_assert_uint_ge(st.snapshots_oversize, 2);
-        ck_assert_uint_eq(st.oversize_seq, st.stable_seq);
-        ck_assert_uint_gt(st.oversize_bytes, PROTO_FRAME_BYTES_MAX / 2);
-        ck_assert_uint_eq(C.apps[i].exports, 1);
-        C.apps[i].pad = 0;
+        ck_assert_uint_le(C.apps[i].exports, 1); /* one export serves every chunk */
+        served += status(i).xfer_chunks_out;
     }
-    /* The state shrinks: the next checkpoint's snapshot fits. */
-    for (uint64_t k = 26; k <= 32; k++) {
-        submit("omar", k, 5);
-        deliver_all();
-    }
-    for (int r = 0; r < 20 && status(3).executed < C.executed[0]; r++) {
-        tick(100);
-        deliver_all();
-    }
-    ck_assert_uint_eq(status(3).executed, C.executed[0]); /* a transfer reports no executed */
-    ck_assert_uint_eq(C.apps[3].v[5], 32);
+    ck_assert_uint_ge(served, 41);
+    pbft_status a = status(0);
+    ck_assert_uint_eq(a.state_digest_seq, st.state_digest_seq);
+    ck_assert_mem_eq(a.state_digest, st.state_digest, PROTO_DIGEST_BYTES);
     teardown();
+}
+
+START_TEST(test_large_state_transfers_in_chunks) {
+    large_state_transfer(UINT32_MAX);
+}
+END_TEST
+
+START_TEST(test_bad_chunks_are_dropped_on_arrival) {
+    large_state_transfer(1);
 }
 END_TEST
 
@@ -1593,7 +1638,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_silent_primary_view_change);
     tcase_add_test(tc, test_checkpoints_advance_watermark);
     tcase_add_test(tc, test_crash_restart_state_transfer);
-    tcase_add_test(tc, test_oversize_snapshot_is_reported);
+    tcase_add_test(tc, test_large_state_transfers_in_chunks);
+    tcase_add_test(tc, test_bad_chunks_are_dropped_on_arrival);
     tcase_add_test(tc, test_n5_quorum_is_four);
     tcase_add_test(tc, test_garbage_dropped);
     tcase_add_test(tc, test_priority_lane_is_the_replicas_decision);

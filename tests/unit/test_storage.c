@@ -121,6 +121,7 @@ static pbft_config config(uint32_t i) {
 static int try_start(uint32_t i) {
     ck_assert_int_eq(
         rep_storage_open(C.dir[i], "admin", C.map[i] ? C.map[i] : MAP_BYTES, 0, &C.st[i]), 0);
+    ck_assert_int_eq(rep_storage_export_inline(C.st[i]), 0);
     pbft_config cfg = config(i);
     ck_assert_int_eq(pbft_node_create(&cfg, C.now, &C.node[i]), 0);
     int rc = rep_storage_restore(C.st[i], C.node[i], C.now);
@@ -398,7 +399,11 @@ START_TEST(test_restart_after_state_transfer) {
     for (uint64_t k = 24; k <= 27; k++) {
         submit_config(k);
     }
-    ck_assert_uint_eq(C.transfers[3], 1);
+    /* One transfer, or two: the fetch that follows a transfer may find the
+     * others one checkpoint further already. */
+    size_t transfers = C.transfers[3];
+    ck_assert_uint_ge(transfers, 1);
+    ck_assert_uint_le(transfers, 2);
     expect_all_agree(27);
     pbft_status before = status(3);
     crash(3);
@@ -409,7 +414,7 @@ START_TEST(test_restart_after_state_transfer) {
         submit_config(k);
     }
     expect_all_agree(30);
-    ck_assert_uint_eq(C.transfers[3], 1);
+    ck_assert_uint_eq(C.transfers[3], transfers); /* the restart needed none */
     teardown();
 }
 END_TEST
