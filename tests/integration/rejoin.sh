@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# A wiped replica rejoins a large state by chunked state transfer (issue 10), on real
+# processes: a 4-replica cluster is loaded with KEYS config keys of VALUE_BYTES each (a
+# state well over the 32 MiB one reply could carry before chunking), replica 3 is stopped
+# and its data directory removed, and it is started again while an honest load runs. It
+# must reach the others' executed seq with the same state digest. Prints the time it took,
+# the state-transfer bytes it received and the others served, and the load's throughput
+# meanwhile against the same load before the wipe.
+#
+#   tests/integration/rejoin.sh BIN_DIR [KEYS [VALUE_BYTES]]
+#
+# Defaults: 100,000 keys of 1,024 bytes (about 110 MB of state; ctest label "scale", about
+# 5 minutes on a 2-core machine, most of it loading).
+set -euo pipefail
+
+it_name=rejoin
+bin="$1"
+keys="${2:-100000}"
+value_bytes="${3:-1024}"
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+work="$(mktemp -d "${TMPDIR:-/tmp}/twinbft-rejoin-XXXXXX")"
+dir="$work/c"
+source "$here/lib.sh"
+loader=""
+it_cleanup_extra() {
+    [[ -n "$loader" ]] && kill "$loader" 2>/dev/null
+    return 0
+}
+trap it_cleanup EXIT
+fail() { it_fail "$@"; }
+
+it_base 3200 150
+"$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
+"$bin/twinbft" up --dir "$dir" >/dev/null || fail "up"
+conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")
+status_json() {
+    "$bin/twinbft" status "${conf[@]}" -w json >"$work/status.json" 2>/dev/null || true
+}
+
+# The bench's config op writes keys out of 100,000 at random: enough rounds to touch
+# nearly all of them (the state's size is what matters, not the exact count).
+echo "== loading about $keys config keys of $value_bytes bytes"
+loaded=0
+while ((loaded < 2 * keys)); do
+    "$bin/twinbft" bench "${conf[@]}" --clients 16 --op config --value-bytes "$value_bytes" \
+        --duration 30s --warmup 0s --no-estop-probe --quiet -w json >"$work/load.json" \
+        2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
+    loaded=$((loaded + $(it_field "$work/load.json" ops)))
+done
+status_json
+db_mib="$(du -sm "$dir/replica-0/data" | cut -f1)"
+echo "   $loaded puts; replica 0's data directory: $db_mib MiB"
+
+# The honest load before the wipe, for comparison.
+it_bench 15s "$work/before.json" --op config --value-bytes 64 --no-estop-probe
+before="$(it_field "$work/before.json" ops_per_s)"
+
+pid3="$(cat "$dir/replica-3/pid")"
+kill -TERM "$pid3"
+for _ in $(seq 100); do
+    kill -0 "$pid3" 2>/dev/null || break
+    sleep 0.1
+done
+kill -0 "$pid3" 2>/dev/null && fail "replica 3 did not stop"
+rm -rf "$dir/replica-3/data"
+echo "== replica 3 stopped and its data directory removed; restarting it under load"
+
+it_bench 40s "$work/during.json" --op config --value-bytes 64 --no-estop-probe &
+loader=$!
+sleep 2
+start_ms=$(($(date +%s%N) / 1000000))
+"$bin/twinbft" up --dir "$dir" >/dev/null || fail "up of replica 3"
+rejoined=""
+for _ in $(seq 1500); do
+    status_json
+    if python3 - "$work/status.json" <<'PY'
+import json, sys
+try:
+    rows = {r["id"]: r for r in json.load(open(sys.argv[1])) if r.get("answered")}
+except (ValueError, KeyError):
+    sys.exit(1)
+if 3 not in rows or len(rows) < 4:
+    sys.exit(1)
+# Caught up: a checkpoint of its own with the digest another replica has there, and
+# executed within two checkpoint intervals (128 seqs) of the furthest.
+r3 = rows[3]
+others = [rows[i] for i in (0, 1, 2)]
+same = any(o["state_digest_seq"] == r3["state_digest_seq"]
+           and o["state_digest"] == r3["state_digest"] for o in others)
+close = r3["executed"] + 128 >= max(o["executed"] for o in others)
+sys.exit(0 if same and close and r3["state_digest_seq"] > 0 else 1)
+PY
+    then
+        rejoined=$(($(date +%s%N) / 1000000 - start_ms))
+        break
+    fi
+    sleep 0.2
+done
+[[ -n "$rejoined" ]] || fail "replica 3 did not reach the others' checkpoint with their digest"
+wait "$loader" || fail "the honest load failed"
+loader=""
+during="$(it_field "$work/during.json" ops_per_s)"
+errors="$(it_field "$work/during.json" errors)"
+[[ "$errors" == 0 ]] || fail "$errors requests of the honest load failed"
+
+port() { echo $((base + 100 + $1)); }
+bytes_in="$(it_metric "$(port 3)" twinbft_state_transfer_bytes_in_total)"
+bad="$(it_metric "$(port 3)" twinbft_state_transfer_chunks_bad_total)"
+done_n="$(it_metric "$(port 3)" twinbft_state_transfers_completed_total)"
+served=0
+for i in 0 1 2; do
+    served=$((served + $(it_metric "$(port "$i")" twinbft_state_transfer_bytes_out_total)))
+done
+rss_kib="$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$dir/replica-3/pid")/status")"
+((done_n >= 1)) || fail "replica 3 installed no state by transfer"
+((bad == 0)) || fail "correct peers served $bad bad chunks"
+echo "== replica 3 rejoined in $rejoined ms: received $((bytes_in / 1048576)) MiB by state" \
+    "transfer ($done_n transfer(s)), the others served $((served / 1048576)) MiB; its peak RSS" \
+    "$((rss_kib / 1024)) MiB"
+echo "   replica 3's log on state transfer:"
+grep -i "transfer\|checkpoint" "$dir/replica-3/log" | head -20 | sed 's/^/     /'
+python3 -c 'import sys; b, d = float(sys.argv[1]), float(sys.argv[2]); print("   honest load: %.0f ops/s before, %.0f ops/s during the rejoin (%.0f%%)" % (b, d, 100 * d / b if b else 0))' \
+    "$before" "$during"
