@@ -202,6 +202,7 @@ void advance_stable(pbft_node *node, uint64_t seq, const uint8_t *digest, uint8_
         pbft_slot *s = &node->slots[i];
         if (s->seq != 0 && s->seq <= seq) {
             out_record(node, PBFT_REC_SLOT, s->seq, NULL, true, NULL, 0);
+            log_keep(node, s, s->seq == seq ? proof : NULL, proof_len);
             slot_clear(node, s);
         }
     }

@@ -287,6 +287,10 @@ struct pbft_node {
     pbft_served served;      /* as server */
     uint64_t xfer_chunks_in, xfer_chunks_bad, xfer_completed, xfer_refused, xfer_bytes_in;
     uint64_t xfer_chunks_out, xfer_bytes_out;
+    uint64_t log_replayed, log_replayed_bytes, log_served;
+    bool log_stalled;          /* a peer's log did not move us: the next FETCH asks for state */
+    Twinbft__LogEntry **log_q; /* a peer's log being replayed, a checkpoint per ready */
+    size_t log_q_n, log_q_at;
     uint32_t *chunks_served;    /* [n] chunk requests answered this period, per peer */
     uint64_t *chunks_period_at; /* [n] when that period began */
 
@@ -472,6 +476,12 @@ void xfer_tick(pbft_node *node);
 uint64_t xfer_deadline(const pbft_node *node); /* UINT64_MAX: none */
 void transfer_status(const pbft_node *node, pbft_status *st);
 void transfer_free(pbft_node *node);
+/* Replays the next checkpoint's worth of a peer's log (a tick is due at
+ * once while some is left: log_pending). */
+void log_tick(pbft_node *node);
+/* A committed slot falling below the stable checkpoint goes to the retained
+ * log (a PBFT_REC_LOG record), with the checkpoint's proof when given. */
+void log_keep(pbft_node *node, const pbft_slot *s, uint8_t *const *proof, const size_t *proof_len);
 int validate_committed_cert(pbft_node *node, const Twinbft__CommittedCert *cc, uint64_t *seq,
                             uint64_t *view, uint8_t *digest);
 

@@ -521,6 +521,7 @@ void pbft_node_tick(pbft_node *node, uint64_t now_ms) {
     if (node->now >= xfer_deadline(node)) {
         xfer_tick(node);
     }
+    log_tick(node);
     settle(node);
 }
 
@@ -540,6 +541,9 @@ uint64_t pbft_node_next_deadline(const pbft_node *node) {
     }
     if (xfer_deadline(node) < d) {
         d = xfer_deadline(node);
+    }
+    if (node->log_q_n > 0) {
+        d = node->now; /* the rest of a peer's log, in the next ready */
     }
     uint64_t b = batch_deadline(node);
     return b < d ? b : d;

@@ -162,6 +162,16 @@ enum pbft_bug {
     PBFT_BUG_SKIP_CHUNK_VERIFY = 1u << 9, /* state transfer chunks are not checked on arrival */
 };
 
+/* The retained log (optional): read returns the LogEntry a PBFT_REC_LOG
+ * record stored at seq, malloc'd, or TB_ERR_NOT_FOUND once it was dropped.
+ * With it, a replica answers a peer behind its stable checkpoint with the
+ * batches it missed, which the peer replays, instead of the whole state;
+ * without it (read NULL) no LOG records are produced. */
+typedef struct pbft_log {
+    void *ctx;
+    int (*read)(void *ctx, uint64_t seq, uint8_t **data, size_t *len);
+} pbft_log;
+
 typedef struct pbft_config {
     uint32_t n;    /* members are replica ids 0..n-1; f = (n-1)/3 */
     uint32_t self; /* this replica's id */
@@ -181,6 +191,7 @@ typedef struct pbft_config {
     uint32_t transfer_window;      /* state transfer: chunks asked for and not yet received */
     pbft_crypto crypto;
     pbft_app app;
+    pbft_log log;
     uint32_t bugs; /* enum pbft_bug; ignored unless built with PBFT_PLANTED_BUGS */
 } pbft_config;
 
@@ -200,6 +211,11 @@ typedef enum pbft_record_kind {
     PBFT_REC_CLIENT = 4,
     PBFT_REC_CLIENTS_CLEAR = 5,
     PBFT_REC_NEW_VIEW = 6,
+    /* A committed batch that fell below the stable checkpoint (a packed
+     * LogEntry, by seq), for the retained log of a host that keeps one
+     * (pbft_config.log): it keeps these as long as its retention says and
+     * drops older ones itself. Never fed back by restore. */
+    PBFT_REC_LOG = 7,
 } pbft_record_kind;
 
 typedef struct pbft_record {
@@ -303,6 +319,11 @@ typedef struct pbft_status {
     uint64_t xfer_bytes_in;
     uint64_t xfer_chunks_out;
     uint64_t xfer_bytes_out;
+    /* The retained log: batches this replica replayed from peers' logs, and
+     * served from its own. */
+    uint64_t log_replayed;
+    uint64_t log_replayed_bytes;
+    uint64_t log_served;
     /* Divergence: the checkpoint at which this replica's state digest
      * disagreed with a quorum's (0: none now; it then neither executes nor
      * votes until state transfer replaces its state), both digests of the

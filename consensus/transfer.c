@@ -66,6 +66,7 @@ static bool streaming(const pbft_node *node) {
 /* ---- the export, as server ------------------------------------------- */
 
 static void served_clear(pbft_node *node);
+static void log_queue_clear(pbft_node *node);
 
 static void memx_clear(pbft_memx *x) {
     free(x->buf);
@@ -79,6 +80,7 @@ void transfer_free(pbft_node *node) {
     }
     xfer_reset(node);
     served_clear(node);
+    log_queue_clear(node);
     free(node->served.proof);
     free(node->served.proof_len);
     free(node->xfer.voted);
@@ -250,6 +252,7 @@ void start_fetch(pbft_node *node) {
     node->fetch_deadline = node->now + node->cfg.request_timeout_ms;
     Twinbft__Fetch f = TWINBFT__FETCH__INIT;
     f.executed = node->executed;
+    f.want_state = node->log_stalled;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_FETCH;
     m.fetch = &f;
@@ -332,6 +335,188 @@ static void served_keep(pbft_node *node, const uint8_t *record, size_t record_le
     }
 }
 
+/* The next FETCH in a quarter request timeout, not a whole one: a peer
+ * answers each of ours at most that often (answer_allowed). */
+static void fetch_soon(pbft_node *node) {
+    uint64_t soon = node->now + node->cfg.request_timeout_ms / 4;
+    if (node->fetch_deadline == 0 || node->fetch_deadline > soon) {
+        node->fetch_deadline = soon;
+    }
+}
+
+/* ---- the retained log ---------------------------------------------- */
+
+void log_keep(pbft_node *node, const pbft_slot *s, uint8_t *const *proof, const size_t *proof_len) {
+    if (node->cfg.log.read == NULL || s->cc == NULL) {
+        return;
+    }
+    Twinbft__LogEntry e = TWINBFT__LOG_ENTRY__INIT;
+    ProtobufCBinaryData pr[PBFT_REPLICAS_MAX];
+    e.committed = (ProtobufCBinaryData){s->cc_len, s->cc};
+    for (uint32_t i = 0; proof != NULL && i < node->n; i++) {
+        if (proof[i] != NULL) {
+            pr[e.n_checkpoint_proof++] = (ProtobufCBinaryData){proof_len[i], proof[i]};
+        }
+    }
+    e.checkpoint_proof = pr;
+    size_t len = twinbft__log_entry__get_packed_size(&e);
+    uint8_t *b = malloc(len ? len : 1);
+    PBFT_ASSERT(b != NULL);
+    twinbft__log_entry__pack(&e, b);
+    out_record(node, PBFT_REC_LOG, s->seq, NULL, false, b, len);
+}
+
+/* The entries of our retained log from seq `from` on, as far as they run
+ * contiguously, up to our stable checkpoint and the reply's budget. */
+static size_t log_collect(pbft_node *node, uint64_t from, Twinbft__LogEntry ***out,
+                          size_t *budget) {
+    *out = NULL;
+    if (node->cfg.log.read == NULL || from > node->h) {
+        return 0;
+    }
+    size_t n = 0, cap = 0;
+    for (uint64_t seq = from; seq <= node->h; seq++) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        if (node->cfg.log.read(node->cfg.log.ctx, seq, &data, &len) != 0) {
+            break;
+        }
+        Twinbft__LogEntry *e = twinbft__log_entry__unpack(NULL, len, data);
+        free(data);
+        if (e == NULL || *budget + len > FETCH_REPLY_BUDGET) {
+            if (e != NULL) {
+                twinbft__log_entry__free_unpacked(e, NULL);
+            }
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            *out = realloc(*out, cap * sizeof **out);
+            PBFT_ASSERT(*out != NULL);
+        }
+        (*out)[n++] = e;
+        *budget += len;
+    }
+    node->log_served += n;
+    return n;
+}
+
+/* A checkpoint's proof from a log entry, taken like the CHECKPOINT messages
+ * it is made of: our own checkpoint at seq is then stable (or, with another
+ * digest, our state diverged: checkpoint.c says so). */
+static void replay_proof(pbft_node *node, const Twinbft__LogEntry *e) {
+    for (size_t i = 0; i < e->n_checkpoint_proof && i < PBFT_REPLICAS_MAX; i++) {
+        const ProtobufCBinaryData *p = &e->checkpoint_proof[i];
+        Twinbft__Signed *sg = twinbft__signed__unpack(NULL, p->len, p->data);
+        Twinbft__Body *body = NULL;
+        if (sg != NULL && verify_signed(node, sg, &body) == 0 &&
+            body->kind_case == TWINBFT__BODY__KIND_CHECKPOINT) {
+            on_checkpoint(node, sg, body, p->data, p->len);
+        } else {
+            node->dropped++;
+        }
+        if (body != NULL) {
+            twinbft__body__free_unpacked(body, NULL);
+        }
+        if (sg != NULL) {
+            twinbft__signed__free_unpacked(sg, NULL);
+        }
+    }
+}
+
+static void log_queue_clear(pbft_node *node) {
+    for (size_t i = node->log_q_at; i < node->log_q_n; i++) {
+        twinbft__log_entry__free_unpacked(node->log_q[i], NULL);
+    }
+    free(node->log_q);
+    node->log_q = NULL;
+    node->log_q_n = node->log_q_at = 0;
+}
+
+/* Replays queued log entries that continue what we executed, up to and
+ * including the next checkpoint: one checkpoint per ready, because the
+ * application commits its state at a checkpoint (sm_adapter.h), and a
+ * crash before this ready's commit must not leave it more than one
+ * checkpoint ahead of what the records say was executed. The rest waits
+ * for the next tick (pbft_node_next_deadline says now). Each entry is a
+ * committed certificate, checked like any; the window moves at each
+ * checkpoint whose proof comes with it. An entry it needs but cannot take
+ * (a gap, or beyond a window no proof moved) ends the replay, and the next
+ * FETCH asks for the state instead (log_stalled). */
+static void replay_log(pbft_node *node) {
+    uint64_t before = node->executed;
+    bool stuck = false, bad = false, checkpoint = false;
+    while (node->log_q_at < node->log_q_n && !checkpoint && !stuck && !bad && node->fault == 0 &&
+           node->diverged_seq == 0 && !node->stopped) {
+        Twinbft__LogEntry *e = node->log_q[node->log_q_at];
+        Twinbft__CommittedCert *cc =
+            twinbft__committed_cert__unpack(NULL, e->committed.len, e->committed.data);
+        uint64_t seq = 0, view = 0;
+        uint8_t d[PROTO_DIGEST_BYTES];
+        if (cc == NULL || validate_committed_cert(node, cc, &seq, &view, d) != 0) {
+            node->dropped++;
+            bad = true; /* a faulty peer's: the rest of its log goes too */
+        } else if (seq > node->executed &&
+                   (seq != node->executed + 1 || seq > node->h + node->cfg.log_window)) {
+            stuck = true;
+        } else if (seq == node->executed + 1) {
+            execute_committed(node, seq, view, d, cc->batch.data, cc->batch.len);
+            node->log_replayed++;
+            node->log_replayed_bytes += twinbft__log_entry__get_packed_size(e);
+            if (node->executed == seq && seq % node->cfg.checkpoint_interval == 0) {
+                replay_proof(node, e);
+                checkpoint = true; /* the next checkpoint in the next ready */
+            }
+        }
+        if (cc != NULL) {
+            twinbft__committed_cert__free_unpacked(cc, NULL);
+        }
+        twinbft__log_entry__free_unpacked(e, NULL);
+        node->log_q_at++;
+    }
+    if (stuck || bad || node->log_q_at == node->log_q_n || node->fault != 0 ||
+        node->diverged_seq != 0 || node->stopped) {
+        log_queue_clear(node);
+    }
+    if (node->executed > before) {
+        node->log_stalled = false;
+        if (node->log_q_n == 0) {
+            fetch_soon(node); /* the log may go on beyond one reply */
+        }
+    } else if (stuck) {
+        /* A log that does not move us: the next FETCH asks for the state. */
+        node->log_stalled = true;
+    }
+}
+
+void log_tick(pbft_node *node) {
+    if (node->log_q_n > 0) {
+        replay_log(node);
+        try_execute(node);
+    }
+}
+
+/* Takes a peer's log into the queue, unless one is being replayed. */
+static void log_take(pbft_node *node, const Twinbft__FetchReply *r) {
+    if (r->n_log == 0 || node->log_q_n > 0) {
+        return;
+    }
+    node->log_q = calloc(r->n_log, sizeof *node->log_q);
+    PBFT_ASSERT(node->log_q != NULL);
+    for (size_t i = 0; i < r->n_log; i++) {
+        size_t len = twinbft__log_entry__get_packed_size(r->log[i]);
+        uint8_t *b = malloc(len ? len : 1);
+        PBFT_ASSERT(b != NULL);
+        twinbft__log_entry__pack(r->log[i], b);
+        node->log_q[i] = twinbft__log_entry__unpack(NULL, len, b);
+        PBFT_ASSERT(node->log_q[i] != NULL);
+        free(b);
+    }
+    node->log_q_n = r->n_log;
+    node->log_q_at = 0;
+    replay_log(node);
+}
+
 void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     /* A correct replica fetches at most once per request timeout; answering
      * more often would let a faulty one make us export in a loop. */
@@ -346,7 +531,17 @@ void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     Twinbft__Signed *proof[PBFT_REPLICAS_MAX];
     size_t np = 0, budget = 0;
     uint64_t from_seq = f->executed;
-    if (node->h > f->executed && node->h > 0) {
+    /* A peer behind our stable checkpoint whose next seq our retained log
+     * still holds replays the log: no manifest, no state. */
+    Twinbft__LogEntry **log = NULL;
+    size_t nlog = node->h > f->executed && !f->want_state
+                      ? log_collect(node, f->executed + 1, &log, &budget)
+                      : 0;
+    if (nlog > 0) {
+        r.log = log;
+        r.n_log = nlog;
+        from_seq = f->executed + nlog; /* the in-window certificates follow on, if contiguous */
+    } else if (node->h > f->executed && node->h > 0) {
         /* Only a state the quorum certified is served: our own checkpoint
          * at h, with the digest the quorum signed. */
         pbft_ckpt *c = ckpt_get(node, node->h, false);
@@ -399,7 +594,7 @@ void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     }
     r.committed = ccs;
     r.n_committed = ncc;
-    if (r.checkpoint_seq > 0 || ncc > 0) {
+    if (r.checkpoint_seq > 0 || ncc > 0 || nlog > 0) {
         Twinbft__Message m = TWINBFT__MESSAGE__INIT;
         m.kind_case = TWINBFT__MESSAGE__KIND_FETCH_REPLY;
         m.fetch_reply = &r;
@@ -414,6 +609,10 @@ void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
     free(ccs);
     free(mf.chunk_hashes);
     free(hashes);
+    for (size_t i = 0; i < nlog; i++) {
+        twinbft__log_entry__free_unpacked(log[i], NULL);
+    }
+    free(log);
     if (rec != NULL) {
         twinbft__checkpoint_record__free_unpacked(rec, NULL);
     }
@@ -589,15 +788,6 @@ static bool xfer_peer_ok(const pbft_node *node, uint32_t p) {
 }
 
 static void finish(pbft_node *node);
-
-/* The next FETCH in a quarter request timeout, not a whole one: a peer
- * answers each of ours at most that often (answer_allowed). */
-static void fetch_soon(pbft_node *node) {
-    uint64_t soon = node->now + node->cfg.request_timeout_ms / 4;
-    if (node->fetch_deadline == 0 || node->fetch_deadline > soon) {
-        node->fetch_deadline = soon;
-    }
-}
 
 /* Asks for chunks until the window is full. */
 static void pump(pbft_node *node) {
@@ -863,6 +1053,7 @@ static void install_committed(pbft_node *node, const Twinbft__CommittedCert *cc)
 
 void on_fetch_reply(pbft_node *node, const pbft_from *from, const Twinbft__FetchReply *r) {
     uint64_t before = node->executed;
+    log_take(node, r);
     const Twinbft__Manifest *mf = r->manifest;
     if (mf != NULL && mf->seq == r->checkpoint_seq && mf->seq > node->executed &&
         mf->seq >= node->h && r->n_checkpoint_proof <= PBFT_REPLICAS_MAX) {
@@ -884,7 +1075,7 @@ void on_fetch_reply(pbft_node *node, const pbft_from *from, const Twinbft__Fetch
         install_committed(node, r->committed[i]);
     }
     try_execute(node);
-    if (node->executed > before) {
+    if (node->executed > before && r->n_log == 0) {
         node->fetch_deadline = 0; /* progress: the next fetch may go out at once */
     }
 }
@@ -909,4 +1100,7 @@ void transfer_status(const pbft_node *node, pbft_status *st) {
     st->xfer_bytes_in = node->xfer_bytes_in;
     st->xfer_chunks_out = node->xfer_chunks_out;
     st->xfer_bytes_out = node->xfer_bytes_out;
+    st->log_replayed = node->log_replayed;
+    st->log_replayed_bytes = node->log_replayed_bytes;
+    st->log_served = node->log_served;
 }

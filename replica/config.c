@@ -34,7 +34,7 @@ typedef struct cfg_parse {
     bool failed;  /* err holds the first error found by the handler or the reader */
     int err_line; /* its line, 0 for the whole file */
     char err[CFG_MSG_BYTES];
-    bool cluster_seen, have_id, have_ca, have_epoch, have_history, have_outbox;
+    bool cluster_seen, have_id, have_ca, have_epoch, have_history, have_outbox, have_log_retain;
     bool member_seen[REP_MEMBERS_MAX];
     bool have_address[REP_MEMBERS_MAX], have_cert[REP_MEMBERS_MAX], have_http[REP_MEMBERS_MAX];
     int member_line[REP_MEMBERS_MAX];
@@ -228,6 +228,18 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         p->have_history = true;
         return 1;
     }
+    if (strcmp(name, "log_retain") == 0) {
+        if (p->have_log_retain) {
+            return cfg_fail(p, p->line, "[cluster]: log_retain is given twice");
+        }
+        if (!cfg_u64(value, &c->log_retain) || c->log_retain < REP_LOG_RETAIN_MIN) {
+            return cfg_fail(p, p->line,
+                            "[cluster]: log_retain \"%s\" must be a number of seqs from %d up",
+                            value, REP_LOG_RETAIN_MIN);
+        }
+        p->have_log_retain = true;
+        return 1;
+    }
     if (strcmp(name, "outbox_window") == 0) {
         if (p->have_outbox) {
             return cfg_fail(p, p->line, "[cluster]: outbox_window is given twice");
@@ -241,8 +253,8 @@ static int cfg_cluster_key(cfg_parse *p, const char *name, const char *value) {
         return 1;
     }
     return cfg_fail(p, p->line,
-                    "[cluster]: unknown key \"%s\" (expected id, ca, epoch, history_window or "
-                    "outbox_window)",
+                    "[cluster]: unknown key \"%s\" (expected id, ca, epoch, history_window, "
+                    "outbox_window or log_retain)",
                     name);
 }
 
@@ -418,6 +430,7 @@ int rep_cluster_parse(const char *text, const char *path, rep_cluster *out, char
     memset(out, 0, sizeof *out);
     out->history_window = REP_HISTORY_WINDOW_DEFAULT;
     out->outbox_window = REP_OUTBOX_WINDOW_DEFAULT;
+    out->log_retain = REP_LOG_RETAIN_DEFAULT;
     p->out = out;
     p->path = path;
     p->dir_len = slash != NULL ? (size_t)(slash - path) + 1 : 0;
@@ -522,6 +535,10 @@ int rep_cluster_write(const rep_cluster *c, const char *path) {
             "; commands pushed to subscribers are kept for this many seqs (a subscriber away "
             "longer resyncs)\noutbox_window = %" PRIu64 "\n",
             c->outbox_window);
+    fprintf(fp,
+            "; committed batches kept below the stable checkpoint, for replicas that fell "
+            "behind to replay\nlog_retain = %" PRIu64 "\n",
+            c->log_retain);
     for (uint32_t i = 0; i < c->n; i++) {
         cfg_write_member(fp, &c->members[i]);
     }

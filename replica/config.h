@@ -58,6 +58,12 @@ typedef struct rep_member {
 #define REP_OUTBOX_WINDOW_DEFAULT 100000
 #define REP_OUTBOX_WINDOW_MIN 1024
 
+/* The retained log ([cluster] log_retain): committed batches kept below
+ * the stable checkpoint, so that a replica this many seqs behind replays
+ * them from a peer instead of fetching the whole state (storage.h). */
+#define REP_LOG_RETAIN_DEFAULT 10000
+#define REP_LOG_RETAIN_MIN 256
+
 typedef struct rep_cluster {
     char id[REP_CLUSTER_ID_BYTES_MAX];
     uint64_t epoch;
@@ -66,6 +72,7 @@ typedef struct rep_cluster {
      * REP_OUTBOX_WINDOW_DEFAULT). Local to each replica's store, not
      * replicated state, but one setting for all is what operators expect. */
     uint64_t outbox_window;
+    uint64_t log_retain; /* seqs of committed batches kept below the stable checkpoint */
     char ca_path[REP_PATH_BYTES_MAX];
     uint32_t n;
     rep_member members[REP_MEMBERS_MAX]; /* members[i].id == i for i < n */

@@ -1253,6 +1253,8 @@ static void fill_snapshot(void *ctx, rep_http_snapshot *s) {
     (void)sm_store_space(rep_storage_sm(d->storage), &s->space); /* zeros when it fails */
     s->history_window = d->cluster.history_window;
     s->outbox_window = d->cluster.outbox_window;
+    s->log_retain = d->cluster.log_retain;
+    s->log_entries = rep_storage_log_entries(d->storage);
     s->holding = d->holding;
     s->holds = d->holds;
     sm_stats sms;
@@ -1408,6 +1410,7 @@ static int open_node(daemon *d) {
         return rc;
     }
     rep_storage_set_outbox_window(d->storage, d->cluster.outbox_window);
+    rep_storage_set_log_retain(d->storage, d->cluster.log_retain);
     pbft_config cfg;
     memset(&cfg, 0, sizeof cfg);
     pbft_config_defaults(&cfg);
@@ -1418,6 +1421,7 @@ static int open_node(daemon *d) {
     cfg.epoch = d->cluster.epoch;
     cfg.crypto = (pbft_crypto){d, sign_cb, verify_cb};
     cfg.app = rep_storage_app(d->storage);
+    cfg.log = (pbft_log){d->storage, rep_storage_log_read};
     uint64_t now = mono_ms();
     d->skew_ms = cfg.clock_skew_ms_max;
     rc = pbft_node_create(&cfg, now, &d->node);

@@ -94,6 +94,19 @@ static void render_metrics(struct evbuffer *b, const rep_http_snapshot *s) {
     metric(b, "twinbft_history_window_seqs", "gauge",
            "The cluster's history retention: events of the last this many seqs are kept (0: all).",
            s->history_window);
+    metric(b, "twinbft_log_retain_seqs", "gauge",
+           "Committed batches kept below the stable checkpoint for replicas that fell behind "
+           "(the cluster's log_retain).",
+           s->log_retain);
+    metric(b, "twinbft_log_entries", "gauge", "Batches in this replica's retained log now.",
+           s->log_entries);
+    metric(b, "twinbft_log_replayed_total", "counter",
+           "Batches this replica replayed from a peer's retained log to catch up.",
+           st->log_replayed);
+    metric(b, "twinbft_log_replayed_bytes_total", "counter",
+           "Bytes of the log entries this replica replayed from peers.", st->log_replayed_bytes);
+    metric(b, "twinbft_log_served_total", "counter",
+           "Batches this replica served from its retained log to peers behind.", st->log_served);
     metric(b, "twinbft_outbox_window_seqs", "gauge",
            "Commands pushed to subscribers are kept for the last this many seqs.",
            s->outbox_window);

@@ -60,6 +60,8 @@ typedef struct rep_http_snapshot {
     sm_space space;          /* the store's map, its use, the history kept */
     uint64_t history_window; /* the cluster's, in seqs (0: all kept) */
     uint64_t outbox_window;  /* the cluster's, in seqs */
+    uint64_t log_retain;     /* the cluster's retained log, in seqs */
+    uint64_t log_entries;    /* entries in this replica's retained log */
     uint64_t events_compacted;
     bool holding;   /* on a full disk: neither executes nor votes */
     uint64_t holds; /* times it held since start */

@@ -15,6 +15,7 @@
 #include "proto/tb_assert.h"
 #include "proto/tb_err.h"
 #include "proto/twinbft.pb-c.h"
+#include "replica/config.h"
 #include "replica/outbox.h"
 #include "statemachine/sm_adapter.h"
 
@@ -27,13 +28,14 @@ enum {
 /* The order restore feeds them back in: the core applies meta first and
  * checkpoints before the log anyway, and this order makes a log of the
  * feed read the same way. */
-enum rep_db { DB_META, DB_CKPTS, DB_CLIENTS, DB_SLOTS, DB_OUTBOX, DB_OUTBOX_SEQ };
-_Static_assert(DB_OUTBOX_SEQ + 1 == REP_STORAGE_DBS, "one named database per enum rep_db");
+enum rep_db { DB_META, DB_CKPTS, DB_CLIENTS, DB_SLOTS, DB_OUTBOX, DB_OUTBOX_SEQ, DB_LOG };
+_Static_assert(DB_LOG + 1 == REP_STORAGE_DBS, "one named database per enum rep_db");
 _Static_assert(DB_SLOTS + 1 == REP_STORAGE_RECORD_DBS, "the core's records come first");
 
 static const char *const db_names[REP_STORAGE_DBS] = {
     [DB_META] = "pbft_meta",   [DB_CKPTS] = "pbft_ckpts",  [DB_CLIENTS] = "pbft_clients",
     [DB_SLOTS] = "pbft_slots", [DB_OUTBOX] = "rep_outbox", [DB_OUTBOX_SEQ] = "rep_outbox_seq",
+    [DB_LOG] = "pbft_log",
 };
 
 static const pbft_record_kind db_kinds[REP_STORAGE_RECORD_DBS] = {
@@ -52,7 +54,8 @@ struct rep_storage {
     sm_adapter *adapter;
     rep_outbox *outbox;
     MDB_dbi dbi[REP_STORAGE_DBS];
-    bool failed; /* a persist failed: nothing more may be written */
+    bool failed;         /* a persist failed: nothing more may be written */
+    uint64_t log_retain; /* seqs of the retained log below the stable checkpoint */
     rep_storage_stats stats;
     /* The glue's copies of one batch, here so execute does not allocate. */
     sm_request reqs[PBFT_BATCH_REQUESTS_MAX];
@@ -230,6 +233,70 @@ void rep_storage_set_outbox_window(rep_storage *s, uint64_t seqs) {
     rep_outbox_set_retention(s->outbox, seqs);
 }
 
+void rep_storage_set_log_retain(rep_storage *s, uint64_t seqs) {
+    s->log_retain = seqs;
+}
+
+int rep_storage_log_read(void *ctx, uint64_t seq, uint8_t **data, size_t *len) {
+    rep_storage *s = ctx;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(sm_store_env(s->store), NULL, MDB_RDONLY, &txn);
+    if (rc != 0) {
+        return TB_ERR_IO;
+    }
+    uint8_t key[SEQ_KEY_BYTES];
+    seq_key(seq, key);
+    MDB_val k = {SEQ_KEY_BYTES, key}, v;
+    rc = mdb_get(txn, s->dbi[DB_LOG], &k, &v);
+    if (rc == 0) {
+        *data = malloc(v.mv_size ? v.mv_size : 1);
+        if (*data == NULL) {
+            rc = TB_ERR_NOMEM;
+        } else {
+            memcpy(*data, v.mv_data, v.mv_size);
+            *len = v.mv_size;
+        }
+    } else {
+        rc = rc == MDB_NOTFOUND ? TB_ERR_NOT_FOUND : TB_ERR_IO;
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+uint64_t rep_storage_log_entries(rep_storage *s) {
+    MDB_txn *txn = NULL;
+    MDB_stat st = {0};
+    if (mdb_txn_begin(sm_store_env(s->store), NULL, MDB_RDONLY, &txn) == 0) {
+        (void)mdb_stat(txn, s->dbi[DB_LOG], &st);
+        mdb_txn_abort(txn);
+    }
+    return st.ms_entries;
+}
+
+/* Deletes retained-log entries more than log_retain seqs below the stable
+ * checkpoint, oldest first, a bounded number per commit. */
+static int log_prune(rep_storage *s, MDB_txn *txn, uint64_t stable) {
+    if (stable <= s->log_retain) {
+        return 0;
+    }
+    uint64_t horizon = stable - s->log_retain;
+    MDB_cursor *cur = NULL;
+    int rc = mdb_cursor_open(txn, s->dbi[DB_LOG], &cur);
+    MDB_val k, v;
+    for (int n = 0; rc == 0 && n < REP_PUSH_PRUNE_PER_COMMIT_MAX; n++) {
+        rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+        if (rc != 0 || k.mv_size != SEQ_KEY_BYTES || seq_from_key(k.mv_data) >= horizon) {
+            break;
+        }
+        rc = mdb_cursor_del(cur, 0);
+        s->stats.records_deleted += rc == 0;
+    }
+    if (cur != NULL) {
+        mdb_cursor_close(cur);
+    }
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : lmdb_fail(s, "pruning", DB_LOG, NULL, rc);
+}
+
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
                      uint64_t history_window, rep_storage **out) {
     *out = NULL;
@@ -258,6 +325,7 @@ int rep_storage_open(const char *dir, const char *admin_principal, size_t map_by
     if (rc != 0) {
         goto fail;
     }
+    s->log_retain = REP_LOG_RETAIN_DEFAULT;
     rc = sm_adapter_create(s->store, &s->adapter);
     rc = rc ? rc : rep_outbox_create(&s->outbox);
     if (rc != 0) {
@@ -336,7 +404,8 @@ static int record_key(const pbft_record *r, enum rep_db *db, MDB_val *k,
         return 0;
     case PBFT_REC_SLOT:
     case PBFT_REC_CHECKPOINT:
-        *db = r->kind == PBFT_REC_SLOT ? DB_SLOTS : DB_CKPTS;
+    case PBFT_REC_LOG:
+        *db = r->kind == PBFT_REC_SLOT ? DB_SLOTS : r->kind == PBFT_REC_LOG ? DB_LOG : DB_CKPTS;
         seq_key(r->seq, buf);
         *k = (MDB_val){SEQ_KEY_BYTES, buf};
         return 0;
@@ -404,6 +473,13 @@ int rep_storage_persist(rep_storage *s, const pbft_ready *rd) {
             if (rc != 0) {
                 goto fail;
             }
+        }
+    }
+    if (rd->n_stable > 0) {
+        MDB_txn *txn = sm_adapter_txn(s->adapter);
+        rc = txn == NULL ? TB_ERR_IO : log_prune(s, txn, rd->stable[rd->n_stable - 1].seq);
+        if (rc != 0) {
+            goto fail;
         }
     }
     if (rd->n_executed > 0 || rd->transferred) {

@@ -55,7 +55,7 @@
 enum {
     /* The named databases this module adds to the state machine's; the
      * first REP_STORAGE_RECORD_DBS hold the core's records. */
-    REP_STORAGE_DBS = 6,
+    REP_STORAGE_DBS = 7,
     REP_STORAGE_RECORD_DBS = 4,
     REP_PUSH_PRUNE_PER_COMMIT_MAX = 4096,
     /* Longest client name stored as a key (LMDB's default key limit is 511). */
@@ -87,6 +87,16 @@ typedef struct rep_storage_stats {
  * TB_ERR_MISMATCH. */
 int rep_storage_open(const char *dir, const char *admin_principal, size_t map_bytes,
                      uint64_t history_window, rep_storage **out);
+
+/* The retained log's length in seqs below the stable checkpoint (default
+ * REP_LOG_RETAIN_DEFAULT): older LOG records are deleted over the next
+ * commits, REP_PUSH_PRUNE_PER_COMMIT_MAX at a time. */
+void rep_storage_set_log_retain(rep_storage *s, uint64_t seqs);
+/* pbft_log.read over the retained log (ctx: the rep_storage), from a read
+ * transaction: only what is durable is served. */
+int rep_storage_log_read(void *ctx, uint64_t seq, uint8_t **data, size_t *len);
+/* Entries in the retained log now. */
+uint64_t rep_storage_log_entries(rep_storage *s);
 
 /* State-transfer exports are made at once, in the caller's thread, not on
  * a thread of their own: for tests whose steps must not race an export. */

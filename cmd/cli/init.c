@@ -72,6 +72,7 @@ static void cli_init_cluster(const char *id, uint32_t replicas, uint32_t base, r
     cl->n = replicas;
     cl->history_window = REP_HISTORY_WINDOW_DEFAULT;
     cl->outbox_window = REP_OUTBOX_WINDOW_DEFAULT;
+    cl->log_retain = REP_LOG_RETAIN_DEFAULT;
     for (uint32_t i = 0; i < replicas; i++) {
         rep_member *m = &cl->members[i];
         m->id = i;

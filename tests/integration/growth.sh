@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Bounded growth (issue 10), on real processes: a 4-replica cluster with the smallest
-# retention windows (history_window 4096 seqs, outbox_window 1024 seqs) is loaded with
+# Bounded growth (issue 10), on real processes: a 4-replica cluster with small retention
+# windows (history_window 4096 seqs, outbox_window and log_retain 1024 seqs) is loaded with
 # actuations and placements, which add twin events to the history and commands to the
 # outbox on every write. Once the windows have filled, further writes must not grow the
 # data directories: the size after twice as many more seqs stays within 10% (plus 4 MiB for
@@ -27,7 +27,8 @@ window=4096
 it_base 3000 150
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
 sed -i -e "s/^history_window = .*/history_window = $window/" \
-    -e "s/^outbox_window = .*/outbox_window = 1024/" "$dir/cluster.conf"
+    -e "s/^outbox_window = .*/outbox_window = 1024/" \
+    -e "s/^log_retain = .*/log_retain = 1024/" "$dir/cluster.conf"
 grep -q "^outbox_window = 1024" "$dir/cluster.conf" || fail "cluster init wrote no outbox_window"
 "$bin/twinbft" up --dir "$dir" >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")

@@ -284,6 +284,10 @@ static void drive_cause(sim_world *w, sim_replica *r, sim_instance *in, const ch
         for (size_t i = 0; i < rd.n_records; i++) {
             sim_store_apply(&in->store, &rd.records[i]);
         }
+        if (rd.n_stable > 0) {
+            uint64_t stable = rd.stable[rd.n_stable - 1].seq;
+            sim_store_log_prune(&in->store, stable > w->log_retain ? stable - w->log_retain : 0);
+        }
         app_persist(w, in);
         in->store.commits++;
         /* 2. send, 3. report, 4. advance. */
@@ -321,6 +325,9 @@ static int restore_from_store(sim_world *w, sim_replica *r, sim_instance *in, ui
     sim_check *ck = r->style == SIM_CORRECT ? &w->check : NULL;
     for (size_t i = 0; i < in->store.n; i++) {
         const sim_store_rec *rec = &in->store.recs[i];
+        if (rec->kind == PBFT_REC_LOG) {
+            continue; /* the retained log is read on demand, never restored */
+        }
         int rc = pbft_node_restore_record(in->node, rec->kind, rec->seq, rec->client, rec->data,
                                           rec->len);
         if (rc != 0 && ck != NULL) {
@@ -392,6 +399,9 @@ static void instance_start(sim_world *w, sim_replica *r, sim_instance *in, bool 
     cfg.transfer_window = 1 + (uint32_t)(w->opt.seed / 3 % 4);
     cfg.crypto = sim_crypto_for(w->crypto, r->id);
     cfg.app = app_callbacks(w, in);
+    if (w->log_retain != 0) {
+        cfg.log = (pbft_log){&in->store, sim_store_log_read};
+    }
     cfg.bugs = w->opt.bugs;
     uint64_t local = world_local_ms(w, r);
     TB_ASSERT(pbft_node_create(&cfg, local, &in->node) == 0);
@@ -763,6 +773,11 @@ static int world_setup(sim_world *w, const sim_options *opt) {
     w->end_us = UINT64_MAX;
     w->now_us = SIM_T0_US;
     sim_rng_seed(&w->rng, opt->seed);
+    /* The retained log by seed (not by rng, so that seeds keep their
+     * schedules): none (state transfer only), shorter than two windows (a
+     * replica far behind transfers, one a little behind replays), or long. */
+    static const uint64_t log_retain[] = {0, 2 * SIM_LOG_WINDOW, 64 * SIM_LOG_WINDOW};
+    w->log_retain = log_retain[opt->seed / 12 % 3];
     sim_rng_seed(&w->commit_crash_rng, opt->seed ^ 0x636f6d6d69746372ull);
     sim_eventq_init(&w->q);
     sim_net_init(&w->net, w->n_ep, &w->rng, &w->q);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "proto/tb_assert.h"
+#include "proto/tb_err.h"
 
 void sim_store_init(sim_store *s) {
     memset(s, 0, sizeof *s);
@@ -118,4 +119,28 @@ void sim_store_apply(sim_store *s, const pbft_record *r) {
                                  .data = data,
                                  .len = r->len};
     s->n++;
+}
+
+void sim_store_log_prune(sim_store *s, uint64_t horizon) {
+    for (size_t i = 0; i < s->n;) {
+        if (s->recs[i].kind == PBFT_REC_LOG && s->recs[i].seq < horizon) {
+            remove_at(s, i);
+        } else {
+            i++;
+        }
+    }
+}
+
+int sim_store_log_read(void *ctx, uint64_t seq, uint8_t **data, size_t *len) {
+    sim_store *s = ctx;
+    bool found = false;
+    size_t i = locate(s, PBFT_REC_LOG, seq, NULL, &found);
+    if (!found) {
+        return TB_ERR_NOT_FOUND;
+    }
+    *data = malloc(s->recs[i].len ? s->recs[i].len : 1);
+    TB_ASSERT(*data != NULL);
+    memcpy(*data, s->recs[i].data, s->recs[i].len);
+    *len = s->recs[i].len;
+    return 0;
 }

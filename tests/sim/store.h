@@ -29,5 +29,9 @@ void sim_store_init(sim_store *s);
 void sim_store_free(sim_store *s);
 /* Applies one record of a ready (put, del, or CLIENTS_CLEAR). */
 void sim_store_apply(sim_store *s, const pbft_record *r);
+/* The retained log (PBFT_REC_LOG records): drops entries below horizon,
+ * like a replica's retention; read is pbft_log.read (ctx: the store). */
+void sim_store_log_prune(sim_store *s, uint64_t horizon);
+int sim_store_log_read(void *ctx, uint64_t seq, uint8_t **data, size_t *len);
 
 #endif

@@ -99,6 +99,7 @@ typedef struct sim_client {
 typedef struct sim_world {
     sim_options opt;
     uint32_t n, f, n_ep;
+    uint64_t log_retain; /* seqs of retained log below the stable checkpoint (0: none) */
     sim_rng rng;
     /* Crashes between a ready's early messages and its commit: a stream of
      * its own, so that seeds without such a crash keep their schedules. */

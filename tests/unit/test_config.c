@@ -66,6 +66,7 @@ START_TEST(test_valid_file) {
     ck_assert_uint_eq(c.epoch, 3);
     ck_assert_uint_eq(c.history_window, REP_HISTORY_WINDOW_DEFAULT); /* not given */
     ck_assert_uint_eq(c.outbox_window, REP_OUTBOX_WINDOW_DEFAULT);   /* not given */
+    ck_assert_uint_eq(c.log_retain, REP_LOG_RETAIN_DEFAULT);
     ck_assert_str_eq(c.ca_path, "conf/ca.pem");
     ck_assert_uint_eq(c.n, 4);
     for (uint32_t i = 0; i < 4; i++) {
@@ -117,7 +118,7 @@ START_TEST(test_unknown_key_and_section) {
                  "or http)");
     expect_error(with_line(5, "epoc = 3"),
                  "conf/cluster.conf:5: [cluster]: unknown key \"epoc\" (expected id, ca, epoch, "
-                 "history_window or outbox_window)");
+                 "history_window, outbox_window or log_retain)");
     expect_error(with_line(10, "[replicas 1]"),
                  "conf/cluster.conf:10: unknown section [replicas 1] (expected [cluster] or "
                  "[replica N])");
@@ -176,6 +177,9 @@ START_TEST(test_cluster_section_errors) {
     expect_error(with_line(5, "outbox_window = 2048k"),
                  "conf/cluster.conf:5: [cluster]: outbox_window \"2048k\" must be a number of "
                  "seqs from 1024 up");
+    expect_error(with_line(5, "log_retain = 100"),
+                 "conf/cluster.conf:5: [cluster]: log_retain \"100\" must be a number of seqs "
+                 "from 256 up");
 }
 END_TEST
 
@@ -269,12 +273,14 @@ START_TEST(test_write_load_round_trip) {
     ck_assert_int_eq(rep_cluster_parse(valid_text, "cluster.conf", &a, err, sizeof err), 0);
     a.history_window = 0;
     a.outbox_window = 5000;
+    a.log_retain = 777;
     ck_assert_int_eq(rep_cluster_write(&a, path), 0);
     ck_assert_int_eq(rep_cluster_load(path, &b, err, sizeof err), 0);
     ck_assert_str_eq(b.id, a.id);
     ck_assert_uint_eq(b.epoch, a.epoch);
     ck_assert_uint_eq(b.history_window, 0);
     ck_assert_uint_eq(b.outbox_window, 5000);
+    ck_assert_uint_eq(b.log_retain, 777);
     ck_assert_uint_eq(b.n, a.n);
     for (uint32_t i = 0; i < a.n; i++) {
         ck_assert_str_eq(b.members[i].host, a.members[i].host);
