@@ -5,7 +5,9 @@
 # and its data directory removed, and it is started again while an honest load runs. It
 # must reach the others' executed seq with the same state digest. Prints the time it took,
 # the state-transfer bytes it received and the others served, and the load's throughput
-# meanwhile against the same load before the wipe.
+# meanwhile against the same load before the wipe. Then replica 3 is stopped again while
+# about 1,000 writes are made, and restarted: it must catch up from the others' retained
+# log, moving no state, and the script prints the bytes it replayed.
 #
 #   tests/integration/rejoin.sh BIN_DIR [KEYS [VALUE_BYTES]]
 #
@@ -31,6 +33,10 @@ fail() { it_fail "$@"; }
 
 it_base 3200 150
 "$bin/twinbft" cluster init --dir "$dir" --replicas 4 --base-port "$base" >/dev/null
+# A retained log long enough for the ~1,000 missed writes, short enough that the wiped
+# replica cannot replay the whole history from it (the load runs past it).
+log_retain=2048
+sed -i -e "s/^log_retain = .*/log_retain = $log_retain/" "$dir/cluster.conf"
 "$bin/twinbft" up --dir "$dir" >/dev/null || fail "up"
 conf=(--cluster "$dir/cluster.conf" --identity "$dir/admin")
 status_json() {
@@ -40,8 +46,12 @@ status_json() {
 # The bench's config op writes keys out of 100,000 at random: enough rounds to touch
 # nearly all of them (the state's size is what matters, not the exact count).
 echo "== loading about $keys config keys of $value_bytes bytes"
+executed() {
+    status_json
+    python3 -c 'import json,sys; print(min(r["executed"] for r in json.load(open(sys.argv[1])) if r.get("answered")))' "$work/status.json"
+}
 loaded=0
-while ((loaded < 2 * keys)); do
+while ((loaded < 2 * keys || $(executed) < 2 * log_retain + 1000)); do
     "$bin/twinbft" bench "${conf[@]}" --clients 16 --op config --value-bytes "$value_bytes" \
         --duration 30s --warmup 0s --no-estop-probe --quiet -w json >"$work/load.json" \
         2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
@@ -117,6 +127,51 @@ rss_kib="$(awk '/VmHWM/ {print $2}' "/proc/$(cat "$dir/replica-3/pid")/status")"
 echo "== replica 3 rejoined in $rejoined ms: received $((bytes_in / 1048576)) MiB by state" \
     "transfer ($done_n transfer(s)), the others served $((served / 1048576)) MiB; its peak RSS" \
     "$((rss_kib / 1024)) MiB"
+
+# A replica that missed about 1,000 writes catches up from the retained log.
+wait_caught_up() {
+    for _ in $(seq 1500); do
+        status_json
+        if python3 - "$work/status.json" <<'PY'
+import json, sys
+try:
+    rows = {r["id"]: r for r in json.load(open(sys.argv[1])) if r.get("answered")}
+except (ValueError, KeyError):
+    sys.exit(1)
+if len(rows) < 4:
+    sys.exit(1)
+sys.exit(0 if len({r["executed"] for r in rows.values()}) == 1
+         and len({r["app_digest"] for r in rows.values()}) == 1 else 1)
+PY
+        then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+wait_caught_up || fail "replica 3 did not catch up once the load ended"
+pid3="$(cat "$dir/replica-3/pid")"
+kill -TERM "$pid3"
+for _ in $(seq 100); do
+    kill -0 "$pid3" 2>/dev/null || break
+    sleep 0.1
+done
+"$bin/twinbft" bench "${conf[@]}" --clients 8 --op config --value-bytes 64 --rate 100 \
+    --duration 10s --warmup 0s --no-estop-probe --quiet -w json >"$work/missed.json" \
+    2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
+missed="$(it_field "$work/missed.json" ops)"
+start_ms=$(($(date +%s%N) / 1000000))
+"$bin/twinbft" up --dir "$dir" >/dev/null || fail "up of replica 3"
+wait_caught_up || fail "replica 3 did not catch up after missing $missed writes"
+caught=$(($(date +%s%N) / 1000000 - start_ms))
+log_bytes="$(it_metric "$(port 3)" twinbft_log_replayed_bytes_total)"
+log_batches="$(it_metric "$(port 3)" twinbft_log_replayed_total)"
+xfer_bytes="$(it_metric "$(port 3)" twinbft_state_transfer_bytes_in_total)"
+echo "== replica 3 missed $missed writes and caught up in $caught ms: replayed $log_batches" \
+    "batches ($((log_bytes / 1024)) KiB) from the retained log, $xfer_bytes bytes of state"
+((xfer_bytes == 0)) || fail "replica 3 fetched the state instead of replaying the log"
+
 echo "   replica 3's log on state transfer:"
 grep -i "transfer\|checkpoint" "$dir/replica-3/log" | head -20 | sed 's/^/     /'
 python3 -c 'import sys; b, d = float(sys.argv[1]), float(sys.argv[2]); print("   honest load: %.0f ops/s before, %.0f ops/s during the rejoin (%.0f%%)" % (b, d, 100 * d / b if b else 0))' \
