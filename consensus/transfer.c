@@ -252,7 +252,8 @@ void start_fetch(pbft_node *node) {
     node->fetch_deadline = node->now + node->cfg.request_timeout_ms;
     Twinbft__Fetch f = TWINBFT__FETCH__INIT;
     f.executed = node->executed;
-    f.want_state = node->log_stalled;
+    /* A diverged state is replaced, never built on: it needs the state. */
+    f.want_state = node->log_stalled || node->diverged_seq != 0;
     Twinbft__Message m = TWINBFT__MESSAGE__INIT;
     m.kind_case = TWINBFT__MESSAGE__KIND_FETCH;
     m.fetch = &f;
