@@ -27,7 +27,7 @@
 #include "cmd/cli/bench.h"
 #include "proto/hex.h"
 
-static const char *const bench_op_names[] = {"config", "actuate", "place", "mix"};
+static const char *const bench_op_names[] = {"config", "actuate", "place", "mix", "register"};
 
 /* ---- flags ---- */
 
@@ -545,7 +545,7 @@ static const cli_flag cli_bench_flags[] = {
     {"duration", "DURATION", 0, "the measured window, e.g. 15s (default 15s)"},
     {"warmup", "DURATION", 0, "unmeasured load before it (default 2s)"},
     {"rate", "R", 0, "open loop: R requests a second in all (default: closed loop)"},
-    {"op", "OP", 0, "config (default), actuate, place or mix"},
+    {"op", "OP", 0, "config (default), actuate, place, mix or register"},
     {"value-bytes", "B", 0, "config values' size (default 64)"},
     {"no-estop-probe", NULL, 0, "no emergency-stop latches during the run"},
     {"base-port", "P", 0, "--local: replica i on P+i, HTTP on P+100+i (default: free, 17000+)"},
@@ -564,7 +564,8 @@ const cli_cmd CLI_BENCH_CMDS[] = {
      "Ops: config (config put of a 16-byte key out of 100000, --value-bytes value), actuate\n"
      "(an actuation request on the client's own twin, always approved), place (scale of the\n"
      "client's own twin component between 1 and 2 replicas: a placement onto bench nodes each\n"
-     "time), mix (the three in turn). A probe client latches an emergency stop on site\n"
+     "time), mix (the three in turn), register (a new twin each time, named after the\n"
+     "client's principal: loads a large state). A probe client latches an emergency stop on site\n"
      "bench-estop every 200 ms of the measured window (the safety lane; its latency is\n"
      "reported) and resets it after each latch (a tick that finds the latch or its reset\n"
      "still under way is skipped: estop_skipped). Replica numbers (batches, average batch,\n"

@@ -57,6 +57,7 @@ typedef enum bench_op {
     BENCH_OP_ACTUATE,
     BENCH_OP_PLACE,
     BENCH_OP_MIX,
+    BENCH_OP_REGISTER,
 } bench_op;
 
 typedef enum bench_phase {

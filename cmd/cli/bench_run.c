@@ -72,8 +72,16 @@ static size_t bench_pack(bench_client *cl) {
     Twinbft__SmConfigPut cp = TWINBFT__SM_CONFIG_PUT__INIT;
     Twinbft__SmActuate act = TWINBFT__SM_ACTUATE__INIT;
     Twinbft__SmScale sc = TWINBFT__SM_SCALE__INIT;
+    Twinbft__SmTwinCreate tc = TWINBFT__SM_TWIN_CREATE__INIT;
     char key[BENCH_KEY_BYTES + 1];
-    if (kind == BENCH_OP_CONFIG) {
+    char id[BENCH_NAME_BYTES + 24];
+    if (kind == BENCH_OP_REGISTER) {
+        /* The principal's name is new for every run: so are these twins. */
+        snprintf(id, sizeof id, "%s-%" PRId64, cl->name, cl->value++);
+        tc.id = id, tc.kind = TWINBFT__SM_TWIN_KIND__SM_TWIN_KIND_SITE;
+        tc.site = "bench-site", tc.owner = cl->name;
+        op.op_case = TWINBFT__SM_OP__OP_TWIN_CREATE, op.twin_create = &tc;
+    } else if (kind == BENCH_OP_CONFIG) {
         snprintf(key, sizeof key, "%016" PRIu64, bench_rand(cl) % BENCH_KEY_SPACE);
         cp.key = key;
         cp.value = (ProtobufCBinaryData){b->o.value_bytes, b->value};
