@@ -497,25 +497,42 @@ void log_tick(pbft_node *node) {
     }
 }
 
-/* Takes a peer's log into the queue, unless one is being replayed. */
-static void log_take(pbft_node *node, const Twinbft__FetchReply *r) {
+/* Takes a peer's log into the queue, unless one is being replayed, and
+ * after it the in-window certificates that came with it: those lie above
+ * our window until the log's proofs move it, so they wait their turn in
+ * the queue rather than be dropped. True when the reply was taken. */
+static bool log_take(pbft_node *node, const Twinbft__FetchReply *r) {
     if (r->n_log == 0 || node->log_q_n > 0) {
-        return;
+        return false;
     }
-    node->log_q = calloc(r->n_log, sizeof *node->log_q);
+    size_t n = r->n_log + r->n_committed;
+    node->log_q = calloc(n, sizeof *node->log_q);
     PBFT_ASSERT(node->log_q != NULL);
-    for (size_t i = 0; i < r->n_log; i++) {
-        size_t len = twinbft__log_entry__get_packed_size(r->log[i]);
+    for (size_t i = 0; i < n; i++) {
+        Twinbft__LogEntry cert = TWINBFT__LOG_ENTRY__INIT;
+        const Twinbft__LogEntry *e = &cert;
+        if (i < r->n_log) {
+            e = r->log[i];
+        } else {
+            const Twinbft__CommittedCert *cc = r->committed[i - r->n_log];
+            cert.committed.len = twinbft__committed_cert__get_packed_size(cc);
+            cert.committed.data = malloc(cert.committed.len ? cert.committed.len : 1);
+            PBFT_ASSERT(cert.committed.data != NULL);
+            twinbft__committed_cert__pack(cc, cert.committed.data);
+        }
+        size_t len = twinbft__log_entry__get_packed_size(e);
         uint8_t *b = malloc(len ? len : 1);
         PBFT_ASSERT(b != NULL);
-        twinbft__log_entry__pack(r->log[i], b);
+        twinbft__log_entry__pack(e, b);
         node->log_q[i] = twinbft__log_entry__unpack(NULL, len, b);
         PBFT_ASSERT(node->log_q[i] != NULL);
         free(b);
+        free(cert.committed.data);
     }
-    node->log_q_n = r->n_log;
+    node->log_q_n = n;
     node->log_q_at = 0;
     replay_log(node);
+    return true;
 }
 
 void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
@@ -1054,7 +1071,7 @@ static void install_committed(pbft_node *node, const Twinbft__CommittedCert *cc)
 
 void on_fetch_reply(pbft_node *node, const pbft_from *from, const Twinbft__FetchReply *r) {
     uint64_t before = node->executed;
-    log_take(node, r);
+    bool logged = log_take(node, r);
     const Twinbft__Manifest *mf = r->manifest;
     if (mf != NULL && mf->seq == r->checkpoint_seq && mf->seq > node->executed &&
         mf->seq >= node->h && r->n_checkpoint_proof <= PBFT_REPLICAS_MAX) {
@@ -1072,7 +1089,7 @@ void on_fetch_reply(pbft_node *node, const pbft_from *from, const Twinbft__Fetch
     if (mf == NULL && r->checkpoint_seq > node->executed && node->xfer.seq == 0) {
         fetch_soon(node); /* the peer is ahead and still exporting */
     }
-    for (size_t i = 0; i < r->n_committed && i < node->cfg.log_window; i++) {
+    for (size_t i = 0; !logged && i < r->n_committed && i < node->cfg.log_window; i++) {
         install_committed(node, r->committed[i]);
     }
     try_execute(node);
