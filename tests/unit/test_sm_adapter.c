@@ -5,6 +5,8 @@
  * commit and the host's. */
 #include "test_sm_util.h"
 
+#include <time.h>
+
 #include "consensus/pbft.h"
 #include "proto/frame.h"
 #include "statemachine/sm_adapter.h"
@@ -530,6 +532,106 @@ START_TEST(test_checkpoint_snapshot_restore) {
 }
 END_TEST
 
+/* The manifest of seq from a spool exporting in the background: TB_ERR_AGAIN
+ * until the export thread is done (polled for at most 30 s). */
+static void spool_manifest(sm_adapter *a, uint64_t seq, uint32_t chunk, uint64_t *total,
+                           uint8_t (**hashes)[PROTO_DIGEST_BYTES], size_t *n) {
+    int rc = TB_ERR_AGAIN;
+    for (int i = 0; i < 3000 && rc == TB_ERR_AGAIN; i++) {
+        rc = sm_adapter_export_manifest(a, seq, chunk, total, hashes, n);
+        if (rc == TB_ERR_AGAIN) {
+            nanosleep(&(struct timespec){0, 10000000}, NULL);
+        }
+    }
+    ck_assert_int_eq(rc, 0);
+}
+
+/* The spooled transfer: x exports checkpoint 4 on a thread while it goes
+ * on executing; every chunk read back matches its hash; y imports the
+ * chunks out of order and ends with x's state of seq 4 (and refuses them
+ * against another digest); and x, reopened, serves the same export from
+ * its files at once, with no kept checkpoint. */
+START_TEST(test_spooled_transfer) {
+    smt a, b;
+    smt_open(&a);
+    smt_open(&b);
+    char spool_a[600], spool_b[600];
+    snprintf(spool_a, sizeof spool_a, "%s/transfer", a.dir);
+    snprintf(spool_b, sizeof spool_b, "%s/transfer", b.dir);
+    sm_adapter *x = NULL, *y = NULL;
+    ck_assert_int_eq(sm_adapter_create(a.s, &x), 0);
+    ck_assert_int_eq(sm_adapter_create(b.s, &y), 0);
+    ck_assert_int_eq(sm_adapter_spool(x, spool_a, true), 0);
+    ck_assert_int_eq(sm_adapter_spool(y, spool_b, false), 0);
+    static batch_out out;
+    uint8_t d4[PROTO_DIGEST_BYTES], dy[PROTO_DIGEST_BYTES];
+    for (uint64_t seq = 1; seq <= 4; seq++) {
+        execute_batch(x, seq, &out);
+    }
+    sm_adapter_digest(x, d4);
+    ck_assert_int_eq(sm_adapter_checkpoint(x, 4), 0);
+    enum { CHUNK = 200 };
+    uint64_t total = 0;
+    uint8_t(*hashes)[PROTO_DIGEST_BYTES] = NULL;
+    size_t n = 0;
+    int rc = sm_adapter_export_manifest(x, 4, CHUNK, &total, &hashes, &n);
+    ck_assert(rc == 0 || rc == TB_ERR_AGAIN);
+    for (uint64_t seq = 5; seq <= 6; seq++) {
+        execute_batch(x, seq, &out); /* the export reads seq 4's snapshot meanwhile */
+    }
+    if (rc != 0) {
+        spool_manifest(x, 4, CHUNK, &total, &hashes, &n);
+    }
+    ck_assert_uint_gt(n, 2);
+    ck_assert_uint_eq(n, (total + CHUNK - 1) / CHUNK);
+    sm_adapter_release(x, 4); /* the export owns its transaction: nothing to release */
+    ck_assert_int_eq(sm_adapter_import_begin(y, 4, total), 0);
+    uint8_t buf[CHUNK];
+    for (size_t k = n; k-- > 0;) {
+        size_t len = k + 1 < n ? CHUNK : (size_t)(total - k * CHUNK);
+        ck_assert_int_eq(sm_adapter_export_read(x, 4, k * CHUNK, buf, len), 0);
+        uint8_t h[PROTO_DIGEST_BYTES];
+        proto_sha256(buf, len, h);
+        ck_assert_mem_eq(h, hashes[k], sizeof h);
+        ck_assert_int_eq(sm_adapter_import_write(y, 4, k * CHUNK, buf, len), 0);
+    }
+    ck_assert_int_eq(sm_adapter_export_read(x, 4, total, buf, 1), TB_ERR_INVALID);
+    ck_assert_int_eq(sm_adapter_export_read(x, 8, 0, buf, 1), TB_ERR_NOT_FOUND);
+    /* The import is used up by a finish that fails, so write it again. */
+    uint8_t wrong[PROTO_DIGEST_BYTES] = {1};
+    ck_assert_int_eq(sm_adapter_import_finish(y, 4, wrong), TB_ERR_MISMATCH);
+    ck_assert_int_eq(sm_adapter_import_begin(y, 4, total), 0);
+    for (size_t k = 0; k < n; k++) {
+        size_t len = k + 1 < n ? CHUNK : (size_t)(total - k * CHUNK);
+        ck_assert_int_eq(sm_adapter_export_read(x, 4, k * CHUNK, buf, len), 0);
+        ck_assert_int_eq(sm_adapter_import_write(y, 4, k * CHUNK, buf, len), 0);
+    }
+    ck_assert_int_eq(sm_adapter_import_finish(y, 4, d4), 0);
+    ck_assert_int_eq(sm_adapter_commit(y), 0);
+    sm_adapter_digest(y, dy);
+    ck_assert_mem_eq(d4, dy, sizeof dy);
+    /* Reopened, x serves the export from its files, with no kept checkpoint. */
+    sm_adapter_free(x);
+    ck_assert_int_eq(sm_adapter_create(a.s, &x), 0);
+    ck_assert_int_eq(sm_adapter_spool(x, spool_a, true), 0);
+    uint64_t total2 = 0;
+    uint8_t(*hashes2)[PROTO_DIGEST_BYTES] = NULL;
+    size_t n2 = 0;
+    ck_assert_int_eq(sm_adapter_export_manifest(x, 4, CHUNK, &total2, &hashes2, &n2), 0);
+    ck_assert_uint_eq(total2, total);
+    ck_assert_uint_eq(n2, n);
+    ck_assert_mem_eq(hashes2, hashes, n * PROTO_DIGEST_BYTES);
+    ck_assert_int_eq(sm_adapter_export_manifest(x, 2, CHUNK, &total2, &hashes2, &n2),
+                     TB_ERR_NOT_FOUND);
+    free(hashes);
+    free(hashes2);
+    sm_adapter_free(x);
+    sm_adapter_free(y);
+    smt_close(&a);
+    smt_close(&b);
+}
+END_TEST
+
 static Suite *adapter_suite(void) {
     Suite *s = suite_create("sm_adapter");
     TCase *tc = tcase_create("core");
@@ -538,6 +640,7 @@ static Suite *adapter_suite(void) {
     tcase_add_test(tc, test_state_transfer);
     tcase_add_test(tc, test_reexecution_after_crash);
     tcase_add_test(tc, test_checkpoint_snapshot_restore);
+    tcase_add_test(tc, test_spooled_transfer);
     suite_add_tcase(s, tc);
     return s;
 }
