@@ -2,7 +2,7 @@
  * measures apply throughput of simple operations, the digest cost per
  * 1,000 changed keys, and the snapshot size. Prints one line:
  *
- *   twins=N apply_ops_per_s=X digest_us_per_1k_changes=Y snapshot_mb=Z
+ *   twins=N apply_ops_per_s=X digest_us_per_1k_changes=Y snapshot_mb=Z export_s=E import_s=I
  *
  * Workload. Load: a twin hierarchy (site > line > machine > component,
  * fan-out 10) created by an operator, 256 ops per batch, one commit per
@@ -386,16 +386,49 @@ int main(int argc, char **argv) {
         (err = sm_export(b.s, rtxn, b.seq - 1, count_bytes, &snap)) != 0) {
         die("export", err ? err : TB_ERR_IO);
     }
+    /* What state transfer costs at both ends: the export into memory, and
+     * its import (every check, then every write) into an empty store. */
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    double t1 = now_s();
+    if ((err = sm_export_buf(b.s, rtxn, b.seq - 1, &buf, &len)) != 0) {
+        die("export", err);
+    }
+    double export_s = now_s() - t1;
     mdb_txn_abort(rtxn);
+    uint8_t digest[PROTO_DIGEST_BYTES];
+    if ((err = sm_digest(b.s, NULL, digest)) != 0) {
+        die("digest", err);
+    }
+    char idir[4200];
+    snprintf(idir, sizeof idir, "%s/import", dir);
+    if (mkdir(idir, 0700) != 0) {
+        die("mkdir", TB_ERR_IO);
+    }
+    sm_store *is = NULL;
+    MDB_txn *itxn = NULL;
+    if ((err = sm_store_open(idir, &opt, &is)) != 0 || (err = sm_txn_begin(is, &itxn)) != 0) {
+        die("open import store", err);
+    }
+    double t2 = now_s();
+    if ((err = sm_import(is, itxn, b.seq - 1, buf, len, digest)) != 0 ||
+        (err = sm_txn_commit(is, itxn)) != 0) {
+        die("import", err);
+    }
+    double import_s = now_s() - t2;
+    sm_store_close(is);
+    free(buf);
     fprintf(stderr,
             "twinbft-sm-bench: loaded %llu twins in %.1f s (%.0f twins/s); %llu ops, %llu "
             "denied; %llu changed keys, %llu lattice-hash elements folded\n",
             (unsigned long long)loaded, load_s, (double)loaded / load_s, (unsigned long long)a.ops,
             (unsigned long long)b.denied, (unsigned long long)r.keys,
             (unsigned long long)r.elements);
-    printf("twins=%llu apply_ops_per_s=%.0f digest_us_per_1k_changes=%.0f snapshot_mb=%.1f\n",
+    printf("twins=%llu apply_ops_per_s=%.0f digest_us_per_1k_changes=%.0f snapshot_mb=%.1f "
+           "export_s=%.2f import_s=%.2f\n",
            (unsigned long long)loaded, (double)a.ops / r.apply_s,
-           r.keys ? r.flush_s * 1e6 / (double)r.keys * 1000 : 0.0, (double)snap / 1e6);
+           r.keys ? r.flush_s * 1e6 / (double)r.keys * 1000 : 0.0, (double)snap / 1e6, export_s,
+           import_s);
     sm_store_close(b.s);
     free(e.bytes);
     free(e.off);
