@@ -52,13 +52,7 @@ PY
     sleep 0.1
 done
 [[ -n "$synced" ]] || fail "the replicas did not agree on what they executed after the writes"
-pid3="$(cat "$dir/replica-3/pid")"
-kill -TERM "$pid3"
-for _ in $(seq 100); do
-    kill -0 "$pid3" 2>/dev/null || break
-    sleep 0.1
-done
-kill -0 "$pid3" 2>/dev/null && fail "replica 3 did not stop"
+it_stop_replica 3
 "$corrupt" "$dir/replica-3/data" planted "a value no other replica has" || fail "tb_corrupt"
 "$bin/twinbft" up --dir "$dir" >/dev/null || fail "up of replica 3"
 # And it must not fall behind while its peers' links come back (their reconnect back-off):

@@ -67,3 +67,16 @@ for line in body.decode().splitlines():
 sys.exit(2)
 PY
 }
+
+# it_stop_replica ID: SIGTERM to replica ID of the cluster in $dir, waiting up to 10 s for it
+# to exit (a clean stop); fails the test when it does not.
+it_stop_replica() {
+    local pid
+    pid="$(cat "$dir/replica-$1/pid")"
+    kill -TERM "$pid"
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    it_fail "replica $1 did not stop"
+}

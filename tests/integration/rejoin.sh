@@ -62,13 +62,7 @@ echo "   $loaded twins; replica 0's data directory: $db_mib MiB"
 it_bench 15s "$work/before.json" --op config --value-bytes 64 --no-estop-probe
 before="$(it_field "$work/before.json" ops_per_s)"
 
-pid3="$(cat "$dir/replica-3/pid")"
-kill -TERM "$pid3"
-for _ in $(seq 100); do
-    kill -0 "$pid3" 2>/dev/null || break
-    sleep 0.1
-done
-kill -0 "$pid3" 2>/dev/null && fail "replica 3 did not stop"
+it_stop_replica 3
 rm -rf "$dir/replica-3/data"
 echo "== replica 3 stopped and its data directory removed; restarting it under load"
 
@@ -148,12 +142,7 @@ PY
     return 1
 }
 wait_caught_up || fail "replica 3 did not catch up once the load ended"
-pid3="$(cat "$dir/replica-3/pid")"
-kill -TERM "$pid3"
-for _ in $(seq 100); do
-    kill -0 "$pid3" 2>/dev/null || break
-    sleep 0.1
-done
+it_stop_replica 3
 "$bin/twinbft" bench "${conf[@]}" --clients 8 --op config --value-bytes 64 --rate 100 \
     --duration 10s --warmup 0s --no-estop-probe --quiet -w json >"$work/missed.json" \
     2>"$work/bench.err" || fail "bench: $(tail -3 "$work/bench.err")"
