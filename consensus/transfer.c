@@ -267,21 +267,22 @@ void pbft_node_fetch(pbft_node *node) {
     start_fetch(node);
 }
 
-/* Fills mf for checkpoint seq from its checkpoint record; false while the
- * export is being made or cannot be. */
-static bool fill_manifest(pbft_node *node, uint64_t seq, const uint8_t *record, size_t record_len,
-                          Twinbft__Manifest *mf, Twinbft__CheckpointRecord **rec,
-                          uint8_t (**hashes_out)[PROTO_DIGEST_BYTES]) {
+/* Fills mf for checkpoint seq from its checkpoint record: 0, TB_ERR_AGAIN
+ * while the export is being made, another error when it cannot be. */
+static int fill_manifest(pbft_node *node, uint64_t seq, const uint8_t *record, size_t record_len,
+                         Twinbft__Manifest *mf, Twinbft__CheckpointRecord **rec,
+                         uint8_t (**hashes_out)[PROTO_DIGEST_BYTES]) {
     uint64_t total = 0;
     uint8_t(*hashes)[PROTO_DIGEST_BYTES] = NULL;
     size_t n = 0;
     uint32_t cb = node->cfg.transfer_chunk_bytes;
-    if (export_manifest(node, seq, cb, &total, &hashes, &n) != 0) {
-        return false;
+    int rc = export_manifest(node, seq, cb, &total, &hashes, &n);
+    if (rc != 0) {
+        return rc;
     }
     *hashes_out = hashes;
     if (n > PBFT_CHUNKS_MAX || n != (total + cb - 1) / cb) {
-        return false;
+        return TB_ERR_TOO_LARGE;
     }
     *rec = twinbft__checkpoint_record__unpack(NULL, record_len, record);
     PBFT_ASSERT(*rec != NULL);
@@ -298,7 +299,7 @@ static bool fill_manifest(pbft_node *node, uint64_t seq, const uint8_t *record, 
     for (size_t i = 0; i < n; i++) {
         mf->chunk_hashes[i] = (ProtobufCBinaryData){PROTO_DIGEST_BYTES, hashes[i]};
     }
-    return true;
+    return 0;
 }
 
 static void served_clear(pbft_node *node) {
@@ -312,8 +313,8 @@ static void served_clear(pbft_node *node) {
     sv->seq = 0;
 }
 
-/* Remembers the stable checkpoint whose export we just served: while the
- * export of a later one is being made, askers behind it get this one. */
+/* Remembers our stable checkpoint h, with what proves it, as the one whose
+ * export we serve (on_fetch). */
 static void served_keep(pbft_node *node, const uint8_t *record, size_t record_len) {
     pbft_served *sv = &node->served;
     if (sv->seq == node->h) {
@@ -365,6 +366,18 @@ void log_keep(pbft_node *node, const pbft_slot *s, uint8_t *const *proof, const 
     PBFT_ASSERT(b != NULL);
     twinbft__log_entry__pack(&e, b);
     out_record(node, PBFT_REC_LOG, s->seq, NULL, false, b, len);
+}
+
+/* Whether our retained log still holds seq. */
+static bool log_has(pbft_node *node, uint64_t seq) {
+    uint8_t *data = NULL;
+    size_t len = 0;
+    if (node->cfg.log.read == NULL ||
+        node->cfg.log.read(node->cfg.log.ctx, seq, &data, &len) != 0) {
+        return false;
+    }
+    free(data);
+    return true;
 }
 
 /* The entries of our retained log from seq `from` on, as far as they run
@@ -560,26 +573,36 @@ void on_fetch(pbft_node *node, const pbft_from *from, const Twinbft__Fetch *f) {
         r.n_log = nlog;
         from_seq = f->executed + nlog; /* the in-window certificates follow on, if contiguous */
     } else if (node->h > f->executed && node->h > 0) {
-        /* Only a state the quorum certified is served: our own checkpoint
-         * at h, with the digest the quorum signed. */
-        pbft_ckpt *c = ckpt_get(node, node->h, false);
-        bool ours = c != NULL && c->own && c->record != NULL && node->diverged_seq == 0 &&
-                    memcmp(c->own_digest, node->h_digest, PROTO_DIGEST_BYTES) == 0;
+        /* The checkpoint we serve is the one whose export we last started
+         * (`served`), as long as the asker is behind it and our retained
+         * log goes on from it (the asker replays the rest); otherwise our
+         * stable checkpoint h, whose export starts now. Exporting anew at
+         * every checkpoint under load would keep the export always in the
+         * making, and askers from finding f+1 peers that offer the same
+         * one. Only a state the quorum certified is served: our own
+         * checkpoint at h, with the digest the quorum signed. */
+        pbft_served *sv = &node->served;
+        bool keep = sv->seq > f->executed &&
+                    (sv->seq == node->h || (sv->seq < node->h && log_has(node, sv->seq + 1)));
+        if (!keep) {
+            pbft_ckpt *c = ckpt_get(node, node->h, false);
+            if (c != NULL && c->own && c->record != NULL && node->diverged_seq == 0 &&
+                memcmp(c->own_digest, node->h_digest, PROTO_DIGEST_BYTES) == 0) {
+                served_keep(node, c->record, c->record_len);
+            }
+        }
+        r.checkpoint_seq = node->h;
         uint8_t *const *pr = node->h_proof;
         const size_t *pl = node->h_proof_len;
-        r.checkpoint_seq = node->h;
-        if (ours && fill_manifest(node, node->h, c->record, c->record_len, &mf, &rec, &hashes)) {
-            served_keep(node, c->record, c->record_len);
-        } else if (node->served.seq > f->executed && node->served.seq < node->h) {
-            /* h's export is being made: the one before serves meanwhile. */
-            free(hashes);
-            hashes = NULL;
-            if (fill_manifest(node, node->served.seq, node->served.record, node->served.record_len,
-                              &mf, &rec, &hashes)) {
-                r.checkpoint_seq = node->served.seq;
-                pr = node->served.proof;
-                pl = node->served.proof_len;
-            }
+        int rc = sv->seq > f->executed
+                     ? fill_manifest(node, sv->seq, sv->record, sv->record_len, &mf, &rec, &hashes)
+                     : TB_ERR_NOT_FOUND;
+        if (rc == 0) {
+            r.checkpoint_seq = sv->seq;
+            pr = sv->proof;
+            pl = sv->proof_len;
+        } else if (rc != TB_ERR_AGAIN) {
+            served_clear(node); /* it cannot be exported (any more): h, next time */
         }
         if (mf.seq != 0) {
             mf.base.descriptor = &twinbft__manifest__descriptor;
@@ -750,30 +773,54 @@ static bool manifest_state_digest(const pbft_node *node, const Twinbft__Manifest
 }
 
 /* The digest a peer's chunk list votes for: size, chunk size and hashes. */
-static void list_digest(const Twinbft__Manifest *mf, uint8_t out[PROTO_DIGEST_BYTES]) {
-    size_t len = 12 + mf->n_chunk_hashes * PROTO_DIGEST_BYTES;
+static void list_digest(const Twinbft__Manifest *mf, const uint8_t state[PROTO_DIGEST_BYTES],
+                        uint8_t out[PROTO_DIGEST_BYTES]) {
+    enum { HEAD = 8 + PROTO_DIGEST_BYTES + 8 + 4 };
+    size_t len = HEAD + mf->n_chunk_hashes * PROTO_DIGEST_BYTES;
     uint8_t *b = malloc(len);
     PBFT_ASSERT(b != NULL);
     for (int i = 0; i < 8; i++) {
-        b[i] = (uint8_t)(mf->state_bytes >> (56 - 8 * i));
+        b[i] = (uint8_t)(mf->seq >> (56 - 8 * i));
+        b[8 + PROTO_DIGEST_BYTES + i] = (uint8_t)(mf->state_bytes >> (56 - 8 * i));
     }
+    memcpy(b + 8, state, PROTO_DIGEST_BYTES);
     for (int i = 0; i < 4; i++) {
-        b[8 + i] = (uint8_t)(mf->chunk_bytes >> (24 - 8 * i));
+        b[16 + PROTO_DIGEST_BYTES + i] = (uint8_t)(mf->chunk_bytes >> (24 - 8 * i));
     }
     for (size_t i = 0; i < mf->n_chunk_hashes; i++) {
-        memcpy(b + 12 + i * PROTO_DIGEST_BYTES, mf->chunk_hashes[i].data, PROTO_DIGEST_BYTES);
+        memcpy(b + HEAD + i * PROTO_DIGEST_BYTES, mf->chunk_hashes[i].data, PROTO_DIGEST_BYTES);
     }
     proto_sha256(b, len, out);
     free(b);
 }
 
+/* Adopts the manifest `from` sent (its stored reply: the manifest and the
+ * proof checked when it came): its checkpoint is the one fetched. */
 static void xfer_adopt(pbft_node *node, uint32_t from) {
     pbft_xfer *x = &node->xfer;
-    Twinbft__Manifest *mf = twinbft__manifest__unpack(NULL, x->list_len[from], x->lists[from]);
-    PBFT_ASSERT(mf != NULL);
+    Twinbft__FetchReply *r = twinbft__fetch_reply__unpack(NULL, x->list_len[from], x->lists[from]);
+    PBFT_ASSERT(r != NULL && r->manifest != NULL);
+    Twinbft__Manifest *mf = r->manifest;
+    PBFT_ASSERT(manifest_state_digest(node, mf, x->state_digest));
+    x->seq = mf->seq;
+    free(x->meta);
+    x->meta_len = twinbft__manifest__get_packed_size(mf);
+    x->meta = malloc(x->meta_len);
+    PBFT_ASSERT(x->meta != NULL);
+    twinbft__manifest__pack(mf, x->meta);
+    for (uint32_t i = 0; i < node->n; i++) {
+        free(x->proof[i]);
+        x->proof[i] = NULL;
+    }
+    for (size_t i = 0; i < r->n_checkpoint_proof && i < PBFT_REPLICAS_MAX; i++) {
+        uint32_t sg = r->checkpoint_proof[i]->signer;
+        if (sg < node->n && x->proof[sg] == NULL) {
+            x->proof[sg] = pack_signed(r->checkpoint_proof[i], &x->proof_len[sg]);
+        }
+    }
     int rc = import_begin(node, x->seq, mf->state_bytes);
     if (rc != 0) {
-        twinbft__manifest__free_unpacked(mf, NULL);
+        twinbft__fetch_reply__free_unpacked(r, NULL);
         if (rc != TB_ERR_TOO_LARGE) {
             node_fault(node, rc); /* a local fault: the spool cannot be written */
         }
@@ -794,7 +841,7 @@ static void xfer_adopt(pbft_node *node, uint32_t from) {
         memcpy(x->hashes[i], mf->chunk_hashes[i].data, PROTO_DIGEST_BYTES);
     }
     x->progress_at = node->now;
-    twinbft__manifest__free_unpacked(mf, NULL);
+    twinbft__fetch_reply__free_unpacked(r, NULL);
 }
 
 /* The peers that may be asked for chunks: sent the adopted list, never a
@@ -852,39 +899,36 @@ static void pump(pbft_node *node) {
     }
 }
 
-/* Takes a manifest from peer `from`, whose proof was already checked. */
+/* Takes a manifest from peer `from`, whose proof was already checked. Each
+ * peer's latest manifest is its vote, for whichever checkpoint it names:
+ * peers export when first asked, and their stable checkpoints need not be
+ * the same then, so the checkpoint fetched is the first one f+1 peers
+ * agree on (with the retained log, any recent one will do). */
 static void take_manifest(pbft_node *node, uint32_t from, const Twinbft__FetchReply *r,
                           const uint8_t d[PROTO_DIGEST_BYTES]) {
     pbft_xfer *x = &node->xfer;
     const Twinbft__Manifest *mf = r->manifest;
-    if (x->seq != 0 && (mf->seq < x->seq || (mf->seq > x->seq && x->adopted))) {
+    if (x->adopted) {
         return; /* one transfer at a time; a later one when this one ends */
     }
-    if (mf->seq > x->seq) {
-        xfer_reset(node);
-        x->seq = mf->seq;
-        memcpy(x->state_digest, d, PROTO_DIGEST_BYTES);
-        x->meta_len = twinbft__manifest__get_packed_size(mf);
-        x->meta = malloc(x->meta_len);
-        PBFT_ASSERT(x->meta != NULL);
-        twinbft__manifest__pack(mf, x->meta);
-        for (size_t i = 0; i < r->n_checkpoint_proof && i < PBFT_REPLICAS_MAX; i++) {
-            uint32_t sg = r->checkpoint_proof[i]->signer;
-            if (sg < node->n && x->proof[sg] == NULL) {
-                x->proof[sg] = pack_signed(r->checkpoint_proof[i], &x->proof_len[sg]);
-            }
-        }
+    if (x->seq == 0) {
         x->deadline = node->now + node->cfg.request_timeout_ms / 4;
     }
-    if (x->voted[from] || x->adopted) {
-        return;
+    if (mf->seq > x->seq) {
+        x->seq = mf->seq; /* the newest seen, until one is adopted */
     }
+    Twinbft__FetchReply keep = TWINBFT__FETCH_REPLY__INIT;
+    keep.checkpoint_seq = r->checkpoint_seq;
+    keep.manifest = r->manifest;
+    keep.checkpoint_proof = r->checkpoint_proof;
+    keep.n_checkpoint_proof = r->n_checkpoint_proof;
+    free(x->lists[from]);
     x->voted[from] = true;
-    list_digest(mf, x->vote[from]);
-    x->list_len[from] = twinbft__manifest__get_packed_size(mf);
+    list_digest(mf, d, x->vote[from]);
+    x->list_len[from] = twinbft__fetch_reply__get_packed_size(&keep);
     x->lists[from] = malloc(x->list_len[from]);
     PBFT_ASSERT(x->lists[from] != NULL);
-    twinbft__manifest__pack(mf, x->lists[from]);
+    twinbft__fetch_reply__pack(&keep, x->lists[from]);
     uint32_t same = 0;
     for (uint32_t p = 0; p < node->n; p++) {
         same += x->voted[p] && memcmp(x->vote[p], x->vote[from], PROTO_DIGEST_BYTES) == 0;
